@@ -1,0 +1,149 @@
+//! The command line: one struct per subcommand (clap derive; doc comments are
+//! the help text). The work behind each lives in [`crate::cmd`].
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// initlab: how weight initialisation shapes deep ReLU networks.
+///
+/// Reproduces "The Vanishing Empirical Variance in Randomly Initialized Deep
+/// ReLU Networks": theory, datasets, ensembles of networks, experiments as
+/// resumable YAML sweeps with Parquet results, figures.
+#[derive(Debug, Parser)]
+#[command(name = "initlab", version, propagate_version = true)]
+pub struct Cli {
+    /// libtorch intra-op threads (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The paper's theory for one network: kurtosis recursion (Prop. 3),
+    /// largest eigenvalue (Lemma 4) and the empirical-variance law (Section 5).
+    Theory(TheoryArgs),
+    /// Run (or resume) the experiments of a YAML config into a run directory.
+    Run(RunArgs),
+    /// Datasets: check what is present, fetch what is missing.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Estimate the input statistics κ₀ and c₀ of a dataset's He random vector (Section 6.1).
+    InputStats(InputStatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TheoryArgs {
+    /// Constant width of every layer (use with --depth).
+    #[arg(long, conflicts_with = "widths")]
+    pub width: Option<usize>,
+    /// Number of layers (recursion steps).
+    #[arg(long, allow_negative_numbers = true)]
+    pub depth: Option<i64>,
+    /// A width profile instead: entry l is the fan-in of the step into layer l (e.g. 10,20,10).
+    #[arg(long, value_delimiter = ',')]
+    pub widths: Option<Vec<usize>>,
+    /// Kurtosis of the weights' distribution (normal 3, uniform 1.8, Bernoulli 1).
+    #[arg(long, default_value_t = 3.0)]
+    pub kappa_w: f64,
+    /// Kurtosis κ₀ of the input He random vector.
+    #[arg(long, default_value_t = 3.0)]
+    pub kappa0: f64,
+    /// Covariance of squares of two input entries divided by σ⁴ (c₀).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub c0: f64,
+    /// Negative slope a of the leaky ReLU (0 = ReLU).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub slope: f64,
+    /// Theoretical variance σ² of every layer.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma2: f64,
+    /// Sample size n of the empirical variance (Section 5).
+    #[arg(long, default_value_t = 50_000)]
+    pub n: u64,
+    /// Threshold t of the reported P(S_n²/σ² < t).
+    #[arg(long, default_value_t = 1e-3)]
+    pub threshold: f64,
+    /// Write the table as Parquet to FILE instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The YAML config (see configs/ and the README).
+    pub config: PathBuf,
+    /// Run directory (default: outputs/<config name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Where dataset files are (default: the config's data_dir, $INITLAB_DATA_DIR, ./data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Run only part i of N of the sweep (1-based, e.g. 2/3); inside a SLURM array
+    /// task the part comes from SLURM_ARRAY_TASK_ID when this is absent.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<String>,
+    /// Memory for ensembles, in GiB (default: 60% of the memory available now).
+    #[arg(long, value_name = "GIB")]
+    pub memory_gb: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// List which datasets are present (files, sizes, checksums) and how to get the rest.
+    Check(DataCheckArgs),
+    /// Download a dataset from its canonical location (or a mirror), verifying checksums.
+    Fetch(DataFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataCheckArgs {
+    /// The data directory (default: $INITLAB_DATA_DIR, then ./data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataFetchArgs {
+    /// mnist, fashion-mnist or cifar10.
+    pub dataset: String,
+    /// The data directory (default: $INITLAB_DATA_DIR, then ./data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base URL of a mirror holding the same file names.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// md5sum-style file of expected checksums replacing the published ones.
+    #[arg(long, value_name = "FILE")]
+    pub checksums: Option<PathBuf>,
+    /// Download again even if verified files are present.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InputStatsArgs {
+    /// Dataset: mnist, fashion-mnist, cifar10, synthetic, ...
+    #[arg(long)]
+    pub dataset: String,
+    /// Number of (input, weight row) samples of z = W x.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub samples: u64,
+    /// Seed of the random weights and input draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Distribution of W's entries: normal, uniform or bernoulli.
+    #[arg(long, default_value = "normal")]
+    pub weights: String,
+    /// Input normalisation: standard (train-set statistics), authors, none.
+    #[arg(long, default_value = "standard")]
+    pub normalization: String,
+    /// Where dataset files are.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Write the estimate as Parquet to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,33 @@
+//! One function per subcommand, in one file each; `dispatch` picks it.
+
+pub mod data;
+pub mod run;
+pub mod theory;
+
+use crate::cli::{Cli, Command, DataCommand};
+use anyhow::Result;
+
+/// Applies global options and runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let threads = set_threads(cli.threads)?;
+    match cli.command {
+        Command::Theory(args) => theory::run(args),
+        Command::Run(args) => run::run(args, threads),
+        Command::Data(DataCommand::Check(args)) => data::check(args),
+        Command::Data(DataCommand::Fetch(args)) => data::fetch(args),
+        Command::InputStats(args) => data::input_stats(args),
+    }
+}
+
+/// Sets libtorch's intra-op threads (default: all cores) and returns the number.
+pub fn set_threads(requested: Option<usize>) -> Result<usize> {
+    let threads = match requested {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+    tch::set_num_threads(threads as i32);
+    Ok(threads)
+}

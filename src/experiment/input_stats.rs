@@ -1,0 +1,293 @@
+//! `kind: input_stats` and `initlab input-stats`: the kurtosis κ₀ and the
+//! covariance of squares c₀ (÷σ⁴) of the He random vector z = W x of Proposition 2,
+//! for x drawn from a dataset's (normalised) training inputs and W iid symmetric.
+//!
+//! The Monte Carlo estimate, as the paper forms it, from `samples` draws of z
+//! entries: samples come in independent blocks, each a fresh matrix of R weight
+//! rows times C inputs drawn uniformly from the training set (fresh Gaussian
+//! inputs for the synthetic datasets), Z = W Xᵀ. Every entry of Z is a draw of
+//! z_i; pairs of rows (2r, 2r+1) in one column are draws of (z_i, z_j), i ≠ j, with
+//! the same x. With m₂, m₄, m₂₂ the means of z², z⁴ and z_i²z_j²:
+//! κ₀ = m₄/m₂² and c₀ = (m₂₂ − m₂²)/m₂². Standard errors by the delta method over
+//! the block means (blocks are independent; entries within a block are not).
+//!
+//! Conditioning on x gives the exact value too (the Rao–Blackwell form, averaged
+//! over the whole training set): E[z⁴|x] ∝ 3‖x‖⁴ + (κ_w − 3)Σx_k⁴ and
+//! E[z_i²z_j²|x] ∝ ‖x‖⁴, reported as `kappa0_exact` and `c0_exact`.
+
+use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use crate::config::ExperimentConfig;
+use crate::data::{Dataset, DatasetName, Normalization, synthetic};
+use crate::init::dist::WeightDist;
+use crate::results::{Cell, Table};
+use anyhow::{Result, bail};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Weight rows and inputs per block (R × C samples).
+const ROWS: usize = 64;
+const INPUTS: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputStatsPoint {
+    pub dataset: DatasetName,
+    #[serde(default = "default_samples")]
+    pub samples: u64,
+    #[serde(default)]
+    pub weights: WeightDist,
+    #[serde(default)]
+    pub normalization: Normalization,
+}
+
+fn default_samples() -> u64 {
+    10_000_000
+}
+
+/// The estimate with its standard errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputStats {
+    pub samples: u64,
+    pub blocks: usize,
+    pub sigma2: f64,
+    pub kappa0: f64,
+    pub kappa0_se: f64,
+    pub c0: f64,
+    pub c0_se: f64,
+    pub kappa0_exact: f64,
+    pub c0_exact: f64,
+}
+
+/// Estimates κ₀ and c₀ from `samples` draws; `seed` fixes the weights and inputs drawn.
+pub fn estimate(
+    data: &Dataset,
+    weights: WeightDist,
+    samples: u64,
+    seed: u64,
+) -> Result<InputStats> {
+    if samples == 0 {
+        bail!("samples must be at least 1");
+    }
+    let per_block = (ROWS * INPUTS) as u64;
+    let blocks = samples.div_ceil(per_block).max(2) as usize;
+    let d = data.features();
+    let n = data.train_len() as i64;
+    let synthetic_shape = match data.name {
+        DatasetName::Synthetic(s) => Some(s),
+        _ => None,
+    };
+    let label = format!("{}/{}", data.name, weights.name());
+    // Equal blocks: `columns` inputs each, so that blocks × ROWS × columns >= samples.
+    let columns = (samples.div_ceil((blocks * ROWS) as u64) as usize).max(1);
+    let mut block_means: Vec<[f64; 3]> = Vec::with_capacity(blocks);
+    let _guard = tch::no_grad_guard();
+    for b in 0..blocks {
+        let mut rng = crate::seed::stream(seed, &["input_stats", &label, &b.to_string()]);
+        let mut w = vec![0f32; ROWS * d];
+        weights.fill(&mut rng, &mut w);
+        let w = Tensor::from_slice(&w).view([ROWS as i64, d as i64]);
+        let x = match synthetic_shape {
+            Some(_) => Tensor::from_slice(&synthetic::gaussian_rows(
+                &format!("input_stats/{seed}/{b}"),
+                columns,
+                d,
+            ))
+            .view([columns as i64, d as i64]),
+            None => {
+                let idx: Vec<i64> = (0..columns).map(|_| rng.random_range(0..n)).collect();
+                data.train_x.index_select(0, &Tensor::from_slice(&idx))
+            }
+        };
+        // [ROWS, columns] entries of z, scaled by 1/√d (the scale cancels in κ₀ and c₀)
+        let z = w.matmul(&x.tr()).to_kind(Kind::Double) / (d as f64).sqrt();
+        let z2 = z.square();
+        let m2 = z2.mean(Kind::Double).double_value(&[]);
+        let m4 = z2.square().mean(Kind::Double).double_value(&[]);
+        let pairs = z2.view([(ROWS / 2) as i64, 2, columns as i64]);
+        let m22 = (pairs.select(1, 0) * pairs.select(1, 1))
+            .mean(Kind::Double)
+            .double_value(&[]);
+        block_means.push([m2, m4, m22]);
+    }
+    let bcount = block_means.len() as f64;
+    let mean = |k: usize| block_means.iter().map(|m| m[k]).sum::<f64>() / bcount;
+    let (m2, m4, m22) = (mean(0), mean(1), mean(2));
+    let kappa0 = m4 / (m2 * m2);
+    let c0 = (m22 - m2 * m2) / (m2 * m2);
+    // Delta method over the independent blocks: SE² = gᵀ Σ g / B.
+    let centre = [m2, m4, m22];
+    let se = |grad: [f64; 3]| -> f64 {
+        let ss: f64 = block_means
+            .iter()
+            .map(|m| {
+                (0..3)
+                    .map(|k| grad[k] * (m[k] - centre[k]))
+                    .sum::<f64>()
+                    .powi(2)
+            })
+            .sum();
+        (ss / (bcount - 1.0) / bcount).sqrt()
+    };
+    let kappa0_se = se([-2.0 * m4 / m2.powi(3), 1.0 / (m2 * m2), 0.0]);
+    let c0_se = se([-2.0 * m22 / m2.powi(3), 0.0, 1.0 / (m2 * m2)]);
+    let (kappa0_exact, c0_exact) = exact(data, weights);
+    Ok(InputStats {
+        samples: (blocks * ROWS * columns) as u64,
+        blocks: block_means.len(),
+        sigma2: m2,
+        kappa0,
+        kappa0_se,
+        c0,
+        c0_se,
+        kappa0_exact,
+        c0_exact,
+    })
+}
+
+/// κ₀ and c₀ exactly, conditioning on x and averaging over the training set (for the
+/// synthetic datasets: the Gaussian-input formulas 3(1 + 2/D) + 3(κ_w − 3)/D and 2/D).
+pub fn exact(data: &Dataset, weights: WeightDist) -> (f64, f64) {
+    exact_for_kurtosis(data, weights.kurtosis())
+}
+
+/// As [`exact`], for weights of kurtosis `kw`.
+pub fn exact_for_kurtosis(data: &Dataset, kw: f64) -> (f64, f64) {
+    if let DatasetName::Synthetic(s) = data.name {
+        let d = s.features as f64;
+        return (3.0 * (1.0 + 2.0 / d) + 3.0 * (kw - 3.0) / d, 2.0 / d);
+    }
+    let _guard = tch::no_grad_guard();
+    let x = data.train_x.to_kind(Kind::Double);
+    let sq = x.square();
+    let norm2 = sq.sum_dim_intlist([1i64].as_slice(), false, Kind::Double); // [N] ‖x‖²
+    let sum4 = sq
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Double); // [N] Σ x_k⁴
+    let e2 = norm2.mean(Kind::Double).double_value(&[]);
+    let e4 = norm2.square().mean(Kind::Double).double_value(&[]);
+    let es4 = sum4.mean(Kind::Double).double_value(&[]);
+    (
+        (3.0 * e4 + (kw - 3.0) * es4) / (e2 * e2),
+        (e4 - e2 * e2) / (e2 * e2),
+    )
+}
+
+impl InputStats {
+    /// The row written by `--out` and by the experiment kind.
+    pub fn row(
+        &self,
+        unit: &str,
+        dataset: &str,
+        weights: WeightDist,
+        normalization: Normalization,
+        seed: u64,
+    ) -> Vec<(&'static str, Cell)> {
+        vec![
+            ("work_unit", unit.into()),
+            ("dataset", dataset.into()),
+            ("weights", weights.name().into()),
+            ("kappa_w", weights.kurtosis().into()),
+            (
+                "normalization",
+                format!("{normalization:?}").to_lowercase().into(),
+            ),
+            ("seed", seed.into()),
+            ("samples", self.samples.into()),
+            ("blocks", self.blocks.into()),
+            ("sigma2", self.sigma2.into()),
+            ("kappa0", self.kappa0.into()),
+            ("kappa0_se", self.kappa0_se.into()),
+            ("c0", self.c0.into()),
+            ("c0_se", self.c0_se.into()),
+            ("kappa0_exact", self.kappa0_exact.into()),
+            ("c0_exact", self.c0_exact.into()),
+        ]
+    }
+}
+
+pub struct InputStatsExperiment {
+    name: String,
+    points: Vec<InputStatsPoint>,
+}
+
+impl InputStatsExperiment {
+    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
+        let points = typed_points(exp, &[], |p: &InputStatsPoint| {
+            if p.samples == 0 {
+                bail!("`samples` must be at least 1");
+            }
+            Ok(())
+        })?;
+        Ok(InputStatsExperiment {
+            name: exp.name.clone(),
+            points,
+        })
+    }
+
+    fn unit(&self, i: usize) -> UnitSpec {
+        let p = &self.points[i];
+        UnitSpec {
+            id: crate::seed::short_hash(&canonical("input_stats", p)),
+            label: format!(
+                "{} {} weights, {} samples",
+                p.dataset,
+                p.weights.name(),
+                p.samples
+            ),
+            cost: p.samples as f64 * p.dataset.features() as f64 * 1e-9,
+        }
+    }
+}
+
+impl Experiment for InputStatsExperiment {
+    fn kind(&self) -> &'static str {
+        "input_stats"
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resolved(&self) -> serde_yaml::Value {
+        serde_yaml::to_value(&self.points).expect("points serialise")
+    }
+    fn jobs(&self) -> Vec<Job> {
+        (0..self.points.len())
+            .map(|i| Job {
+                index: i,
+                units: vec![self.unit(i)],
+            })
+            .collect()
+    }
+    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+        let mut out = Vec::new();
+        for p in &self.points {
+            out.push(ctx.dataset(p.dataset, p.normalization)?.describe());
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn run_job(
+        &self,
+        job: &Job,
+        pending: &[usize],
+        ctx: &mut Context,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let p = &self.points[job.index];
+        let unit = &job.units[0];
+        let data = ctx.dataset(p.dataset, p.normalization)?;
+        let seed = crate::seed::derive(ctx.seed, &[&unit.id]);
+        let stats = estimate(&data, p.weights, p.samples, seed)?;
+        let mut table = Table::new();
+        table.push(stats.row(
+            &unit.id,
+            &p.dataset.to_string(),
+            p.weights,
+            p.normalization,
+            ctx.seed,
+        ));
+        sink(table, std::slice::from_ref(unit))
+    }
+}

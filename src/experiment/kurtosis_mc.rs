@@ -1,0 +1,302 @@
+//! `kind: kurtosis_mc` (beyond the paper): simulate the setting of Proposition 3
+//! and measure what it predicts. Inputs are He random vectors (iid standard
+//! normal, so κ₀ = 3 and c₀ = 0) of the network's width; y⁽⁰⁾ = x and
+//! y⁽ˡ⁾ = W⁽ˡ⁾ φ_a(y⁽ˡ⁻¹⁾) for l = 1..depth, W⁽ˡ⁾ square. Per layer, pooled over
+//! inputs and networks: the variance σ², the kurtosis κ_l = E[y⁴]/E[y²]² and
+//! c_l/σ⁴ = (E[y_i² y_j²] − E[y²]²)/E[y²]² (pairs of distinct units), each with a
+//! delta-method standard error over networks (networks are independent; the
+//! inputs of one network are not independent of each other through its weights)
+//! and a 95% normal interval, beside the recursion's prediction.
+
+use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use crate::config::ExperimentConfig;
+use crate::init::dist::WeightDist;
+use crate::init::{Initializer, initialize, member_streams, schemes::draw_stack};
+use crate::net::{Arch, Norm};
+use crate::results::{Cell, Table};
+use crate::theory::{RecursionInput, kurtosis_recursion};
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KurtosisPoint {
+    #[serde(default = "default_init")]
+    pub init: Initializer,
+    pub width: usize,
+    pub depth: usize,
+    #[serde(default)]
+    pub slope: f64,
+    pub networks: usize,
+    /// Inputs per network.
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+}
+
+fn default_init() -> Initializer {
+    Initializer::He(WeightDist::Normal)
+}
+fn default_samples() -> usize {
+    1024
+}
+
+impl KurtosisPoint {
+    fn validate(&self) -> Result<()> {
+        if self.width < 2 {
+            bail!("`width` must be at least 2 (c_l needs two distinct units)");
+        }
+        if self.depth == 0 {
+            bail!("`depth` must be at least 1");
+        }
+        if self.networks < 2 {
+            bail!("`networks` must be at least 2 (the standard errors are over networks)");
+        }
+        if self.samples == 0 {
+            bail!("`samples` must be at least 1");
+        }
+        if self.init.needs_data() {
+            bail!(
+                "`init: {}` needs a dataset; kurtosis_mc uses Gaussian inputs",
+                self.init.name()
+            );
+        }
+        Ok(())
+    }
+
+    fn arch(&self) -> Arch {
+        // depth square layers, all of fan-in `width`
+        Arch {
+            input: self.width,
+            width: self.width,
+            depth: self.depth - 1,
+            classes: self.width,
+            slope: self.slope,
+            norm: Norm::None,
+        }
+    }
+}
+
+/// Per layer 0..=depth and per network: (E[y²], E[y⁴], E[y_i²y_j²]) over its inputs.
+pub struct PooledMoments {
+    pub layers: usize,
+    pub networks: usize,
+    /// `[layer][network]` flattened.
+    pub m2: Vec<f64>,
+    pub m4: Vec<f64>,
+    pub m22: Vec<f64>,
+}
+
+/// Simulates `networks` networks of `init` on `samples` Gaussian inputs each,
+/// `ensemble` networks at a time.
+pub fn simulate(p: &KurtosisPoint, seed: u64, key: &str, ensemble: usize) -> Result<PooledMoments> {
+    let _guard = tch::no_grad_guard();
+    let arch = p.arch();
+    let layers = p.depth + 1;
+    let mut out = PooledMoments {
+        layers,
+        networks: p.networks,
+        m2: vec![0.0; layers * p.networks],
+        m4: vec![0.0; layers * p.networks],
+        m22: vec![0.0; layers * p.networks],
+    };
+    let half = (p.width / 2) as i64;
+    let mut done = 0;
+    while done < p.networks {
+        let k = ensemble.min(p.networks - done);
+        let mut streams = member_streams(seed, key, done, k);
+        let (net, _) = initialize(&p.init, &arch, &mut streams, None)?;
+        let x = draw_stack(&mut streams, WeightDist::Normal, p.samples, p.width); // [K, S, w]
+        let mut record = |l: usize, y: &Tensor| {
+            let y2 = y.to_kind(Kind::Double).square(); // [K, S, w]
+            let dims = [1i64, 2];
+            let m2 = y2.mean_dim(dims.as_slice(), false, Kind::Double);
+            let m4 = y2.square().mean_dim(dims.as_slice(), false, Kind::Double);
+            let even = y2
+                .narrow(2, 0, 2 * half)
+                .view([k as i64, p.samples as i64, half, 2]);
+            let m22 = (even.select(3, 0) * even.select(3, 1)).mean_dim(
+                dims.as_slice(),
+                false,
+                Kind::Double,
+            );
+            for (target, t) in [(&mut out.m2, m2), (&mut out.m4, m4), (&mut out.m22, m22)] {
+                let v = Vec::<f64>::try_from(t).expect("f64");
+                target[l * p.networks + done..l * p.networks + done + k].copy_from_slice(&v);
+            }
+        };
+        record(0, &x);
+        let mut y = x;
+        for (l, w) in net.weights.iter().enumerate() {
+            let a = if p.slope == 0.0 {
+                y.relu()
+            } else {
+                y.prelu(&Tensor::from_slice(&[p.slope as f32]))
+            };
+            y = a.bmm(&w.transpose(1, 2)); // [K, S, w]
+            record(l + 1, &y);
+        }
+        done += k;
+    }
+    Ok(out)
+}
+
+/// A ratio-of-means estimate with its delta-method standard error over networks.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    pub value: f64,
+    pub se: f64,
+}
+
+impl PooledMoments {
+    /// σ², κ and c/σ⁴ of layer l.
+    pub fn estimates(&self, l: usize) -> (Estimate, Estimate, Estimate) {
+        let n = self.networks as f64;
+        let slice = |v: &Vec<f64>| v[l * self.networks..(l + 1) * self.networks].to_vec();
+        let (a, b, c) = (slice(&self.m2), slice(&self.m4), slice(&self.m22));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
+        let (m2, m4, m22) = (mean(&a), mean(&b), mean(&c));
+        let se = |grad: [f64; 3]| -> f64 {
+            let ss: f64 = (0..self.networks)
+                .map(|i| {
+                    (grad[0] * (a[i] - m2) + grad[1] * (b[i] - m4) + grad[2] * (c[i] - m22)).powi(2)
+                })
+                .sum();
+            (ss / (n - 1.0) / n).sqrt()
+        };
+        let var = Estimate {
+            value: m2,
+            se: se([1.0, 0.0, 0.0]),
+        };
+        let kurt = Estimate {
+            value: m4 / (m2 * m2),
+            se: se([-2.0 * m4 / m2.powi(3), 1.0 / (m2 * m2), 0.0]),
+        };
+        let cov = Estimate {
+            value: m22 / (m2 * m2) - 1.0,
+            se: se([-2.0 * m22 / m2.powi(3), 0.0, 1.0 / (m2 * m2)]),
+        };
+        (var, kurt, cov)
+    }
+}
+
+pub struct KurtosisExperiment {
+    name: String,
+    points: Vec<KurtosisPoint>,
+}
+
+impl KurtosisExperiment {
+    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
+        let points = typed_points(exp, &[], KurtosisPoint::validate)?;
+        Ok(KurtosisExperiment {
+            name: exp.name.clone(),
+            points,
+        })
+    }
+}
+
+impl Experiment for KurtosisExperiment {
+    fn kind(&self) -> &'static str {
+        "kurtosis_mc"
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resolved(&self) -> serde_yaml::Value {
+        serde_yaml::to_value(&self.points).expect("points serialise")
+    }
+    fn jobs(&self) -> Vec<Job> {
+        self.points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Job {
+                index: i,
+                units: vec![UnitSpec {
+                    id: crate::seed::short_hash(&canonical("kurtosis_mc", p)),
+                    label: format!(
+                        "{} w{} d{} slope {} ({} networks)",
+                        p.init.name(),
+                        p.width,
+                        p.depth,
+                        p.slope,
+                        p.networks
+                    ),
+                    cost: 2e-9 * (p.networks * p.samples * p.depth * p.width * p.width) as f64,
+                }],
+            })
+            .collect()
+    }
+    fn prepare(&self, _ctx: &mut Context) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({ "inputs": "iid standard normal (kappa0 = 3, c0 = 0)" }))
+    }
+    fn run_job(
+        &self,
+        job: &Job,
+        pending: &[usize],
+        ctx: &mut Context,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let p = &self.points[job.index];
+        let unit = &job.units[0];
+        let per_member = 4 * (8 * p.samples * p.width + p.depth * p.width * p.width) as u64;
+        let ensemble = ((ctx.memory_budget / per_member.max(1)) as usize).clamp(1, 1000);
+        let key = format!(
+            "kurtosis_mc\n{}\n{}\n{}\n{}",
+            serde_yaml::to_string(&p.init)?,
+            p.width,
+            p.depth,
+            p.slope
+        );
+        let moments = simulate(p, ctx.seed, &key, ensemble)?;
+        let kappa_w = p.init.weight_kurtosis();
+        let theory = kappa_w.map(|kw| {
+            kurtosis_recursion(&RecursionInput {
+                widths: vec![p.width; p.depth],
+                slope: p.slope,
+                kappa_w: kw,
+                kappa0: 3.0,
+                c0: 0.0,
+            })
+            .expect("validated")
+        });
+        let mut table = Table::new();
+        for l in 0..moments.layers {
+            let (var, kurt, cov) = moments.estimates(l);
+            let (tk, tc) = match &theory {
+                Some(t) => (Cell::Float(t[l].kurtosis), Cell::Float(t[l].cov_sq)),
+                None => (Cell::NullFloat, Cell::NullFloat),
+            };
+            table.push(vec![
+                ("work_unit", unit.id.as_str().into()),
+                ("init", p.init.name().into()),
+                ("width", p.width.into()),
+                ("depth", p.depth.into()),
+                ("slope", p.slope.into()),
+                ("networks", p.networks.into()),
+                ("samples", p.samples.into()),
+                ("seed", ctx.seed.into()),
+                ("layer", l.into()),
+                ("variance", var.value.into()),
+                ("variance_se", var.se.into()),
+                ("kurtosis", kurt.value.into()),
+                ("kurtosis_se", kurt.se.into()),
+                ("kurtosis_lo", (kurt.value - 1.96 * kurt.se).into()),
+                ("kurtosis_hi", (kurt.value + 1.96 * kurt.se).into()),
+                ("cov_sq", cov.value.into()),
+                ("cov_sq_se", cov.se.into()),
+                ("cov_sq_lo", (cov.value - 1.96 * cov.se).into()),
+                ("cov_sq_hi", (cov.value + 1.96 * cov.se).into()),
+                (
+                    "kappa_w",
+                    kappa_w.map(Cell::Float).unwrap_or(Cell::NullFloat),
+                ),
+                ("theory_kurtosis", tk),
+                ("theory_cov_sq", tc),
+            ]);
+        }
+        sink(table, std::slice::from_ref(unit))
+    }
+}

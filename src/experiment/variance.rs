@@ -1,0 +1,403 @@
+//! `kind: variance` (the paper's Fig. 2): for each initialiser, width, depth,
+//! slope and dataset, N networks; the unbiased empirical variance over the whole
+//! training set of output unit 0 after every Linear layer (optionally of every
+//! unit, and the empirical kurtosis), accumulated in f64. One row per (network,
+//! layer[, neuron]). Networks come in blocks (the work units); a block runs as one
+//! or more ensembles sized to fit the memory budget.
+
+use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use crate::config::ExperimentConfig;
+use crate::data::{Dataset, DatasetName, Normalization};
+use crate::init::{Initializer, initialize, member_streams};
+use crate::net::{Arch, Ensemble, Norm};
+use crate::results::{Cell, Table};
+use crate::stats::StreamingMoments;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VariancePoint {
+    pub dataset: DatasetName,
+    pub init: Initializer,
+    pub width: usize,
+    pub depth: usize,
+    #[serde(default)]
+    pub slope: f64,
+    #[serde(default)]
+    pub norm: Norm,
+    #[serde(default)]
+    pub normalization: Normalization,
+    /// Networks to draw.
+    pub networks: usize,
+    /// Networks per work unit (saved together).
+    #[serde(default = "default_block")]
+    pub block: usize,
+    /// Statistics of every unit, not just unit 0.
+    #[serde(default)]
+    pub all_units: bool,
+    /// Also the empirical kurtosis.
+    #[serde(default)]
+    pub kurtosis: bool,
+    /// Which split the statistics run over.
+    #[serde(default)]
+    pub split: Split,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    #[default]
+    Train,
+    Test,
+}
+
+fn default_block() -> usize {
+    250
+}
+
+impl VariancePoint {
+    pub fn arch(&self) -> Arch {
+        Arch {
+            input: self.dataset.features(),
+            width: self.width,
+            depth: self.depth,
+            classes: 10,
+            slope: self.slope,
+            norm: self.norm,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.width == 0 {
+            bail!("`width` must be at least 1");
+        }
+        if self.networks == 0 {
+            bail!("`networks` must be at least 1");
+        }
+        if self.block == 0 {
+            bail!("`block` must be at least 1");
+        }
+        if self.norm == Norm::Batch {
+            bail!(
+                "`norm: batch` has no meaning for untrained networks here (it needs batch statistics from training); use none or layer"
+            );
+        }
+        self.init.check_arch(&self.arch())
+    }
+
+    /// Names the family of networks: everything that shapes a network, not how many are drawn.
+    pub fn family_key(&self) -> String {
+        format!(
+            "variance-networks\n{}\n{}\n{}\n{}\n{}\n{}\n{:?}",
+            self.dataset,
+            serde_yaml::to_string(&self.init).unwrap_or_default(),
+            self.width,
+            self.depth,
+            self.slope,
+            self.norm.name(),
+            self.normalization
+        )
+    }
+}
+
+/// Per network (member), per Linear layer, per neuron: the statistics of one block.
+pub struct BlockStats {
+    /// Global index of the first network.
+    pub first: usize,
+    pub networks: usize,
+    pub layers: usize,
+    pub neurons: usize,
+    pub count: i64,
+    /// `[layer][member][neuron]` flattened.
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+    pub kurtosis: Vec<f64>,
+    pub restarts: Vec<usize>,
+}
+
+/// Rows of inputs per forward chunk.
+pub const CHUNK: i64 = 2048;
+
+/// Runs `x` through an ensemble in chunks, accumulating per-layer moments of unit 0
+/// (or every unit of width `neurons`). Returns `[L, K, neurons]` moments.
+pub fn layer_moments(
+    net: &Ensemble,
+    x: &Tensor,
+    all_units: bool,
+    kurtosis: bool,
+) -> crate::stats::Moments {
+    let _guard = tch::no_grad_guard();
+    let k = net.members as i64;
+    let layers = net.weights.len();
+    let neurons = if all_units {
+        net.arch.width.max(net.arch.classes) as i64
+    } else {
+        1
+    };
+    let mut acc: Vec<StreamingMoments> = (0..layers)
+        .map(|_| StreamingMoments::new(&[k, neurons], kurtosis))
+        .collect();
+    let n = x.size()[0];
+    let mut start = 0;
+    while start < n {
+        let len = CHUNK.min(n - start);
+        let chunk = x.narrow(0, start, len);
+        let _logits = net.forward_shared(&chunk, &mut |l, h| {
+            // h: [K, out, n]
+            let sel = if all_units {
+                let out = h.size()[1];
+                if out < neurons {
+                    // pad narrower layers (the logits) with NaN-free zeros; trimmed when reported
+                    Tensor::cat(
+                        &[
+                            h.shallow_clone(),
+                            h.zeros_like().narrow(1, 0, neurons - out),
+                        ],
+                        1,
+                    )
+                } else {
+                    h.shallow_clone()
+                }
+            } else {
+                h.narrow(1, 0, 1)
+            };
+            acc[l].add(&sel);
+        });
+        start += len;
+    }
+    let parts: Vec<crate::stats::Moments> = acc.iter().map(|a| a.finish()).collect();
+    crate::stats::Moments {
+        count: parts[0].count,
+        mean: parts.iter().flat_map(|m| m.mean.clone()).collect(),
+        var_unbiased: parts.iter().flat_map(|m| m.var_unbiased.clone()).collect(),
+        kurtosis: parts.iter().flat_map(|m| m.kurtosis.clone()).collect(),
+    }
+}
+
+/// Bytes one member needs in the forward pass (weights plus a few activations).
+fn bytes_per_member(p: &VariancePoint) -> u64 {
+    let arch = p.arch();
+    let params = arch.parameters_per_member() as u64 * 4;
+    let acts = 6 * CHUNK as u64 * arch.width.max(10) as u64 * 4;
+    let init_extra = match &p.init {
+        // MetaInit's random batches and its third-order graph
+        Initializer::MetaInit(m) => {
+            24 * m.batch as u64
+                * (arch.input as u64 + arch.width as u64 * (arch.depth as u64 + 1))
+                * 4
+                + 8 * params
+        }
+        Initializer::Lsuv(l) => 4 * l.batch as u64 * arch.input as u64 * 4,
+        _ => 2 * params,
+    };
+    params + acts + init_extra
+}
+
+pub struct VarianceExperiment {
+    name: String,
+    points: Vec<VariancePoint>,
+}
+
+impl VarianceExperiment {
+    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
+        let points = typed_points(exp, &[], VariancePoint::validate)?;
+        Ok(VarianceExperiment {
+            name: exp.name.clone(),
+            points,
+        })
+    }
+
+    fn units(&self, i: usize) -> Vec<UnitSpec> {
+        let p = &self.points[i];
+        let base = canonical("variance", p);
+        let arch = p.arch();
+        let n = p.dataset.features() as f64;
+        let per_net =
+            (n * p.width as f64 + (p.depth as f64) * p.width as f64 * p.width as f64 + 1.0)
+                * 1e-6
+                * if matches!(p.init, Initializer::MetaInit(_)) {
+                    20.0
+                } else {
+                    1.0
+                };
+        let _ = arch;
+        (0..p.networks.div_ceil(p.block))
+            .map(|b| {
+                let first = b * p.block;
+                let count = p.block.min(p.networks - first);
+                UnitSpec {
+                    id: crate::seed::short_hash(&format!(
+                        "{base}\nnetworks {first}..{}",
+                        first + count
+                    )),
+                    label: format!(
+                        "{} w{} d{} {} networks {first}..{}",
+                        p.init.name(),
+                        p.width,
+                        p.depth,
+                        p.dataset,
+                        first + count
+                    ),
+                    cost: per_net * count as f64,
+                }
+            })
+            .collect()
+    }
+
+    fn block_stats(
+        &self,
+        p: &VariancePoint,
+        data: &Dataset,
+        first: usize,
+        count: usize,
+        ctx: &Context,
+    ) -> Result<BlockStats> {
+        let arch = p.arch();
+        let x = match p.split {
+            Split::Train => &data.train_x,
+            Split::Test => &data.test_x,
+        };
+        let ensemble = ((ctx.memory_budget / bytes_per_member(p).max(1)) as usize).clamp(1, count);
+        let neurons = if p.all_units {
+            arch.width.max(arch.classes)
+        } else {
+            1
+        };
+        let layers = arch.depth + 1;
+        let mut out = BlockStats {
+            first,
+            networks: count,
+            layers,
+            neurons,
+            count: 0,
+            mean: vec![0.0; layers * count * neurons],
+            var: vec![0.0; layers * count * neurons],
+            kurtosis: if p.kurtosis {
+                vec![0.0; layers * count * neurons]
+            } else {
+                Vec::new()
+            },
+            restarts: vec![0; count],
+        };
+        let family = p.family_key();
+        let mut done = 0;
+        while done < count {
+            let k = ensemble.min(count - done);
+            let mut streams = member_streams(ctx.seed, &family, first + done, k);
+            let (net, report) = initialize(&p.init, &arch, &mut streams, Some(&data.train_x))?;
+            let m = layer_moments(&net, x, p.all_units, p.kurtosis);
+            out.count = m.count;
+            for l in 0..layers {
+                for j in 0..k {
+                    for u in 0..neurons {
+                        let src = (l * k + j) * neurons + u;
+                        let dst = (l * count + done + j) * neurons + u;
+                        out.mean[dst] = m.mean[src];
+                        out.var[dst] = m.var_unbiased[src];
+                        if p.kurtosis {
+                            out.kurtosis[dst] = m.kurtosis[src];
+                        }
+                    }
+                }
+            }
+            for j in 0..k {
+                out.restarts[done + j] = report.restarts[j];
+            }
+            done += k;
+        }
+        Ok(out)
+    }
+}
+
+impl Experiment for VarianceExperiment {
+    fn kind(&self) -> &'static str {
+        "variance"
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resolved(&self) -> serde_yaml::Value {
+        serde_yaml::to_value(&self.points).expect("points serialise")
+    }
+    fn jobs(&self) -> Vec<Job> {
+        (0..self.points.len())
+            .map(|i| Job {
+                index: i,
+                units: self.units(i),
+            })
+            .collect()
+    }
+    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+        let mut seen = Vec::new();
+        for p in &self.points {
+            if !seen.contains(&(p.dataset, p.normalization)) {
+                seen.push((p.dataset, p.normalization));
+            }
+        }
+        let mut out = Vec::new();
+        for (d, n) in seen {
+            out.push(ctx.dataset(d, n)?.describe());
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn run_job(
+        &self,
+        job: &Job,
+        pending: &[usize],
+        ctx: &mut Context,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        let p = &self.points[job.index];
+        let data = ctx.dataset(p.dataset, p.normalization)?;
+        for &u in pending {
+            let unit = &job.units[u];
+            let first = u * p.block;
+            let count = p.block.min(p.networks - first);
+            let stats = self.block_stats(p, &data, first, count, ctx)?;
+            sink(
+                rows(p, &stats, &unit.id, ctx.seed),
+                std::slice::from_ref(unit),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The tidy rows of one block.
+pub fn rows(p: &VariancePoint, s: &BlockStats, work_unit: &str, seed: u64) -> Table {
+    let mut t = Table::new();
+    let init = p.init.name();
+    let dataset = p.dataset.to_string();
+    for j in 0..s.networks {
+        for l in 0..s.layers {
+            let out_width = if l == s.layers - 1 { 10 } else { p.width };
+            for u in 0..s.neurons.min(if p.all_units { out_width } else { 1 }) {
+                let i = (l * s.networks + j) * s.neurons + u;
+                let mut row: Vec<(&str, Cell)> = vec![
+                    ("work_unit", work_unit.into()),
+                    ("dataset", dataset.as_str().into()),
+                    ("init", init.into()),
+                    ("width", p.width.into()),
+                    ("depth", p.depth.into()),
+                    ("slope", p.slope.into()),
+                    ("norm", p.norm.name().into()),
+                    ("seed", seed.into()),
+                    ("network", (s.first + j).into()),
+                    ("layer", l.into()),
+                    ("neuron", u.into()),
+                    ("samples", s.count.into()),
+                    ("emp_mean", s.mean[i].into()),
+                    ("emp_var", s.var[i].into()),
+                ];
+                if p.kurtosis {
+                    row.push(("emp_kurtosis", s.kurtosis[i].into()));
+                }
+                row.push(("restarts", s.restarts[j].into()));
+                t.push(row);
+            }
+        }
+    }
+    t
+}

@@ -1,0 +1,108 @@
+//! LSUV (Mishkin & Matas 2016), beyond the paper: orthonormal start, then layer by
+//! layer, rescale the weights until the variance of the layer's output on a batch
+//! of training inputs is 1 within a tolerance. Each member draws its own batch.
+
+use super::InitReport;
+use super::schemes::orthogonal_stack;
+use crate::net::{Arch, Ensemble, Norm};
+use crate::seed::Stream;
+use anyhow::{Result, bail};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LsuvParams {
+    /// Stop when |Var − 1| is below this.
+    #[serde(default = "d_tol")]
+    pub tolerance: f64,
+    #[serde(default = "d_iter")]
+    pub max_iterations: usize,
+    /// Training inputs per member.
+    #[serde(default = "d_batch")]
+    pub batch: usize,
+}
+
+fn d_tol() -> f64 {
+    0.01
+}
+fn d_iter() -> usize {
+    20
+}
+fn d_batch() -> usize {
+    512
+}
+
+impl Default for LsuvParams {
+    fn default() -> Self {
+        LsuvParams {
+            tolerance: d_tol(),
+            max_iterations: d_iter(),
+            batch: d_batch(),
+        }
+    }
+}
+
+pub fn lsuv(
+    p: &LsuvParams,
+    arch: &Arch,
+    streams: &mut [Stream],
+    data: &Tensor,
+) -> Result<(Ensemble, InitReport)> {
+    if arch.norm != Norm::None {
+        bail!("lsuv is defined here for networks without normalisation layers (norm: none)");
+    }
+    if p.batch < 2 {
+        bail!("lsuv `batch` must be at least 2");
+    }
+    let k = streams.len() as i64;
+    let dims = arch.layer_dims();
+    let mut weights: Vec<Tensor> = dims
+        .iter()
+        .map(|&(o, i)| orthogonal_stack(streams, o, i, 1.0))
+        .collect();
+    let n = data.size()[0];
+    let idx: Vec<i64> = streams
+        .iter_mut()
+        .flat_map(|rng| {
+            (0..p.batch)
+                .map(|_| rng.random_range(0..n))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut h = data
+        .index_select(0, &Tensor::from_slice(&idx))
+        .view([k, p.batch as i64, -1]); // [K, B, in]
+    for (l, w) in weights.iter_mut().enumerate() {
+        for _ in 0..p.max_iterations {
+            let out = h.bmm(&w.transpose(1, 2)); // [K, B, out]
+            let var = out.reshape([k, -1]).var_dim([1i64].as_slice(), true, false); // [K]
+            let off = (&var - 1.0).abs().gt(p.tolerance);
+            if !bool::try_from(off.any())? {
+                break;
+            }
+            let scale = var
+                .sqrt()
+                .clamp_min(1e-12)
+                .reciprocal()
+                .where_self(&off, &var.ones_like());
+            *w = &*w * scale.view([k, 1, 1]);
+        }
+        if l + 1 < dims.len() {
+            let out = h.bmm(&w.transpose(1, 2));
+            h = if arch.slope == 0.0 {
+                out.relu()
+            } else {
+                out.prelu(&Tensor::from_slice(&[arch.slope as f32]))
+            };
+        }
+    }
+    Ok((
+        Ensemble::from_weights(*arch, weights),
+        InitReport {
+            restarts: vec![0; k as usize],
+            ..Default::default()
+        },
+    ))
+}

@@ -1,0 +1,13 @@
+//! initlab's entry point: parse the command line, set the thread count, dispatch,
+//! and turn an error into one message and a non-zero exit.
+
+use clap::Parser;
+use initlab::cli::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = initlab::cmd::dispatch(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
