@@ -32,6 +32,21 @@ pub enum Command {
     Data(DataCommand),
     /// Estimate the input statistics κ₀ and c₀ of a dataset's He random vector (Section 6.1).
     InputStats(InputStatsArgs),
+    /// Reproduce the paper: run every config of a scale, then draw every figure.
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// quick (minutes on two cores, Fashion-MNIST or synthetic data) or paper (the paper's settings).
+    #[arg(long, default_value = "quick")]
+    pub scale: String,
+    /// Where the run directories go (one per config).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Where dataset files are.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -17,3 +17,16 @@ pub mod seed;
 pub mod stats;
 pub mod theory;
 pub mod train;
+
+/// Keeps freed tensor memory in the process instead of returning it to the kernel
+/// after every op: glibc otherwise serves each large tensor with a fresh mmap and
+/// the zero-filling page faults can cost as much as the arithmetic (measured: a
+/// kurtosis simulation ran 2.4x faster, system time 6.5 s -> 0.3 s).
+pub fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}

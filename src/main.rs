@@ -5,6 +5,7 @@ use clap::Parser;
 use initlab::cli::Cli;
 
 fn main() {
+    initlab::tune_allocator();
     let cli = Cli::parse();
     if let Err(e) = initlab::cmd::dispatch(cli) {
         eprintln!("error: {e:#}");

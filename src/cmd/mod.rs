@@ -1,6 +1,7 @@
 //! One function per subcommand, in one file each; `dispatch` picks it.
 
 pub mod data;
+pub mod reproduce;
 pub mod run;
 pub mod theory;
 
@@ -16,6 +17,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::Check(args)) => data::check(args),
         Command::Data(DataCommand::Fetch(args)) => data::fetch(args),
         Command::InputStats(args) => data::input_stats(args),
+        Command::Reproduce(args) => reproduce::run(args, threads),
     }
 }
 

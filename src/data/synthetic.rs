@@ -1,6 +1,8 @@
 //! A dataset that needs no files: He random vectors (iid standard normal entries:
-//! zero mean, unit variance) labelled by a fixed random teacher network, so that
-//! training on it is meaningful. The same name always gives the same data.
+//! zero mean, unit variance) labelled by a fixed random teacher (a linear map to
+//! ten classes, its offsets tuned so the classes are balanced), so that training on
+//! it is meaningful and learnable by a narrow network. The same name always gives
+//! the same data.
 
 use super::{Dataset, Normalization};
 use crate::seed;
@@ -56,7 +58,6 @@ impl Shape {
 }
 
 const CLASSES: usize = 10;
-const TEACHER_HIDDEN: usize = 32;
 /// Rows generated per random stream: chunks are independent, so generation runs in parallel.
 const ROWS_PER_STREAM: usize = 256;
 
@@ -104,37 +105,28 @@ pub fn generate(shape: Shape) -> Dataset {
     }
 }
 
-/// A fixed random ReLU network `features → 32 → 10` with class offsets that
-/// balance its argmax over Gaussian inputs.
+/// A fixed random linear map `features → 10` with class offsets that balance its
+/// argmax over Gaussian inputs.
 struct Teacher {
-    w1: Tensor,
-    w2: Tensor,
+    w: Tensor,
     offsets: Tensor,
 }
 
 impl Teacher {
     fn new(name: &str, features: usize) -> Teacher {
-        let w1 = Tensor::from_slice(&gaussian_rows(
-            &format!("{name}/teacher1"),
-            TEACHER_HIDDEN,
+        let w = Tensor::from_slice(&gaussian_rows(
+            &format!("{name}/teacher"),
+            CLASSES,
             features,
         ))
-        .view([TEACHER_HIDDEN as i64, features as i64])
-            * (2.0 / features as f64).sqrt();
-        let w2 = Tensor::from_slice(&gaussian_rows(
-            &format!("{name}/teacher2"),
-            CLASSES,
-            TEACHER_HIDDEN,
-        ))
-        .view([CLASSES as i64, TEACHER_HIDDEN as i64])
-            * (2.0 / TEACHER_HIDDEN as f64).sqrt();
+        .view([CLASSES as i64, features as i64])
+            * (1.0 / features as f64).sqrt();
         let mut teacher = Teacher {
-            w1,
-            w2,
+            w,
             offsets: Tensor::zeros([CLASSES as i64], (Kind::Float, tch::Device::Cpu)),
         };
-        // Balance the classes on a calibration sample: shift each logit by
-        // minus the log of how over-represented its class is, a few times.
+        // Balance the classes on a calibration sample: shift each logit by minus
+        // the log of how over-represented its class is, a few times.
         let calibration = Tensor::from_slice(&gaussian_rows(
             &format!("{name}/calibration"),
             8192,
@@ -155,7 +147,7 @@ impl Teacher {
     }
 
     fn logits(&self, x: &Tensor) -> Tensor {
-        x.matmul(&self.w1.tr()).relu().matmul(&self.w2.tr())
+        x.matmul(&self.w.tr())
     }
 
     fn label(&self, x: &Tensor) -> Tensor {

@@ -1,0 +1,95 @@
+//! `initlab reproduce --scale quick|paper`: every config of a scale (embedded in
+//! the binary, the same files as under configs/), each into its own run directory
+//! under --out, resuming like any run; then a summary of where everything is.
+
+use crate::cli::ReproduceArgs;
+use crate::config::Config;
+use crate::experiment::context::available_memory;
+use crate::experiment::sweep::{self, RunOptions};
+use anyhow::{Context as _, Result, bail};
+use std::path::PathBuf;
+
+/// (file name, text) of the configs of each scale, in the order they run.
+pub const QUICK: &[(&str, &str)] = &[
+    (
+        "theory.yaml",
+        include_str!("../../configs/quick/theory.yaml"),
+    ),
+    (
+        "kurtosis-mc.yaml",
+        include_str!("../../configs/quick/kurtosis-mc.yaml"),
+    ),
+];
+
+pub const PAPER: &[(&str, &str)] = &[
+    (
+        "fig1-mnist.yaml",
+        include_str!("../../configs/paper/fig1-mnist.yaml"),
+    ),
+    (
+        "fig1-cifar10.yaml",
+        include_str!("../../configs/paper/fig1-cifar10.yaml"),
+    ),
+    (
+        "fig2-cifar10.yaml",
+        include_str!("../../configs/paper/fig2-cifar10.yaml"),
+    ),
+    (
+        "fig3-width10.yaml",
+        include_str!("../../configs/paper/fig3-width10.yaml"),
+    ),
+    (
+        "fig3-width200.yaml",
+        include_str!("../../configs/paper/fig3-width200.yaml"),
+    ),
+];
+
+pub fn configs(scale: &str) -> Result<Vec<Config>> {
+    let set = match scale {
+        "quick" => QUICK,
+        "paper" => PAPER,
+        other => bail!("unknown --scale `{other}`: use quick or paper"),
+    };
+    set.iter()
+        .map(|(file, text)| {
+            let stem = file.trim_end_matches(".yaml");
+            Config::parse(text, stem).with_context(|| format!("embedded config {scale}/{file}"))
+        })
+        .collect()
+}
+
+pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
+    let configs = configs(&args.scale)?;
+    let out = args.out.unwrap_or_else(|| PathBuf::from("outputs"));
+    let started = std::time::Instant::now();
+    let mut lines = Vec::new();
+    for config in &configs {
+        let opts = RunOptions {
+            out: Some(out.join(&config.name)),
+            data_dir: args.data_dir.clone(),
+            threads,
+            shard: None,
+            memory_budget: (available_memory() as f64 * 0.6) as u64,
+        };
+        eprintln!("== {} ==", config.name);
+        let summary =
+            sweep::run(config, &opts).with_context(|| format!("reproducing {}", config.name))?;
+        lines.push(format!(
+            "{:<16} {:>5} units ({} run now) {:>8.1}s  {}",
+            config.name,
+            summary.units_total,
+            summary.units_run,
+            summary.wall_time_s,
+            summary.out.display()
+        ));
+    }
+    println!(
+        "reproduction ({} scale) finished in {:.1}s:",
+        args.scale,
+        started.elapsed().as_secs_f64()
+    );
+    for l in lines {
+        println!("  {l}");
+    }
+    Ok(())
+}
