@@ -34,6 +34,27 @@ pub enum Command {
     InputStats(InputStatsArgs),
     /// Reproduce the paper: run every config of a scale, then draw every figure.
     Reproduce(ReproduceArgs),
+    /// Measure throughput against this machine's matmul and bmm rates.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Dataset whose shape the Fig. 2 benchmark uses (fashion-mnist, synthetic-cifar, ...).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Networks in the Fig. 2 benchmark.
+    #[arg(long, default_value_t = 1000)]
+    pub networks: usize,
+    /// Ensemble size of the Fig. 2 benchmark.
+    #[arg(long, default_value_t = 250)]
+    pub ensemble: usize,
+    /// Sections to run (default all): fig2, single, metainit, train.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Where dataset files are.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

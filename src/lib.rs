@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod experiment;

@@ -18,6 +18,13 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::Fetch(args)) => data::fetch(args),
         Command::InputStats(args) => data::input_stats(args),
         Command::Reproduce(args) => reproduce::run(args, threads),
+        Command::Bench(args) => crate::bench::run(&crate::bench::BenchOptions {
+            dataset: args.dataset,
+            networks: args.networks,
+            ensemble: args.ensemble,
+            sections: args.only,
+            data_dir: args.data_dir,
+        }),
     }
 }
 

@@ -198,6 +198,36 @@ fn bytes_per_member(p: &VariancePoint) -> u64 {
 pub struct VarianceExperiment {
     name: String,
     points: Vec<VariancePoint>,
+    /// κ₀ and c₀ per (dataset and normalisation, weight kurtosis), for the predictions.
+    input_stats: std::sync::Mutex<std::collections::BTreeMap<(String, u64), (f64, f64)>>,
+}
+
+/// Section 5's prediction per layer for an iid initialiser: κ_l and the quantiles of
+/// the empirical variance relative to the theoretical one, S²/σ².
+pub struct Prediction {
+    pub kurtosis: Vec<f64>,
+    /// `[layer][q50, q90, q99, q999]`
+    pub quantiles: Vec<[f64; 4]>,
+}
+
+pub fn predict(p: &VariancePoint, kappa0: f64, c0: f64, samples: u64) -> Option<Prediction> {
+    let kw = p.init.weight_kurtosis()?;
+    let moments = crate::theory::kurtosis_recursion(&crate::theory::RecursionInput {
+        widths: vec![p.width; p.depth],
+        slope: p.slope,
+        kappa_w: kw,
+        kappa0,
+        c0,
+    })
+    .ok()?;
+    let quantiles = moments
+        .iter()
+        .map(|m| {
+            let law = crate::theory::VarianceRatioLaw::new(m.kurtosis, samples.max(2));
+            crate::theory::VARIANCE_QUANTILES.map(|(q, _)| law.quantile(q))
+        })
+        .collect();
+    Some(Prediction { kurtosis: moments.iter().map(|m| m.kurtosis).collect(), quantiles })
 }
 
 impl VarianceExperiment {
@@ -206,6 +236,7 @@ impl VarianceExperiment {
         Ok(VarianceExperiment {
             name: exp.name.clone(),
             points,
+            input_stats: Default::default(),
         })
     }
 
@@ -340,6 +371,16 @@ impl Experiment for VarianceExperiment {
         for (d, n) in seen {
             out.push(ctx.dataset(d, n)?.describe());
         }
+        for p in &self.points {
+            if let Some(kw) = p.init.weight_kurtosis() {
+                let key = (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits());
+                let mut stats = self.input_stats.lock().expect("not poisoned");
+                if !stats.contains_key(&key) {
+                    let data = ctx.dataset(p.dataset, p.normalization)?;
+                    stats.insert(key, super::input_stats::exact_for_kurtosis(&data, kw));
+                }
+            }
+        }
         Ok(serde_json::Value::Array(out))
     }
     fn run_job(
@@ -356,17 +397,19 @@ impl Experiment for VarianceExperiment {
             let first = u * p.block;
             let count = p.block.min(p.networks - first);
             let stats = self.block_stats(p, &data, first, count, ctx)?;
-            sink(
-                rows(p, &stats, &unit.id, ctx.seed),
-                std::slice::from_ref(unit),
-            )?;
+            let prediction = p.init.weight_kurtosis().and_then(|kw| {
+                let key = (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits());
+                let (k0, c0) = *self.input_stats.lock().expect("not poisoned").get(&key)?;
+                predict(p, k0, c0, stats.count as u64)
+            });
+            sink(rows(p, &stats, prediction.as_ref(), &unit.id, ctx.seed), std::slice::from_ref(unit))?;
         }
         Ok(())
     }
 }
 
 /// The tidy rows of one block.
-pub fn rows(p: &VariancePoint, s: &BlockStats, work_unit: &str, seed: u64) -> Table {
+pub fn rows(p: &VariancePoint, s: &BlockStats, prediction: Option<&Prediction>, work_unit: &str, seed: u64) -> Table {
     let mut t = Table::new();
     let init = p.init.name();
     let dataset = p.dataset.to_string();
@@ -395,6 +438,11 @@ pub fn rows(p: &VariancePoint, s: &BlockStats, work_unit: &str, seed: u64) -> Ta
                     row.push(("emp_kurtosis", s.kurtosis[i].into()));
                 }
                 row.push(("restarts", s.restarts[j].into()));
+                let theory = |v: Option<f64>| v.map(Cell::Float).unwrap_or(Cell::NullFloat);
+                row.push(("theory_kurtosis", theory(prediction.map(|x| x.kurtosis[l]))));
+                for (q, name) in ["theory_var_q50", "theory_var_q90", "theory_var_q99", "theory_var_q999"].iter().enumerate() {
+                    row.push((name, theory(prediction.map(|x| x.quantiles[l][q]))));
+                }
                 t.push(row);
             }
         }

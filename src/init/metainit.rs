@@ -72,30 +72,74 @@ impl Default for MetaInitParams {
     }
 }
 
-/// Per member: the gradient quotient of a batch, `[K]`, differentiable in the parameters.
-pub fn gradient_quotient(net: &Ensemble, x: &Tensor, y: &Tensor, eps: f64) -> Tensor {
-    let params: Vec<&Tensor> = net.parameters();
-    let logits = net.forward_batched(x, false);
-    let loss = Ensemble::cross_entropy(&logits, y).sum(Kind::Float);
-    let grads = Tensor::run_backward(&[&loss], &params, true, true);
-    let half_sq: Tensor = grads
-        .iter()
-        .map(|g| g.square().sum(Kind::Float))
-        .fold(Tensor::from(0f32), |a, b| a + b)
-        / 2.0;
-    let hvp = Tensor::run_backward(&[&half_sq], &params, true, true);
-    let k = net.members as i64;
-    let mut total = Tensor::zeros([k], (Kind::Float, tch::Device::Cpu));
-    let mut count = 0i64;
-    for (g, hg) in grads.iter().zip(&hvp) {
-        let sign = (g.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0).detach();
-        let q = ((g - hg) / (g + sign * eps) - 1.0).abs();
-        total = total
-            + q.reshape([k, -1])
-                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        count += g.numel() as i64 / k;
+/// What MetaInit differentiates: per layer Wᵀ `[K, in, out]` and b `[K, 1, out]`
+/// as leaves, in the layout that makes each layer one `baddbmm` (fewer autograd
+/// nodes: the third-order graph is long, and its cost is per node).
+struct Params {
+    wt: Vec<Tensor>,
+    b: Vec<Tensor>,
+    slope: f64,
+}
+
+impl Params {
+    fn new(weights: &[Tensor], slope: f64) -> Params {
+        let wt: Vec<Tensor> = weights
+            .iter()
+            .map(|w| w.detach().transpose(1, 2).contiguous().set_requires_grad(true))
+            .collect();
+        let b = wt
+            .iter()
+            .map(|w| {
+                let s = w.size();
+                Tensor::zeros([s[0], 1, s[2]], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)
+            })
+            .collect();
+        Params { wt, b, slope }
     }
-    total / count as f64
+
+    fn all(&self) -> Vec<&Tensor> {
+        self.wt.iter().chain(self.b.iter()).collect()
+    }
+
+    /// Logits `[K, B, C]` of inputs `[K, B, in]`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.shallow_clone();
+        let last = self.wt.len() - 1;
+        for (l, (w, b)) in self.wt.iter().zip(&self.b).enumerate() {
+            h = b.baddbmm(&h, w, 1.0, 1.0); // [K, B, out]
+            if l < last {
+                h = if self.slope == 0.0 { h.relu() } else { h.prelu(&Tensor::from_slice(&[self.slope as f32])) };
+            }
+        }
+        h
+    }
+
+    /// Per member: the gradient quotient of a batch, `[K]`, differentiable in the parameters.
+    fn gradient_quotient(&self, x: &Tensor, y: &Tensor, eps: f64) -> Tensor {
+        let params = self.all();
+        let k = x.size()[0];
+        let loss = Ensemble::cross_entropy(&self.forward(x), y).sum(Kind::Float);
+        assert!(loss.requires_grad(), "gradient_quotient needs gradients enabled");
+        let flat = |ts: Vec<Tensor>| Tensor::cat(&ts.iter().map(|t| t.reshape([k, -1])).collect::<Vec<_>>(), 1);
+        let g = flat(Tensor::run_backward(&[&loss], &params, true, true)); // [K, P]
+        let half_sq = g.square().sum(Kind::Float) / 2.0;
+        let hg = flat(Tensor::run_backward(&[&half_sq], &params, true, true)); // [K, P]
+        let sign = (g.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0).detach();
+        ((&g - hg) / (&g + sign * eps) - 1.0).abs().mean_dim([1i64].as_slice(), false, Kind::Float)
+    }
+
+    fn weights(&self) -> Vec<Tensor> {
+        self.wt.iter().map(|w| w.detach().transpose(1, 2).contiguous()).collect()
+    }
+}
+
+/// Per member: the gradient quotient of `net` (its weights, zero biases) on a batch
+/// of inputs `[K, B, in]` and labels `[K, B]`.
+pub fn gradient_quotient(net: &Ensemble, x: &Tensor, y: &Tensor, eps: f64) -> Vec<f64> {
+    tch::with_grad(|| {
+        let params = Params::new(&net.weights, net.arch.slope);
+        Vec::<f64>::try_from(params.gradient_quotient(x, y, eps).detach().to_kind(Kind::Double)).expect("f64")
+    })
 }
 
 /// A batch for every member from its stream: inputs `[K, B, in]`, labels `[K, B]`.
@@ -185,29 +229,21 @@ fn run(
     streams: &mut [Stream],
 ) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
     let k = streams.len();
-    let weights: Vec<Tensor> = start
-        .into_iter()
-        .map(|w| w.set_requires_grad(true))
-        .collect();
-    let mut net =
-        Ensemble::from_weights(*arch, weights.iter().map(|w| w.shallow_clone()).collect());
-    net.biases = net
-        .biases
-        .into_iter()
-        .map(|b| b.set_requires_grad(true))
-        .collect();
-    let mut momentum: Vec<Tensor> = weights
+    let params = Params::new(&start, arch.slope);
+    drop(start);
+    let mut momentum: Vec<Tensor> = params
+        .wt
         .iter()
         .map(|_| Tensor::zeros([k as i64], (Kind::Float, tch::Device::Cpu)))
         .collect();
     let mut failed = vec![false; k];
     let mut gq_start = vec![f64::NAN; k];
-    let quotient = |net: &Ensemble, streams: &mut [Stream]| -> Tensor {
+    let quotient = |params: &Params, streams: &mut [Stream]| -> Tensor {
         let (x, y) = random_batch(streams, p.batch, arch.input, arch.classes);
-        gradient_quotient(net, &x, &y, p.eps)
+        params.gradient_quotient(&x, &y, p.eps)
     };
     for step in 0..p.steps {
-        let gq = quotient(&net, streams);
+        let gq = quotient(&params, streams);
         let values = Vec::<f64>::try_from(gq.detach().to_kind(Kind::Double))
             .unwrap_or_else(|_| vec![f64::NAN; k]);
         if step == 0 {
@@ -226,9 +262,9 @@ fn run(
         let objective = gq
             .where_self(&mask_t.gt(0.0), &gq.zeros_like())
             .sum(Kind::Float);
-        let grads = Tensor::run_backward(&[&objective], &weights, false, false);
+        let grads = Tensor::run_backward(&[&objective], &params.wt, false, false);
         tch::no_grad(|| {
-            for ((w, g), m) in weights.iter().zip(&grads).zip(momentum.iter_mut()) {
+            for ((w, g), m) in params.wt.iter().zip(&grads).zip(momentum.iter_mut()) {
                 let dims = [1i64, 2].as_slice();
                 let norm = w.square().sum_dim_intlist(dims, false, Kind::Float).sqrt(); // [K]
                 let dot = (w * g).sum_dim_intlist(dims, false, Kind::Float); // [K]
@@ -241,7 +277,7 @@ fn run(
         // A member whose weights are no longer finite has degenerated too.
         let finite: Vec<bool> = tch::no_grad(|| {
             let mut ok = Tensor::ones([k as i64], (Kind::Bool, tch::Device::Cpu));
-            for w in &weights {
+            for w in &params.wt {
                 ok = ok.logical_and(&w.isfinite().reshape([k as i64, -1]).all_dim(1, false));
             }
             Vec::<bool>::try_from(ok).unwrap_or_else(|_| vec![false; k])
@@ -252,14 +288,13 @@ fn run(
             }
         }
     }
-    let gq_end = Vec::<f64>::try_from(quotient(&net, streams).detach().to_kind(Kind::Double))
+    let gq_end = Vec::<f64>::try_from(quotient(&params, streams).detach().to_kind(Kind::Double))
         .unwrap_or_else(|_| vec![f64::NAN; k]);
     for i in 0..k {
         if !gq_end[i].is_finite() {
             failed[i] = true;
         }
     }
-    net.biases.clear();
-    let out = weights.iter().map(|w| w.detach().copy()).collect();
+    let out = params.weights();
     (out, failed, gq_start, gq_end)
 }

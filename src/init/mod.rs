@@ -268,18 +268,17 @@ pub fn initialize(
 ) -> Result<(Ensemble, InitReport)> {
     init.check_arch(arch)?;
     let k = streams.len();
-    let _guard = tch::no_grad_guard();
-    let report = InitReport {
-        restarts: vec![0; k],
-        ..Default::default()
-    };
-    let weights = match init {
-        Initializer::MetaInit(p) => return metainit::metainit(p, arch, streams),
+    match init {
+        // MetaInit differentiates to third order: gradients must be on.
+        Initializer::MetaInit(p) => tch::with_grad(|| metainit::metainit(p, arch, streams)),
         Initializer::Lsuv(p) => {
             let data = data.ok_or_else(|| anyhow::anyhow!("lsuv needs training data"))?;
-            return lsuv::lsuv(p, arch, streams, data);
+            tch::no_grad(|| lsuv::lsuv(p, arch, streams, data))
         }
-        other => schemes::weights(other, arch, streams)?,
-    };
-    Ok((Ensemble::from_weights(*arch, weights), report))
+        other => {
+            let weights = tch::no_grad(|| schemes::weights(other, arch, streams))?;
+            let report = InitReport { restarts: vec![0; k], ..Default::default() };
+            Ok((Ensemble::from_weights(*arch, weights), report))
+        }
+    }
 }
