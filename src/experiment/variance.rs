@@ -199,35 +199,57 @@ pub struct VarianceExperiment {
     name: String,
     points: Vec<VariancePoint>,
     /// κ₀ and c₀ per (dataset and normalisation, weight kurtosis), for the predictions.
-    input_stats: std::sync::Mutex<std::collections::BTreeMap<(String, u64), (f64, f64)>>,
+    input_stats: std::sync::Mutex<std::collections::BTreeMap<(String, u64), InputMoments>>,
 }
 
-/// Section 5's prediction per layer for an iid initialiser: κ_l and the quantiles of
-/// the empirical variance relative to the theoretical one, S²/σ².
+/// Section 5's prediction per layer for an iid initialiser: the theoretical
+/// variance σ_l² (σ₀² = Var(w)·E‖x‖², then ×Var(w)·fan_in·(1 + a²)/2 per layer, which
+/// He keeps constant), the kurtosis κ_l (Proposition 3 from the dataset's κ₀, c₀) and
+/// the quantiles of the empirical variance S² = σ_l² · Gamma(k, 1/k) over `samples` inputs.
 pub struct Prediction {
+    pub variance: Vec<f64>,
     pub kurtosis: Vec<f64>,
-    /// `[layer][q50, q90, q99, q999]`
+    /// `[layer][q50, q90, q99, q999]`, in the units of `emp_var`.
     pub quantiles: Vec<[f64; 4]>,
 }
 
-pub fn predict(p: &VariancePoint, kappa0: f64, c0: f64, samples: u64) -> Option<Prediction> {
+/// Input statistics a prediction needs: κ₀, c₀ and E‖x‖².
+#[derive(Debug, Clone, Copy)]
+pub struct InputMoments {
+    pub kappa0: f64,
+    pub c0: f64,
+    pub mean_sq_norm: f64,
+}
+
+pub fn predict(p: &VariancePoint, input: InputMoments, samples: u64) -> Option<Prediction> {
     let kw = p.init.weight_kurtosis()?;
+    let arch = p.arch();
     let moments = crate::theory::kurtosis_recursion(&crate::theory::RecursionInput {
         widths: vec![p.width; p.depth],
         slope: p.slope,
         kappa_w: kw,
-        kappa0,
-        c0,
+        kappa0: input.kappa0,
+        c0: input.c0,
     })
     .ok()?;
+    let mut variance = Vec::with_capacity(moments.len());
+    for (l, (fan_out, fan_in)) in arch.layer_dims().into_iter().enumerate() {
+        let var_w = p.init.weight_variance(fan_in, fan_out, p.slope)?;
+        variance.push(if l == 0 {
+            var_w * input.mean_sq_norm
+        } else {
+            var_w * fan_in as f64 * (1.0 + p.slope * p.slope) / 2.0 * variance[l - 1]
+        });
+    }
     let quantiles = moments
         .iter()
-        .map(|m| {
+        .zip(&variance)
+        .map(|(m, v)| {
             let law = crate::theory::VarianceRatioLaw::new(m.kurtosis, samples.max(2));
-            crate::theory::VARIANCE_QUANTILES.map(|(q, _)| law.quantile(q))
+            crate::theory::VARIANCE_QUANTILES.map(|(q, _)| v * law.quantile(q))
         })
         .collect();
-    Some(Prediction { kurtosis: moments.iter().map(|m| m.kurtosis).collect(), quantiles })
+    Some(Prediction { variance, kurtosis: moments.iter().map(|m| m.kurtosis).collect(), quantiles })
 }
 
 impl VarianceExperiment {
@@ -377,7 +399,11 @@ impl Experiment for VarianceExperiment {
                 let mut stats = self.input_stats.lock().expect("not poisoned");
                 if !stats.contains_key(&key) {
                     let data = ctx.dataset(p.dataset, p.normalization)?;
-                    stats.insert(key, super::input_stats::exact_for_kurtosis(&data, kw));
+                    let (kappa0, c0) = super::input_stats::exact_for_kurtosis(&data, kw);
+                    let mean_sq_norm = tch::no_grad(|| {
+                        data.train_x.square().sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double).mean(tch::Kind::Double).double_value(&[])
+                    });
+                    stats.insert(key, InputMoments { kappa0, c0, mean_sq_norm });
                 }
             }
         }
@@ -399,8 +425,8 @@ impl Experiment for VarianceExperiment {
             let stats = self.block_stats(p, &data, first, count, ctx)?;
             let prediction = p.init.weight_kurtosis().and_then(|kw| {
                 let key = (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits());
-                let (k0, c0) = *self.input_stats.lock().expect("not poisoned").get(&key)?;
-                predict(p, k0, c0, stats.count as u64)
+                let input = *self.input_stats.lock().expect("not poisoned").get(&key)?;
+                predict(p, input, stats.count as u64)
             });
             sink(rows(p, &stats, prediction.as_ref(), &unit.id, ctx.seed), std::slice::from_ref(unit))?;
         }
@@ -439,6 +465,7 @@ pub fn rows(p: &VariancePoint, s: &BlockStats, prediction: Option<&Prediction>, 
                 }
                 row.push(("restarts", s.restarts[j].into()));
                 let theory = |v: Option<f64>| v.map(Cell::Float).unwrap_or(Cell::NullFloat);
+                row.push(("theory_variance", theory(prediction.map(|x| x.variance[l]))));
                 row.push(("theory_kurtosis", theory(prediction.map(|x| x.kurtosis[l]))));
                 for (q, name) in ["theory_var_q50", "theory_var_q90", "theory_var_q99", "theory_var_q999"].iter().enumerate() {
                     row.push((name, theory(prediction.map(|x| x.quantiles[l][q]))));

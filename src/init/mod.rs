@@ -157,6 +157,16 @@ impl Initializer {
         }
     }
 
+    /// The variance of a weight of a `fan_out × fan_in` layer, for iid schemes.
+    pub fn weight_variance(&self, fan_in: usize, fan_out: usize, slope: f64) -> Option<f64> {
+        match self {
+            Initializer::He(_) => Some(2.0 / (fan_in as f64 * (1.0 + slope * slope))),
+            Initializer::GlorotNormal => Some(2.0 / (fan_in + fan_out) as f64),
+            Initializer::LecunNormal => Some(1.0 / fan_in as f64),
+            _ => None,
+        }
+    }
+
     /// Whether it needs training inputs (data-dependent initialisation).
     pub fn needs_data(&self) -> bool {
         matches!(self, Initializer::Lsuv(_))
