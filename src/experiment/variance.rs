@@ -120,14 +120,72 @@ pub struct BlockStats {
 /// Rows of inputs per forward chunk.
 pub const CHUNK: i64 = 2048;
 
+/// Moments of unit 0 of every Linear layer through the fused kernel, when the
+/// network qualifies (no normalisation, width ≤ 16, depth ≥ 1); `[L, K, 1]` order.
+pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::Moments> {
+    use crate::net::fused::{unit0_moments, NarrowWeights, Unit0Moments};
+    let arch = net.arch;
+    if arch.norm != Norm::None || arch.depth == 0 || arch.width > 16 {
+        return None;
+    }
+    let _guard = tch::no_grad_guard();
+    let k = net.members;
+    let w = arch.width as i64;
+    let flat = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().reshape([-1])).expect("f32 tensor");
+    let hidden_w: Vec<Vec<f32>> = net.weights[1..arch.depth].iter().map(flat).collect();
+    let hidden_b: Vec<Vec<f32>> = net.biases[1..arch.depth].iter().map(flat).collect();
+    let last_w0 = flat(&net.weights[arch.depth].narrow(1, 0, 1));
+    let last_b0 = flat(&net.biases[arch.depth].narrow(1, 0, 1));
+    let weights = NarrowWeights {
+        width: arch.width,
+        slope: arch.slope as f32,
+        hidden_w: hidden_w.iter().map(|v| v.as_slice()).collect(),
+        hidden_b: hidden_b.iter().map(|v| v.as_slice()).collect(),
+        last_w0: &last_w0,
+        last_b0: &last_b0,
+    };
+    let w0 = net.weights[0].reshape([k as i64 * w, -1]);
+    let b0 = net.biases[0].reshape([k as i64 * w, 1]);
+    let layers = arch.depth + 1;
+    let mut acc = Unit0Moments::new(k, layers);
+    let n = x.size()[0];
+    let mut start = 0;
+    while start < n {
+        let len = (2 * CHUNK).min(n - start);
+        let h0 = b0.addmm(&w0, &x.narrow(0, start, len).tr()).contiguous(); // [K·W, n]
+        // SAFETY: h0 is a contiguous f32 CPU tensor that outlives the slice, and no
+        // libtorch op touches it meanwhile.
+        let view = unsafe { std::slice::from_raw_parts(h0.data_ptr() as *const f32, h0.numel()) };
+        let chunk = unit0_moments(view, &weights, k, len as usize)?;
+        acc.merge(&chunk);
+        start += len;
+    }
+    let mut mean = vec![0.0; layers * k];
+    let mut var = vec![0.0; layers * k];
+    for j in 0..k {
+        for l in 0..layers {
+            let i = j * layers + l;
+            mean[l * k + j] = acc.mean[i];
+            var[l * k + j] = acc.m2[i] / (acc.count[i] as f64 - 1.0);
+        }
+    }
+    Some(crate::stats::Moments { count: n, mean, var_unbiased: var, kurtosis: Vec::new() })
+}
+
 /// Runs `x` through an ensemble in chunks, accumulating per-layer moments of unit 0
 /// (or every unit of width `neurons`). Returns `[L, K, neurons]` moments.
-pub fn layer_moments(
-    net: &Ensemble,
-    x: &Tensor,
-    all_units: bool,
-    kurtosis: bool,
-) -> crate::stats::Moments {
+pub fn layer_moments(net: &Ensemble, x: &Tensor, all_units: bool, kurtosis: bool) -> crate::stats::Moments {
+    if !all_units && !kurtosis {
+        if let Some(m) = unit0_moments_fused(net, x) {
+            return m;
+        }
+    }
+    layer_moments_tch(net, x, all_units, kurtosis)
+}
+
+/// As [`layer_moments`], entirely with libtorch ops (any width, normalisation, every
+/// unit, kurtosis).
+pub fn layer_moments_tch(net: &Ensemble, x: &Tensor, all_units: bool, kurtosis: bool) -> crate::stats::Moments {
     let _guard = tch::no_grad_guard();
     let k = net.members as i64;
     let layers = net.weights.len();
