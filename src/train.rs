@@ -217,6 +217,9 @@ pub fn train(
             data.train_len()
         );
     }
+    // Batch-norm running statistics are updated in place: work on copies so that
+    // the caller's ensemble is left as it was.
+    let net = &net.with_copied_buffers();
     let flat = net.to_flat().set_requires_grad(true);
     let m = flat.zeros_like().detach();
     let v = flat.zeros_like().detach();

@@ -213,6 +213,14 @@ impl Ensemble {
         }
     }
 
+    /// The same parameters (shared) with private copies of the running statistics.
+    pub fn with_copied_buffers(&self) -> Ensemble {
+        let mut e = self.view_flat(&self.to_flat());
+        e.running_mean = self.running_mean.iter().map(|t| t.copy()).collect();
+        e.running_var = self.running_var.iter().map(|t| t.copy()).collect();
+        e
+    }
+
     /// Member `i` alone, as a K = 1 ensemble (copies).
     pub fn member(&self, i: usize) -> Ensemble {
         let pick = |t: &Tensor| t.narrow(0, i as i64, 1).copy();
