@@ -6,8 +6,8 @@
 
 use crate::data::{DataSource, Dataset, DatasetName, Normalization};
 use crate::experiment::variance::layer_moments;
-use crate::init::{initialize, member_streams, Initializer, MetaInitParams};
 use crate::init::dist::WeightDist;
+use crate::init::{Initializer, MetaInitParams, initialize, member_streams};
 use crate::net::{Arch, Norm};
 use anyhow::Result;
 use std::time::Instant;
@@ -53,11 +53,18 @@ pub fn peaks(samples: i64, features: i64) -> Peaks {
         let _ = wb.bmm(&hb);
     });
     let hidden_bmm = 2.0 * (250 * 10 * 10 * 2048) as f64 / t / 1e9;
-    println!("machine matmul rates (libtorch, {} threads):", tch::get_num_threads());
+    println!(
+        "machine matmul rates (libtorch, {} threads):",
+        tch::get_num_threads()
+    );
     println!("  2048^3 sgemm                          {square:8.1} GFLOP/s");
     println!("  [{samples}, {features}] x [{features}, 2500] matmul    {first_layer:8.1} GFLOP/s");
     println!("  bmm [250, 10, 10] x [250, 10, 2048]     {hidden_bmm:8.1} GFLOP/s");
-    Peaks { square, first_layer, hidden_bmm }
+    Peaks {
+        square,
+        first_layer,
+        hidden_bmm,
+    }
 }
 
 /// The Fig. 2 forward pass: `networks` width-10, depth-100 He networks over the
@@ -66,11 +73,21 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
     let x = &data.train_x;
     let n = data.train_len() as f64;
     let d = data.features();
-    let arch = Arch { input: d, width: 10, depth: 100, classes: 10, slope: 0.0, norm: Norm::None };
+    let arch = Arch {
+        input: d,
+        width: 10,
+        depth: 100,
+        classes: 10,
+        slope: 0.0,
+        norm: Norm::None,
+    };
     let first_flop = 2.0 * n * d as f64 * 10.0;
     let hidden_flop = 2.0 * n * (99.0 * 100.0 + 100.0);
     let flop = first_flop + hidden_flop;
-    println!("Fig. 2 forward on {} ({} x {}), {networks} networks of width 10, depth 100, ensembles of {ensemble}:", data.name, n, d);
+    println!(
+        "Fig. 2 forward on {} ({} x {}), {networks} networks of width 10, depth 100, ensembles of {ensemble}:",
+        data.name, n, d
+    );
     let start = Instant::now();
     let mut init_s = 0.0;
     let mut done = 0;
@@ -78,7 +95,12 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
         let k = ensemble.min(networks - done);
         let t0 = Instant::now();
         let mut streams = member_streams(1, "bench", done, k);
-        let (net, _) = initialize(&Initializer::He(WeightDist::Normal), &arch, &mut streams, None)?;
+        let (net, _) = initialize(
+            &Initializer::He(WeightDist::Normal),
+            &arch,
+            &mut streams,
+            None,
+        )?;
         init_s += t0.elapsed().as_secs_f64();
         let _ = layer_moments(&net, x, false, false);
         done += k;
@@ -88,15 +110,28 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
     let achieved = flop * networks as f64 / total / 1e9;
     let ideal = (first_flop / peaks.first_layer + hidden_flop / peaks.hidden_bmm) / 1e9;
     println!("  {total:.1} s: {rate:.1} networks/s, {achieved:.1} GFLOP/s achieved");
-    println!("  the matmul and bmm rates above allow {:.2} s per network; initlab takes {:.2} s ({:.0}% of that bound)",
-        ideal, 1.0 / rate, 100.0 * ideal * rate);
-    println!("  1,000 networks: {:.1} s (initialisation {:.1} s of the total)", 1000.0 / rate, init_s * 1000.0 / networks as f64);
+    println!(
+        "  the matmul and bmm rates above allow {:.2} s per network; initlab takes {:.2} s ({:.0}% of that bound)",
+        ideal,
+        1.0 / rate,
+        100.0 * ideal * rate
+    );
+    println!(
+        "  1,000 networks: {:.1} s (initialisation {:.1} s of the total)",
+        1000.0 / rate,
+        init_s * 1000.0 / networks as f64
+    );
 
     // Where the time goes, on one ensemble.
     let _g = tch::no_grad_guard();
     let k = ensemble.min(networks) as i64;
     let mut streams = member_streams(1, "bench", 0, k as usize);
-    let (net, _) = initialize(&Initializer::He(WeightDist::Normal), &arch, &mut streams, None)?;
+    let (net, _) = initialize(
+        &Initializer::He(WeightDist::Normal),
+        &arch,
+        &mut streams,
+        None,
+    )?;
     let chunk = x.narrow(0, 0, crate::experiment::variance::CHUNK.min(x.size()[0]));
     let nc = chunk.size()[0];
     let w0 = net.weights[0].reshape([k * 10, d as i64]);
@@ -107,7 +142,9 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
     let t_hidden = time(3, || {
         let mut a = h.shallow_clone();
         for l in 1..101 {
-            a = net.biases[l].unsqueeze(2).baddbmm(&net.weights[l], &a.relu(), 1.0, 1.0);
+            a = net.biases[l]
+                .unsqueeze(2)
+                .baddbmm(&net.weights[l], &a.relu(), 1.0, 1.0);
         }
     });
     let t_stats = time(3, || {
@@ -120,18 +157,36 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
         let _ = net.forward_shared(&chunk, &mut |_, _| {});
     });
     let sum = t_first + t_hidden + t_stats;
-    println!("  one ensemble of {k} on {nc} inputs: first layer {:.0}%, hidden layers {:.0}%, statistics {:.0}% (forward alone {:.3} s, parts {:.3} s)",
-        100.0 * t_first / sum, 100.0 * t_hidden / sum, 100.0 * t_stats / sum, t_all, sum);
+    println!(
+        "  one ensemble of {k} on {nc} inputs: first layer {:.0}%, hidden layers {:.0}%, statistics {:.0}% (forward alone {:.3} s, parts {:.3} s)",
+        100.0 * t_first / sum,
+        100.0 * t_hidden / sum,
+        100.0 * t_stats / sum,
+        t_all,
+        sum
+    );
     Ok(rate)
 }
 
 /// The same networks one at a time (K = 1), for the per-network comparison.
 pub fn one_at_a_time(data: &Dataset, networks: usize) -> Result<f64> {
-    let arch = Arch { input: data.features(), width: 10, depth: 100, classes: 10, slope: 0.0, norm: Norm::None };
+    let arch = Arch {
+        input: data.features(),
+        width: 10,
+        depth: 100,
+        classes: 10,
+        slope: 0.0,
+        norm: Norm::None,
+    };
     let start = Instant::now();
     for i in 0..networks {
         let mut streams = member_streams(1, "bench", i, 1);
-        let (net, _) = initialize(&Initializer::He(WeightDist::Normal), &arch, &mut streams, None)?;
+        let (net, _) = initialize(
+            &Initializer::He(WeightDist::Normal),
+            &arch,
+            &mut streams,
+            None,
+        )?;
         let _ = layer_moments(&net, &data.train_x, false, false);
     }
     let per = start.elapsed().as_secs_f64() / networks as f64;
@@ -141,29 +196,57 @@ pub fn one_at_a_time(data: &Dataset, networks: usize) -> Result<f64> {
 
 /// MetaInit per member at ensemble size k (a few steps, extrapolated to 500).
 pub fn metainit(features: usize, k: usize, steps: usize) -> Result<f64> {
-    let arch = Arch { input: features, width: 10, depth: 100, classes: 10, slope: 0.0, norm: Norm::None };
+    let arch = Arch {
+        input: features,
+        width: 10,
+        depth: 100,
+        classes: 10,
+        slope: 0.0,
+        norm: Norm::None,
+    };
     let mut streams = member_streams(1, "bench-metainit", 0, k);
-    let p = MetaInitParams { steps, max_restarts: 0, ..Default::default() };
+    let p = MetaInitParams {
+        steps,
+        max_restarts: 0,
+        ..Default::default()
+    };
     let start = Instant::now();
     let _ = initialize(&Initializer::MetaInit(p), &arch, &mut streams, None)?;
     let per_step = start.elapsed().as_secs_f64() / (steps + 1) as f64;
     let per_1000 = per_step * 500.0 * 1000.0 / k as f64;
-    println!("MetaInit, {features} inputs, width 10, depth 100, ensemble of {k}: {per_step:.3} s per step; 1,000 networks x 500 steps: {:.0} s", per_1000);
+    println!(
+        "MetaInit, {features} inputs, width 10, depth 100, ensemble of {k}: {per_step:.3} s per step; 1,000 networks x 500 steps: {:.0} s",
+        per_1000
+    );
     Ok(per_1000)
 }
 
 /// Training: seconds per member for `steps` Adam steps in an ensemble of `k`.
 pub fn training(data: &Dataset, width: usize, depth: usize, k: usize, steps: usize) -> Result<f64> {
-    let arch = Arch { input: data.features(), width, depth, classes: 10, slope: 0.0, norm: Norm::None };
+    let arch = Arch {
+        input: data.features(),
+        width,
+        depth,
+        classes: 10,
+        slope: 0.0,
+        norm: Norm::None,
+    };
     let mut streams = member_streams(1, "bench-train", 0, k);
-    let (net, _) = initialize(&Initializer::He(WeightDist::Normal), &arch, &mut streams, None)?;
+    let (net, _) = initialize(
+        &Initializer::He(WeightDist::Normal),
+        &arch,
+        &mut streams,
+        None,
+    )?;
     let shuffles = member_streams(1, "bench-shuffle", 0, k);
     let opts = crate::train::TrainOptions::adam(steps, 90, vec![1e-4; k]);
     let start = Instant::now();
     let _ = crate::train::train(&net, data, shuffles, &opts)?;
     let total = start.elapsed().as_secs_f64();
     let per_member_500 = total / k as f64 * 500.0 / steps as f64;
-    println!("training width {width}, depth {depth}, ensemble of {k}, {steps} steps: {total:.1} s; {per_member_500:.3} s per member per 500 steps");
+    println!(
+        "training width {width}, depth {depth}, ensemble of {k}, {steps} steps: {total:.1} s; {per_member_500:.3} s per member per 500 steps"
+    );
     Ok(per_member_500)
 }
 
@@ -177,7 +260,11 @@ pub struct BenchOptions {
 
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let name = DatasetName::parse(&opts.dataset)?;
-    let data = Dataset::load(name, Normalization::Standard, &DataSource::new(opts.data_dir.clone()))?;
+    let data = Dataset::load(
+        name,
+        Normalization::Standard,
+        &DataSource::new(opts.data_dir.clone()),
+    )?;
     let want = |s: &str| opts.sections.is_empty() || opts.sections.iter().any(|x| x == s);
     let p = peaks(data.train_len() as i64, data.features() as i64);
     if want("fig2") {

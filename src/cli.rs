@@ -34,8 +34,59 @@ pub enum Command {
     InputStats(InputStatsArgs),
     /// Reproduce the paper: run every config of a scale, then draw every figure.
     Reproduce(ReproduceArgs),
+    /// Draw a run directory's figures (PNG and SVG) into <RUN_DIR>/figures and print a summary.
+    Plot(PlotArgs),
     /// Measure throughput against this machine's matmul and bmm rates.
     Bench(BenchArgs),
+    /// Join the shards of a sweep (one run directory, or several of the same
+    /// config) into one table per experiment; report missing and duplicated units.
+    Merge(MergeArgs),
+    /// Submit a sweep to SLURM as an array job (one task per shard) and say how to follow it.
+    Slurm(SlurmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// The YAML config of the sweep.
+    pub config: PathBuf,
+    /// Number of array tasks (shards), balanced by cost.
+    #[arg(long)]
+    pub tasks: usize,
+    /// Run directory on a filesystem every node sees (default: outputs/<config name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// SLURM partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per task (SLURM format, e.g. 02:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per task (also libtorch's threads).
+    #[arg(long, default_value_t = 2)]
+    pub cpus_per_task: usize,
+    /// Memory per task (SLURM format, e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Write and print the script without submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Run directories made by the same config (shards of one sweep).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged run directory goes (default: in place, for a single directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories written by `initlab run` (or `initlab reproduce`).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub run_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

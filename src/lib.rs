@@ -3,14 +3,16 @@
 //! networks as stacks of tensors ([`net`], [`init`], [`train`]); experiments as
 //! resumable sweeps writing Parquet ([`experiment`], [`results`], [`rundir`]).
 
+pub mod bench;
 pub mod cli;
 pub mod cmd;
-pub mod bench;
 pub mod config;
 pub mod data;
 pub mod experiment;
 pub mod init;
+pub mod merge;
 pub mod net;
+pub mod plot;
 pub mod progress;
 pub mod results;
 pub mod rundir;

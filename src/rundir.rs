@@ -49,6 +49,7 @@ pub struct Metadata {
 /// An open run directory.
 pub struct RunDir {
     pub root: PathBuf,
+    metadata_name: String,
     pub metadata: Metadata,
     created_now: bool,
     started: Instant,
@@ -100,7 +101,10 @@ impl RunDir {
                     );
                 }
             } else if std::fs::read_dir(root)
-                .map(|mut d| d.next().is_some())
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .any(|e| !is_run_dir_entry(&e.file_name().to_string_lossy()))
+                })
                 .unwrap_or(false)
             {
                 bail!(
@@ -125,7 +129,13 @@ impl RunDir {
         })?;
         let _ = std::fs::remove_file(&probe);
 
-        let metadata_path = root.join("metadata.json");
+        // Shards of one sweep may run at once into one directory (a SLURM array):
+        // each keeps its own metadata file, which `initlab merge` joins.
+        let metadata_name = match &shard {
+            Some(s) => format!("metadata-shard-{}.json", s.replace('/', "-of-")),
+            None => "metadata.json".to_string(),
+        };
+        let metadata_path = root.join(&metadata_name);
         let mut metadata = if metadata_path.exists() {
             let text = std::fs::read_to_string(&metadata_path)?;
             serde_json::from_str::<Metadata>(&text).with_context(|| {
@@ -175,6 +185,7 @@ impl RunDir {
             .with_context(|| format!("cannot open {}", root.join("log.txt").display()))?;
         let dir = RunDir {
             root: root.to_path_buf(),
+            metadata_name,
             metadata,
             created_now,
             started: Instant::now(),
@@ -220,7 +231,7 @@ impl RunDir {
 
     pub fn save_metadata(&self) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.metadata)?;
-        write_text(&self.root.join("metadata.json"), &(text + "\n"))
+        write_text(&self.root.join(&self.metadata_name), &(text + "\n"))
     }
 
     /// Closes the invocation with a status ("complete", "failed: ...").
@@ -243,6 +254,22 @@ impl RunDir {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// Whether a file name belongs to a run directory's own layout (so that a directory
+/// holding only these, e.g. made a moment ago by a parallel shard, counts as a run).
+fn is_run_dir_entry(name: &str) -> bool {
+    matches!(
+        name,
+        "results"
+            | "log.txt"
+            | "config.yaml"
+            | "config.resolved.yaml"
+            | "figures"
+            | "slurm"
+            | ".write-test"
+    ) || name.starts_with("metadata")
+        || (name.starts_with('.') && name.ends_with(".part"))
 }
 
 fn first_difference(old: &str, new: &str) -> String {

@@ -217,12 +217,19 @@ pub fn train(
             data.train_len()
         );
     }
-    // Batch-norm running statistics are updated in place: work on copies so that
+    // All parameters in one flat buffer; each parameter a leaf living inside it.
+    // Gradients come back from `run_backward` and are packed into one flat buffer,
+    // so that Adam is one fused pass. Batch-norm statistics are private copies, so
     // the caller's ensemble is left as it was.
-    let net = &net.with_copied_buffers();
-    let flat = net.to_flat().set_requires_grad(true);
-    let m = flat.zeros_like().detach();
-    let v = flat.zeros_like().detach();
+    let flat = net.to_flat();
+    let work = net.leaves_in(&flat);
+    let params: Vec<Tensor> = work
+        .parameters()
+        .into_iter()
+        .map(|t| t.shallow_clone())
+        .collect();
+    let m = flat.zeros_like();
+    let v = flat.zeros_like();
     let segments = member_segments(net);
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
     let mut results = vec![MemberResult::default(); k];
@@ -236,9 +243,8 @@ pub fn train(
     eval_at.push(opts.steps);
     eval_at.sort_unstable();
     eval_at.dedup();
-    let record_eval = |step: usize, flat: &Tensor, results: &mut Vec<MemberResult>| {
-        let view = net.view_flat(&flat.detach());
-        let (loss, acc) = evaluate(&view, &data.test_x, &data.test_y);
+    let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
+        let (loss, acc) = evaluate(&work, &data.test_x, &data.test_y);
         for (j, r) in results.iter_mut().enumerate() {
             r.evals.push(Evaluation {
                 step,
@@ -248,22 +254,20 @@ pub fn train(
         }
     };
     if eval_at.first() == Some(&0) {
-        record_eval(0, &flat, &mut results);
+        record_eval(0, &mut results);
     }
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(opts.batch_size));
         let x = data.train_x.index_select(0, &idx).view([k as i64, b, -1]); // [K, B, in]
         let y = data.train_y.index_select(0, &idx).view([k as i64, b]); // [K, B]
-        let view = net.view_flat(&flat);
-        let logits = view.forward_batched(&x, true); // [K, B, C]
+        let logits = work.forward_batched(&x, true); // [K, B, C]
         let losses = Ensemble::cross_entropy(&logits, &y); // [K]
         let total = losses.sum(Kind::Float);
-        let mut grad = flat.grad();
-        if grad.defined() {
-            let _ = grad.zero_();
-        }
-        total.backward();
-        grad = flat.grad();
+        let grads = Tensor::run_backward(&[&total], &params, false, false);
+        let grad = Tensor::cat(
+            &grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
+            0,
+        ); // [P·K], flat's layout
         let values = Vec::<f32>::try_from(losses.detach())?;
         for (j, r) in results.iter_mut().enumerate() {
             r.train_loss.push(values[j]);
@@ -286,7 +290,7 @@ pub fn train(
             );
         }
         if eval_at.binary_search(&step).is_ok() {
-            record_eval(step, &flat, &mut results);
+            record_eval(step, &mut results);
         }
     }
     Ok(results)

@@ -6,7 +6,14 @@ use common::*;
 
 /// An independent implementation of Proposition 3 for the test: the 3×3 matrices in
 /// absolute units (σ⁴ explicit), multiplied out step by step.
-fn reference_kurtosis(widths: &[usize], slope: f64, kappa_w: f64, kappa0: f64, c0_over_sigma4: f64, sigma2: f64) -> Vec<(f64, f64)> {
+fn reference_kurtosis(
+    widths: &[usize],
+    slope: f64,
+    kappa_w: f64,
+    kappa0: f64,
+    c0_over_sigma4: f64,
+    sigma2: f64,
+) -> Vec<(f64, f64)> {
     let s4 = sigma2 * sigma2;
     let mut k = [kappa0, c0_over_sigma4 * s4, 1.0];
     let mut out = vec![(k[0], k[1] / s4)];
@@ -33,15 +40,44 @@ fn reference_kurtosis(widths: &[usize], slope: f64, kappa_w: f64, kappa0: f64, c
 fn theory_table_matches_an_independent_recursion() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.parquet");
-    for (width, depth, slope, kw, k0, c0) in [(10usize, 100usize, 0.0, 3.0, 3.28, 0.10), (3, 40, 0.3, 1.8, 3.95, 0.71), (2, 7, -0.5, 1.0, 1.0, -0.5)] {
+    for (width, depth, slope, kw, k0, c0) in [
+        (10usize, 100usize, 0.0, 3.0, 3.28, 0.10),
+        (3, 40, 0.3, 1.8, 3.95, 0.71),
+        (2, 7, -0.5, 1.0, 1.0, -0.5),
+    ] {
         ok(&[
-            "theory", "--width", &width.to_string(), "--depth", &depth.to_string(), "--slope", &slope.to_string(),
-            "--kappa-w", &kw.to_string(), "--kappa0", &k0.to_string(), "--c0", &c0.to_string(), "--sigma2", "2.5",
-            "--out", s(&out),
+            "theory",
+            "--width",
+            &width.to_string(),
+            "--depth",
+            &depth.to_string(),
+            "--slope",
+            &slope.to_string(),
+            "--kappa-w",
+            &kw.to_string(),
+            "--kappa0",
+            &k0.to_string(),
+            "--c0",
+            &c0.to_string(),
+            "--sigma2",
+            "2.5",
+            "--out",
+            s(&out),
         ]);
         let df = initlab::results::read_parquet(&out).unwrap();
         assert_eq!(df.height(), depth + 1);
-        for col in ["layer", "width", "kurtosis", "cov_sq", "lambda_max", "var_q50", "var_q90", "var_q99", "var_q999", "p_var_below"] {
+        for col in [
+            "layer",
+            "width",
+            "kurtosis",
+            "cov_sq",
+            "lambda_max",
+            "var_q50",
+            "var_q90",
+            "var_q99",
+            "var_q999",
+            "p_var_below",
+        ] {
             assert!(df.column(col).is_ok(), "missing column {col}");
         }
         let kurt = f64_column(&df, "kurtosis");
@@ -49,8 +85,16 @@ fn theory_table_matches_an_independent_recursion() {
         let reference = reference_kurtosis(&vec![width; depth], slope, kw, k0, c0, 2.5);
         for l in 0..=depth {
             let (rk, rc) = reference[l];
-            assert!((kurt[l] - rk).abs() <= 1e-9 * rk.abs(), "layer {l}: {} vs {rk}", kurt[l]);
-            assert!((cov[l] - rc).abs() <= 1e-9 * rc.abs().max(1.0), "layer {l}: {} vs {rc}", cov[l]);
+            assert!(
+                (kurt[l] - rk).abs() <= 1e-9 * rk.abs(),
+                "layer {l}: {} vs {rk}",
+                kurt[l]
+            );
+            assert!(
+                (cov[l] - rc).abs() <= 1e-9 * rc.abs().max(1.0),
+                "layer {l}: {} vs {rc}",
+                cov[l]
+            );
         }
         assert_eq!(i64_column(&df, "width"), vec![width as i64; depth + 1]);
     }
@@ -81,11 +125,19 @@ fn theory_rejects_bad_input_without_output() {
     let file = write(dir.path(), "plain", "x");
     let bad = file.join("t.parquet");
     let e = fails(&["theory", "--width", "3", "--depth", "3", "--out", s(&bad)]);
-    assert!(e.contains("cannot write") || e.contains("does not exist"), "{e}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing but the plain file");
+    assert!(
+        e.contains("cannot write") || e.contains("does not exist"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing but the plain file"
+    );
 }
 
-const THEORY_CONFIG: &str = "name: sweep\nseed: 3\nkind: theory\nwidth: [2, 10]\ndepth: 20\nkappa_w: [1.0, 1.8, 3.0]\n";
+const THEORY_CONFIG: &str =
+    "name: sweep\nseed: 3\nkind: theory\nwidth: [2, 10]\ndepth: 20\nkappa_w: [1.0, 1.8, 3.0]\n";
 
 #[test]
 fn run_writes_a_run_directory_and_resumes() {
@@ -96,11 +148,23 @@ fn run_writes_a_run_directory_and_resumes() {
     assert!(first.status.success());
     let err = String::from_utf8_lossy(&first.stderr);
     assert!(err.contains("6 units run"), "{err}");
-    for f in ["config.yaml", "config.resolved.yaml", "metadata.json", "log.txt"] {
+    for f in [
+        "config.yaml",
+        "config.resolved.yaml",
+        "metadata.json",
+        "log.txt",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
-    for key in ["initlab_version", "git_commit", "libtorch_version", "seed", "invocations"] {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
+    for key in [
+        "initlab_version",
+        "git_commit",
+        "libtorch_version",
+        "seed",
+        "invocations",
+    ] {
         assert!(meta.get(key).is_some(), "metadata lacks {key}");
     }
     assert_eq!(meta["seed"], 3);
@@ -110,12 +174,22 @@ fn run_writes_a_run_directory_and_resumes() {
     assert!(inv["wall_time_s"].as_f64().is_some() && inv["started_at"].as_str().is_some());
     let df = results(&out, &["width", "kappa_w", "layer"]);
     assert_eq!(df.height(), 6 * 21);
-    assert_eq!(std::fs::read_to_string(out.join("log.txt")).unwrap().lines().count(), 6);
+    assert_eq!(
+        std::fs::read_to_string(out.join("log.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
 
     // Rerunning skips everything; a different config is refused and changes nothing.
     let again = run(&["run", s(&cfg), "--out", s(&out)]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 units run, 6 already done"));
-    let changed = write(dir.path(), "sweep.yaml", &THEORY_CONFIG.replace("depth: 20", "depth: 21"));
+    let changed = write(
+        dir.path(),
+        "sweep.yaml",
+        &THEORY_CONFIG.replace("depth: 20", "depth: 21"),
+    );
     let e = fails(&["run", s(&changed), "--out", s(&out)]);
     assert!(e.contains("different config"), "{e}");
     assert_eq!(results(&out, &["width"]).height(), 6 * 21);
@@ -135,7 +209,11 @@ fn sweep_expands_the_cartesian_product() {
     // 2 profiles × 2 slopes × 3 c0: rows = 6 × (3 layers) + 6 × (4 layers)
     assert_eq!(df.height(), 6 * 3 + 6 * 4);
     // without --out the run directory is outputs/<file name> when the config has no name
-    let default = initlab().current_dir(dir.path()).args(["run", s(&cfg)]).output().unwrap();
+    let default = initlab()
+        .current_dir(dir.path())
+        .args(["run", s(&cfg)])
+        .output()
+        .unwrap();
     assert!(default.status.success());
     assert!(dir.path().join("outputs/c/config.resolved.yaml").exists());
 }
@@ -145,21 +223,40 @@ fn bad_configs_fail_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &str); 9] = [
         ("kind: theory\nwidth: [3\n", "malformed YAML"),
-        ("kind: theory\nwidth: 3\ndepth: 4\nwidht: 3\n", "unknown field `widht`"),
+        (
+            "kind: theory\nwidth: 3\ndepth: 4\nwidht: 3\n",
+            "unknown field `widht`",
+        ),
         ("kind: theory\nwidth: 3\ndepth: -4\n", "depth"),
         ("kind: theory\nwidth: 0\ndepth: 4\n", "width"),
         ("kind: theory\nwidth: 3\ndepth: [4, -1]\n", "depth"),
         ("kind: theroy\nwidth: 3\n", "unknown kind `theroy`"),
-        ("kind: variance\ndataset: synthetic-tiny\ninit: he_nromal\nwidth: 4\ndepth: 2\nnetworks: 3\n", "unknown initialiser `he_nromal`"),
-        ("kind: variance\ndataset: synthetic-tiny\ninit: gsm\nwidth: 5\ndepth: 2\nnetworks: 3\n", "even"),
-        ("kind: variance\ndataset: imagenet\ninit: zero\nwidth: 4\ndepth: 2\nnetworks: 3\n", "unknown dataset `imagenet`"),
+        (
+            "kind: variance\ndataset: synthetic-tiny\ninit: he_nromal\nwidth: 4\ndepth: 2\nnetworks: 3\n",
+            "unknown initialiser `he_nromal`",
+        ),
+        (
+            "kind: variance\ndataset: synthetic-tiny\ninit: gsm\nwidth: 5\ndepth: 2\nnetworks: 3\n",
+            "even",
+        ),
+        (
+            "kind: variance\ndataset: imagenet\ninit: zero\nwidth: 4\ndepth: 2\nnetworks: 3\n",
+            "unknown dataset `imagenet`",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let cfg = write(dir.path(), &format!("bad{i}.yaml"), text);
         let out = dir.path().join(format!("out{i}"));
         let e = fails(&["run", s(&cfg), "--out", s(&out)]);
-        assert!(e.contains(expected), "case {i}: expected `{expected}` in:\n{e}");
-        assert_eq!(e.trim().lines().count(), 1, "one clear error line, got:\n{e}");
+        assert!(
+            e.contains(expected),
+            "case {i}: expected `{expected}` in:\n{e}"
+        );
+        assert_eq!(
+            e.trim().lines().count(),
+            1,
+            "one clear error line, got:\n{e}"
+        );
         assert!(!out.exists(), "case {i}: no output may be left");
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use flate2::write::GzEncoder;
-use initlab::data::{cifar, idx, DataSource, Dataset, DatasetName, Normalization};
+use initlab::data::{DataSource, Dataset, DatasetName, Normalization, cifar, idx};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -18,10 +18,14 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 
 /// Pseudo-random bytes (deterministic).
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 33) as u8
         })
         .collect()
@@ -31,10 +35,28 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 fn write_mnist(dir: &Path, n: usize, m: usize, gzip: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let files = [
-        ("train-images-idx3-ubyte", idx::encode(&[n, 28, 28], &bytes(n * 784, 1))),
-        ("train-labels-idx1-ubyte", idx::encode(&[n], &bytes(n, 2).iter().map(|b| b % 10).collect::<Vec<_>>())),
-        ("t10k-images-idx3-ubyte", idx::encode(&[m, 28, 28], &bytes(m * 784, 3))),
-        ("t10k-labels-idx1-ubyte", idx::encode(&[m], &bytes(m, 4).iter().map(|b| b % 10).collect::<Vec<_>>())),
+        (
+            "train-images-idx3-ubyte",
+            idx::encode(&[n, 28, 28], &bytes(n * 784, 1)),
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            idx::encode(
+                &[n],
+                &bytes(n, 2).iter().map(|b| b % 10).collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            idx::encode(&[m, 28, 28], &bytes(m * 784, 3)),
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            idx::encode(
+                &[m],
+                &bytes(m, 4).iter().map(|b| b % 10).collect::<Vec<_>>(),
+            ),
+        ),
     ];
     for (name, data) in files {
         if gzip {
@@ -51,7 +73,10 @@ fn source(dir: &Path) -> DataSource {
 
 fn mean_var(t: &tch::Tensor) -> (f64, f64) {
     let t = t.to_kind(tch::Kind::Double);
-    (t.mean(tch::Kind::Double).double_value(&[]), t.var(false).double_value(&[]))
+    (
+        t.mean(tch::Kind::Double).double_value(&[]),
+        t.var(false).double_value(&[]),
+    )
 }
 
 #[test]
@@ -59,22 +84,41 @@ fn mnist_idx_plain_and_gz_load_and_normalise() {
     for gzip in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         write_mnist(&dir.path().join("mnist"), 120, 30, gzip);
-        let d = Dataset::load(DatasetName::Mnist, Normalization::Standard, &source(dir.path())).unwrap();
+        let d = Dataset::load(
+            DatasetName::Mnist,
+            Normalization::Standard,
+            &source(dir.path()),
+        )
+        .unwrap();
         assert_eq!(d.train_x.size(), vec![120, 784]);
         assert_eq!(d.test_x.size(), vec![30, 784]);
         assert_eq!(d.train_y.kind(), tch::Kind::Int64);
         assert_eq!(d.train_x.kind(), tch::Kind::Float);
         let (m, v) = mean_var(&d.train_x);
-        assert!(m.abs() < 1e-5 && (v - 1.0).abs() < 1e-4, "train set standardised: mean {m}, var {v}");
+        assert!(
+            m.abs() < 1e-5 && (v - 1.0).abs() < 1e-4,
+            "train set standardised: mean {m}, var {v}"
+        );
         // the statistics used are those of the raw train pixels in [0, 1]
         let raw = bytes(120 * 784, 1);
         let mean = raw.iter().map(|&b| b as f64 / 255.0).sum::<f64>() / raw.len() as f64;
         assert!((d.channel_mean[0] - mean).abs() < 1e-12);
         // labels survive
         let labels: Vec<i64> = Vec::try_from(&d.train_y).unwrap();
-        assert_eq!(labels, bytes(120, 2).iter().map(|b| (b % 10) as i64).collect::<Vec<_>>());
+        assert_eq!(
+            labels,
+            bytes(120, 2)
+                .iter()
+                .map(|b| (b % 10) as i64)
+                .collect::<Vec<_>>()
+        );
         // the authors' constants are a choice
-        let a = Dataset::load(DatasetName::Mnist, Normalization::Authors, &source(dir.path())).unwrap();
+        let a = Dataset::load(
+            DatasetName::Mnist,
+            Normalization::Authors,
+            &source(dir.path()),
+        )
+        .unwrap();
         assert_eq!(a.channel_mean, vec![0.1307]);
         let first = raw[0] as f64 / 255.0;
         assert!((a.train_x.double_value(&[0, 0]) - (first - 0.1307) / 0.3081).abs() < 1e-5);
@@ -106,16 +150,28 @@ fn write_cifar_folder(dir: &Path, per_file: usize) {
 fn write_cifar_archive(path: &Path, per_file: usize, skip: Option<&str>) {
     let file = std::fs::File::create(path).unwrap();
     let mut tar = tar::Builder::new(GzEncoder::new(file, flate2::Compression::fast()));
-    for (i, f) in cifar::TRAIN_FILES.iter().chain(std::iter::once(&cifar::TEST_FILE)).enumerate() {
+    for (i, f) in cifar::TRAIN_FILES
+        .iter()
+        .chain(std::iter::once(&cifar::TEST_FILE))
+        .enumerate()
+    {
         if Some(*f) == skip {
             continue;
         }
-        let data = cifar_batch(per_file, if *f == cifar::TEST_FILE { 1000 } else { i * per_file });
+        let data = cifar_batch(
+            per_file,
+            if *f == cifar::TEST_FILE {
+                1000
+            } else {
+                i * per_file
+            },
+        );
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        tar.append_data(&mut header, format!("cifar-10-batches-bin/{f}"), &data[..]).unwrap();
+        tar.append_data(&mut header, format!("cifar-10-batches-bin/{f}"), &data[..])
+            .unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap();
 }
@@ -124,7 +180,12 @@ fn write_cifar_archive(path: &Path, per_file: usize, skip: Option<&str>) {
 fn cifar_folder_and_archive_load_channel_major() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar_folder(&dir.path().join("cifar10/cifar-10-batches-bin"), 8);
-    let folder = Dataset::load(DatasetName::Cifar10, Normalization::None, &source(dir.path())).unwrap();
+    let folder = Dataset::load(
+        DatasetName::Cifar10,
+        Normalization::None,
+        &source(dir.path()),
+    )
+    .unwrap();
     assert_eq!(folder.train_x.size(), vec![40, 3072]);
     assert_eq!(folder.test_x.size(), vec![8, 3072]);
     // image 3, channel 2, any pixel: ((3·7 + 2·50) mod 256)/255
@@ -135,15 +196,26 @@ fn cifar_folder_and_archive_load_channel_major() {
     let dir2 = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir2.path().join("cifar10")).unwrap();
     write_cifar_archive(&dir2.path().join("cifar10").join(cifar::ARCHIVE), 8, None);
-    let archive = Dataset::load(DatasetName::Cifar10, Normalization::Standard, &source(dir2.path())).unwrap();
+    let archive = Dataset::load(
+        DatasetName::Cifar10,
+        Normalization::Standard,
+        &source(dir2.path()),
+    )
+    .unwrap();
     assert_eq!(archive.train_x.size(), vec![40, 3072]);
     assert_eq!(archive.channel_mean.len(), 3);
     // per-channel standardisation on the training set
-    let x = archive.train_x.view([40, 3, 1024]).to_kind(tch::Kind::Double);
+    let x = archive
+        .train_x
+        .view([40, 3, 1024])
+        .to_kind(tch::Kind::Double);
     for c in 0..3 {
         let ch = x.select(1, c);
         let (m, v) = mean_var(&ch);
-        assert!(m.abs() < 1e-6 && (v - 1.0).abs() < 1e-4, "channel {c}: {m} {v}");
+        assert!(
+            m.abs() < 1e-6 && (v - 1.0).abs() < 1e-4,
+            "channel {c}: {m} {v}"
+        );
     }
 }
 
@@ -158,9 +230,15 @@ fn broken_files_give_one_clear_error() {
     // missing: names the files and how to get them
     let empty = tempfile::tempdir().unwrap();
     let e = err(empty.path(), DatasetName::Mnist);
-    assert!(e.contains("train-images-idx3-ubyte") && e.contains("initlab data fetch mnist"), "{e}");
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("initlab data fetch mnist"),
+        "{e}"
+    );
     let e = err(empty.path(), DatasetName::Cifar10);
-    assert!(e.contains("data_batch_1.bin") && e.contains("cifar-10-binary.tar.gz"), "{e}");
+    assert!(
+        e.contains("data_batch_1.bin") && e.contains("cifar-10-binary.tar.gz"),
+        "{e}"
+    );
 
     // wrong magic
     let dir = tempfile::tempdir().unwrap();
@@ -175,11 +253,19 @@ fn broken_files_give_one_clear_error() {
     assert!(err(dir.path(), DatasetName::Mnist).contains("truncated"));
     // mismatched image and label counts
     write_mnist(&m, 10, 5, false);
-    std::fs::write(m.join("train-labels-idx1-ubyte"), idx::encode(&[9], &[1; 9])).unwrap();
+    std::fs::write(
+        m.join("train-labels-idx1-ubyte"),
+        idx::encode(&[9], &[1; 9]),
+    )
+    .unwrap();
     assert!(err(dir.path(), DatasetName::Mnist).contains("10 images but"));
     // label out of range
     write_mnist(&m, 10, 5, false);
-    std::fs::write(m.join("train-labels-idx1-ubyte"), idx::encode(&[10], &[11; 10])).unwrap();
+    std::fs::write(
+        m.join("train-labels-idx1-ubyte"),
+        idx::encode(&[10], &[11; 10]),
+    )
+    .unwrap();
     assert!(err(dir.path(), DatasetName::Mnist).contains("out of range"));
     // a corrupt gzip
     let g = tempfile::tempdir().unwrap();
@@ -200,26 +286,46 @@ fn broken_files_give_one_clear_error() {
     assert!(err(c.path(), DatasetName::Cifar10).contains("not a whole number"));
     let a = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(a.path().join("cifar10")).unwrap();
-    write_cifar_archive(&a.path().join("cifar10").join(cifar::ARCHIVE), 4, Some("data_batch_4.bin"));
+    write_cifar_archive(
+        &a.path().join("cifar10").join(cifar::ARCHIVE),
+        4,
+        Some("data_batch_4.bin"),
+    );
     assert!(err(a.path(), DatasetName::Cifar10).contains("lacks the members data_batch_4.bin"));
 }
 
 #[test]
 fn fashion_mnist_from_the_debian_package() {
-    if initlab::data::locate::system_locations(DatasetName::FashionMnist).iter().all(|p| !p.join("train-images-idx3-ubyte.gz").exists()) {
+    if initlab::data::locate::system_locations(DatasetName::FashionMnist)
+        .iter()
+        .all(|p| !p.join("train-images-idx3-ubyte.gz").exists())
+    {
         eprintln!("skipped: Debian's dataset-fashion-mnist is not installed (CI installs it)");
         return;
     }
     // an empty data directory: the dataset must come from the system location
     let dir = tempfile::tempdir().unwrap();
-    let d = Dataset::load(DatasetName::FashionMnist, Normalization::Standard, &source(dir.path())).unwrap();
+    let d = Dataset::load(
+        DatasetName::FashionMnist,
+        Normalization::Standard,
+        &source(dir.path()),
+    )
+    .unwrap();
     assert_eq!(d.train_x.size(), vec![60_000, 784]);
     assert_eq!(d.test_x.size(), vec![10_000, 784]);
     let counts: Vec<i64> = Vec::try_from(d.train_y.bincount::<tch::Tensor>(None, 10)).unwrap();
-    assert_eq!(counts, vec![6000; 10], "Fashion-MNIST's training classes are balanced");
+    assert_eq!(
+        counts,
+        vec![6000; 10],
+        "Fashion-MNIST's training classes are balanced"
+    );
     let (m, v) = mean_var(&d.train_x);
     assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3);
-    assert!(d.channel_mean[0] > 0.25 && d.channel_mean[0] < 0.32, "{}", d.channel_mean[0]);
+    assert!(
+        d.channel_mean[0] > 0.25 && d.channel_mean[0] < 0.32,
+        "{}",
+        d.channel_mean[0]
+    );
 }
 
 /// A minimal HTTP/1.1 server on loopback serving files from `root`; returns its base URL.
@@ -232,14 +338,26 @@ fn serve(root: std::path::PathBuf) -> String {
             let mut buf = [0u8; 4096];
             let n = stream.read(&mut buf).unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/')
+                .to_string();
             match std::fs::read(root.join(&path)) {
                 Ok(body) => {
-                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
                     let _ = stream.write_all(&body);
                 }
                 Err(_) => {
-                    let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
                 }
             }
         }
@@ -255,29 +373,86 @@ fn fetch_from_a_loopback_mirror_verifies_checksums() {
 
     // The published checksums do not match generated files: refused, nothing kept.
     let data = tempfile::tempdir().unwrap();
-    let e = fails(&["data", "fetch", "mnist", "--mirror", &url, "--data-dir", s(data.path())]);
+    let e = fails(&[
+        "data",
+        "fetch",
+        "mnist",
+        "--mirror",
+        &url,
+        "--data-dir",
+        s(data.path()),
+    ]);
     assert!(e.contains("checksum mismatch"), "{e}");
-    let left: Vec<_> = std::fs::read_dir(data.path().join("mnist")).unwrap().collect();
-    assert!(left.is_empty(), "a failed download leaves nothing behind: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(data.path().join("mnist"))
+        .unwrap()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a failed download leaves nothing behind: {left:?}"
+    );
 
     // With the mirror's own checksums it succeeds and the dataset loads.
     let mut sums = String::new();
     for f in std::fs::read_dir(mirror.path()).unwrap() {
         let p = f.unwrap().path();
-        sums.push_str(&format!("{}  {}\n", initlab::data::fetch::md5_file(&p).unwrap(), p.file_name().unwrap().to_string_lossy()));
+        sums.push_str(&format!(
+            "{}  {}\n",
+            initlab::data::fetch::md5_file(&p).unwrap(),
+            p.file_name().unwrap().to_string_lossy()
+        ));
     }
     let sums_file = write(data.path(), "MD5SUMS", &sums);
-    ok(&["data", "fetch", "mnist", "--mirror", &url, "--data-dir", s(data.path()), "--checksums", s(&sums_file)]);
-    let d = Dataset::load(DatasetName::Mnist, Normalization::Standard, &source(data.path())).unwrap();
+    ok(&[
+        "data",
+        "fetch",
+        "mnist",
+        "--mirror",
+        &url,
+        "--data-dir",
+        s(data.path()),
+        "--checksums",
+        s(&sums_file),
+    ]);
+    let d = Dataset::load(
+        DatasetName::Mnist,
+        Normalization::Standard,
+        &source(data.path()),
+    )
+    .unwrap();
     assert_eq!(d.train_len(), 20);
     // A second fetch finds the files verified and downloads nothing.
-    let again = run(&["data", "fetch", "mnist", "--mirror", "http://127.0.0.1:9/", "--data-dir", s(data.path()), "--checksums", s(&sums_file)]);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again = run(&[
+        "data",
+        "fetch",
+        "mnist",
+        "--mirror",
+        "http://127.0.0.1:9/",
+        "--data-dir",
+        s(data.path()),
+        "--checksums",
+        s(&sums_file),
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     // A mirror without the files: a clear error naming the file.
     let empty = tempfile::tempdir().unwrap();
     let url2 = serve(empty.path().to_path_buf());
-    let e = fails(&["data", "fetch", "fashion-mnist", "--mirror", &url2, "--data-dir", s(empty.path())]);
-    assert!(e.contains("could not fetch train-images-idx3-ubyte.gz"), "{e}");
+    let e = fails(&[
+        "data",
+        "fetch",
+        "fashion-mnist",
+        "--mirror",
+        &url2,
+        "--data-dir",
+        s(empty.path()),
+    ]);
+    assert!(
+        e.contains("could not fetch train-images-idx3-ubyte.gz"),
+        "{e}"
+    );
     // `data check` reports what is there and what is missing
     let report = ok(&["data", "check", "--data-dir", s(data.path())]);
     assert!(report.contains("mnist: present"), "{report}");
@@ -287,15 +462,36 @@ fn fetch_from_a_loopback_mirror_verifies_checksums() {
 #[test]
 fn input_stats_match_gaussian_theory_on_synthetic_inputs() {
     // Gaussian inputs of dimension D with normal weights: κ₀ = 3(1 + 2/D), c₀ = 2/D.
-    let d = Dataset::load(DatasetName::parse("synthetic-small").unwrap(), Normalization::Standard, &DataSource::new(None)).unwrap();
+    let d = Dataset::load(
+        DatasetName::parse("synthetic-small").unwrap(),
+        Normalization::Standard,
+        &DataSource::new(None),
+    )
+    .unwrap();
     let dim = d.features() as f64;
-    for (weights, kw) in [(initlab::init::dist::WeightDist::Normal, 3.0), (initlab::init::dist::WeightDist::Bernoulli, 1.0)] {
+    for (weights, kw) in [
+        (initlab::init::dist::WeightDist::Normal, 3.0),
+        (initlab::init::dist::WeightDist::Bernoulli, 1.0),
+    ] {
         let st = initlab::experiment::input_stats::estimate(&d, weights, 3_000_000, 11).unwrap();
         let kappa = 3.0 * (1.0 + 2.0 / dim) + 3.0 * (kw - 3.0) / dim;
         let c0 = 2.0 / dim;
-        assert!((st.kappa0 - kappa).abs() < 3.0 * st.kappa0_se, "κ₀ {} ± {} vs {kappa}", st.kappa0, st.kappa0_se);
-        assert!((st.c0 - c0).abs() < 3.0 * st.c0_se, "c₀ {} ± {} vs {c0}", st.c0, st.c0_se);
-        assert!(st.kappa0_se < 0.02 && st.c0_se < 0.02, "standard errors are small enough to mean something");
+        assert!(
+            (st.kappa0 - kappa).abs() < 3.0 * st.kappa0_se,
+            "κ₀ {} ± {} vs {kappa}",
+            st.kappa0,
+            st.kappa0_se
+        );
+        assert!(
+            (st.c0 - c0).abs() < 3.0 * st.c0_se,
+            "c₀ {} ± {} vs {c0}",
+            st.c0,
+            st.c0_se
+        );
+        assert!(
+            st.kappa0_se < 0.02 && st.c0_se < 0.02,
+            "standard errors are small enough to mean something"
+        );
     }
 }
 
@@ -303,13 +499,37 @@ fn input_stats_match_gaussian_theory_on_synthetic_inputs() {
 fn input_stats_monte_carlo_agrees_with_the_exact_value_on_data() {
     let dir = tempfile::tempdir().unwrap();
     write_mnist(&dir.path().join("mnist"), 500, 10, false);
-    let d = Dataset::load(DatasetName::Mnist, Normalization::Standard, &source(dir.path())).unwrap();
-    let st = initlab::experiment::input_stats::estimate(&d, initlab::init::dist::WeightDist::Normal, 2_000_000, 5).unwrap();
-    assert!((st.kappa0 - st.kappa0_exact).abs() < 3.0 * st.kappa0_se, "{st:?}");
+    let d = Dataset::load(
+        DatasetName::Mnist,
+        Normalization::Standard,
+        &source(dir.path()),
+    )
+    .unwrap();
+    let st = initlab::experiment::input_stats::estimate(
+        &d,
+        initlab::init::dist::WeightDist::Normal,
+        2_000_000,
+        5,
+    )
+    .unwrap();
+    assert!(
+        (st.kappa0 - st.kappa0_exact).abs() < 3.0 * st.kappa0_se,
+        "{st:?}"
+    );
     assert!((st.c0 - st.c0_exact).abs() < 3.0 * st.c0_se, "{st:?}");
     // and through the CLI with --out
     let out = dir.path().join("s.parquet");
-    ok(&["input-stats", "--dataset", "mnist", "--data-dir", s(dir.path()), "--samples", "200000", "--out", s(&out)]);
+    ok(&[
+        "input-stats",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        s(dir.path()),
+        "--samples",
+        "200000",
+        "--out",
+        s(&out),
+    ]);
     let df = initlab::results::read_parquet(&out).unwrap();
     for c in ["dataset", "samples", "kappa0", "kappa0_se", "c0", "c0_se"] {
         assert!(df.column(c).is_ok(), "missing {c}");

@@ -6,12 +6,19 @@
 
 use initlab::experiment::variance::{layer_moments_tch, unit0_moments_fused};
 use initlab::init::dist::WeightDist;
-use initlab::init::{initialize, member_streams, Initializer, LsuvParams, MetaInitParams};
+use initlab::init::{Initializer, LsuvParams, MetaInitParams, initialize, member_streams};
 use initlab::net::{Arch, Ensemble, Norm};
 use tch::{Kind, Tensor};
 
 fn arch(input: usize, width: usize, depth: usize, slope: f64) -> Arch {
-    Arch { input, width, depth, classes: 10, slope, norm: Norm::None }
+    Arch {
+        input,
+        width,
+        depth,
+        classes: 10,
+        slope,
+        norm: Norm::None,
+    }
 }
 
 fn build(init: &Initializer, a: &Arch, first: usize, k: usize, data: Option<&Tensor>) -> Ensemble {
@@ -20,11 +27,25 @@ fn build(init: &Initializer, a: &Arch, first: usize, k: usize, data: Option<&Ten
 }
 
 fn all_inits() -> Vec<Initializer> {
-    let mut v: Vec<Initializer> = ["he_normal", "he_uniform", "he_bernoulli", "glorot_normal", "lecun_normal", "orthogonal", "gsm", "zero", "zero_star", "identity"]
-        .iter()
-        .map(|n| serde_yaml::from_str(n).unwrap())
-        .collect();
-    v.push(Initializer::Lsuv(LsuvParams { batch: 64, ..Default::default() }));
+    let mut v: Vec<Initializer> = [
+        "he_normal",
+        "he_uniform",
+        "he_bernoulli",
+        "glorot_normal",
+        "lecun_normal",
+        "orthogonal",
+        "gsm",
+        "zero",
+        "zero_star",
+        "identity",
+    ]
+    .iter()
+    .map(|n| serde_yaml::from_str(n).unwrap())
+    .collect();
+    v.push(Initializer::Lsuv(LsuvParams {
+        batch: 64,
+        ..Default::default()
+    }));
     v
 }
 
@@ -47,8 +68,14 @@ fn member_i_is_the_same_network_whatever_the_ensemble() {
                 assert!(same, "{}: layer {l} of member {i} differs", init.name());
             }
             let y1 = member.forward_shared(&x, &mut |_, _| {});
-            let y2 = big.forward_shared(&x, &mut |_, _| {}).narrow(0, i as i64, 1);
-            assert!(y1.allclose(&y2, 1e-5, 1e-5, false), "{}: outputs differ", init.name());
+            let y2 = big
+                .forward_shared(&x, &mut |_, _| {})
+                .narrow(0, i as i64, 1);
+            assert!(
+                y1.allclose(&y2, 1e-5, 1e-5, false),
+                "{}: outputs differ",
+                init.name()
+            );
         }
     }
 }
@@ -76,28 +103,54 @@ fn kurtosis_with_se(v: &[f64]) -> (f64, f64, f64, f64) {
 fn he_weights_have_their_variance_and_kurtosis() {
     for slope in [0.0, 0.5] {
         let a = arch(40, 50, 2, slope);
-        for (dist, kappa) in [(WeightDist::Normal, 3.0), (WeightDist::Uniform, 1.8), (WeightDist::Bernoulli, 1.0)] {
+        for (dist, kappa) in [
+            (WeightDist::Normal, 3.0),
+            (WeightDist::Uniform, 1.8),
+            (WeightDist::Bernoulli, 1.0),
+        ] {
             let net = build(&Initializer::He(dist), &a, 0, 200, None);
-            let v: Vec<f64> = Vec::try_from(net.weights[1].to_kind(Kind::Double).reshape([-1])).unwrap(); // [200, 50, 50]
+            let v: Vec<f64> =
+                Vec::try_from(net.weights[1].to_kind(Kind::Double).reshape([-1])).unwrap(); // [200, 50, 50]
             let (var, var_se, k, k_se) = kurtosis_with_se(&v);
             let expected = 2.0 / (50.0 * (1.0 + slope * slope));
-            assert!((var - expected).abs() < 4.0 * var_se, "{dist:?} slope {slope}: variance {var} ± {var_se}, expected {expected}");
+            assert!(
+                (var - expected).abs() < 4.0 * var_se,
+                "{dist:?} slope {slope}: variance {var} ± {var_se}, expected {expected}"
+            );
             if dist == WeightDist::Bernoulli {
                 // ±s exactly: every magnitude equal, so the kurtosis about 0 is exactly 1
                 let s = expected.sqrt();
-                assert!(v.iter().all(|w| (w.abs() - s).abs() < 1e-6 * s), "Bernoulli weights are ±{s}");
+                assert!(
+                    v.iter().all(|w| (w.abs() - s).abs() < 1e-6 * s),
+                    "Bernoulli weights are ±{s}"
+                );
                 let _ = (k, k_se);
             } else {
-                assert!((k - kappa).abs() < 4.0 * k_se, "{dist:?}: kurtosis {k} ± {k_se}, expected {kappa}");
+                assert!(
+                    (k - kappa).abs() < 4.0 * k_se,
+                    "{dist:?}: kurtosis {k} ± {k_se}, expected {kappa}"
+                );
             }
         }
     }
     // Glorot and LeCun scale as stated: first layer 40 → 50.
-    let g = build(&Initializer::GlorotNormal, &arch(40, 50, 2, 0.0), 0, 200, None);
+    let g = build(
+        &Initializer::GlorotNormal,
+        &arch(40, 50, 2, 0.0),
+        0,
+        200,
+        None,
+    );
     let v: Vec<f64> = Vec::try_from(g.weights[0].to_kind(Kind::Double).reshape([-1])).unwrap();
     let (var, se, _, _) = kurtosis_with_se(&v);
     assert!((var - 2.0 / 90.0).abs() < 4.0 * se, "glorot variance {var}");
-    let l = build(&Initializer::LecunNormal, &arch(40, 50, 2, 0.0), 0, 200, None);
+    let l = build(
+        &Initializer::LecunNormal,
+        &arch(40, 50, 2, 0.0),
+        0,
+        200,
+        None,
+    );
     let v: Vec<f64> = Vec::try_from(l.weights[0].to_kind(Kind::Double).reshape([-1])).unwrap();
     let (var, se, _, _) = kurtosis_with_se(&v);
     assert!((var - 1.0 / 40.0).abs() < 4.0 * se, "lecun variance {var}");
@@ -110,22 +163,43 @@ fn orthogonal_gsm_zero_identity_have_their_structure() {
     let o = build(&serde_yaml::from_str("orthogonal").unwrap(), &a, 0, 6, None);
     let eye = |n: i64| Tensor::eye(n, (Kind::Double, tch::Device::Cpu));
     let w = o.weights[1].to_kind(Kind::Double); // [6, 8, 8]
-    assert!(w.bmm(&w.transpose(1, 2)).allclose(&(eye(8) * 2.0).expand([6, 8, 8], false), 1e-5, 1e-5, false));
+    assert!(w.bmm(&w.transpose(1, 2)).allclose(
+        &(eye(8) * 2.0).expand([6, 8, 8], false),
+        1e-5,
+        1e-5,
+        false
+    ));
     let w0 = o.weights[0].to_kind(Kind::Double); // [6, 8, 30]: rows orthonormal
-    assert!(w0.bmm(&w0.transpose(1, 2)).allclose(&(eye(8) * 2.0).expand([6, 8, 8], false), 1e-5, 1e-5, false));
+    assert!(w0.bmm(&w0.transpose(1, 2)).allclose(
+        &(eye(8) * 2.0).expand([6, 8, 8], false),
+        1e-5,
+        1e-5,
+        false
+    ));
     let w3 = o.weights[3].to_kind(Kind::Double); // [6, 10, 8]: columns orthonormal
-    assert!(w3.transpose(1, 2).bmm(&w3).allclose(&(eye(8) * 2.0).expand([6, 8, 8], false), 1e-5, 1e-5, false));
+    assert!(w3.transpose(1, 2).bmm(&w3).allclose(
+        &(eye(8) * 2.0).expand([6, 8, 8], false),
+        1e-5,
+        1e-5,
+        false
+    ));
 
     // GSM: [[A, -A], [-A, A]] from the top-left block; odd widths refused.
     let g = build(&Initializer::Gsm, &a, 0, 3, None);
     for w in &g.weights {
         let (o2, i2) = (w.size()[1] / 2, w.size()[2] / 2);
         let blk = |r: i64, c: i64| w.narrow(1, r * o2, o2).narrow(2, c * i2, i2);
-        assert!(blk(0, 1).equal(&-blk(0, 0)) && blk(1, 0).equal(&-blk(0, 0)) && blk(1, 1).equal(&blk(0, 0)));
+        assert!(
+            blk(0, 1).equal(&-blk(0, 0))
+                && blk(1, 0).equal(&-blk(0, 0))
+                && blk(1, 1).equal(&blk(0, 0))
+        );
         assert!(blk(0, 0).abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
     let mut s = member_streams(1, "x", 0, 1);
-    let e = initialize(&Initializer::Gsm, &arch(30, 7, 2, 0.0), &mut s, None).err().unwrap();
+    let e = initialize(&Initializer::Gsm, &arch(30, 7, 2, 0.0), &mut s, None)
+        .err()
+        .unwrap();
     assert!(format!("{e}").contains("even"));
 
     // ZerO for an expanding layer 3 → 8: the first three columns of H₈ / 2^{3/2}.
@@ -133,43 +207,94 @@ fn orthogonal_gsm_zero_identity_have_their_structure() {
     let mut expected = vec![0f32; 24];
     for i in 0..8usize {
         for j in 0..3usize {
-            let sign = if (i & j).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+            let sign = if (i & j).count_ones() % 2 == 0 {
+                1.0
+            } else {
+                -1.0
+            };
             expected[i * 3 + j] = sign / 8f32.sqrt();
         }
     }
-    assert!(z.allclose(&Tensor::from_slice(&expected).view([8, 3]), 1e-7, 1e-7, false), "{z}");
+    assert!(
+        z.allclose(
+            &Tensor::from_slice(&expected).view([8, 3]),
+            1e-7,
+            1e-7,
+            false
+        ),
+        "{z}"
+    );
     // contracting and square layers are rectangular identities
-    assert!(initlab::init::schemes::zero_matrix(3, 5).equal(&Tensor::eye_m(3, 5, (Kind::Float, tch::Device::Cpu))));
+    assert!(
+        initlab::init::schemes::zero_matrix(3, 5).equal(&Tensor::eye_m(
+            3,
+            5,
+            (Kind::Float, tch::Device::Cpu)
+        ))
+    );
     let zn = build(&Initializer::Zero, &arch(6, 4, 3, 0.0), 0, 2, None);
-    assert!(zn.weights[1].select(0, 1).equal(&Tensor::eye(4, (Kind::Float, tch::Device::Cpu))));
+    assert!(
+        zn.weights[1]
+            .select(0, 1)
+            .equal(&Tensor::eye(4, (Kind::Float, tch::Device::Cpu)))
+    );
     assert_eq!(zn.weights[3].size(), vec![2, 10, 4]);
-    assert!(zn.weights[3].select(0, 0).equal(&initlab::init::schemes::zero_matrix(10, 4)));
+    assert!(
+        zn.weights[3]
+            .select(0, 0)
+            .equal(&initlab::init::schemes::zero_matrix(10, 4))
+    );
     // ZerO*: random first layer (std √(1/fan_in)), ZerO after it
     let zs = build(&Initializer::ZeroStar, &arch(6, 4, 3, 0.0), 0, 2, None);
-    assert!(!zs.weights[0].select(0, 0).equal(&zs.weights[0].select(0, 1)));
+    assert!(
+        !zs.weights[0]
+            .select(0, 0)
+            .equal(&zs.weights[0].select(0, 1))
+    );
     assert!(zs.weights[2].equal(&zn.weights[2]));
     let id = build(&Initializer::Identity, &arch(6, 4, 2, 0.0), 0, 2, None);
-    assert!(id.weights[0].select(0, 0).equal(&Tensor::eye_m(4, 6, (Kind::Float, tch::Device::Cpu))));
+    assert!(id.weights[0].select(0, 0).equal(&Tensor::eye_m(
+        4,
+        6,
+        (Kind::Float, tch::Device::Cpu)
+    )));
 }
 
 #[test]
 fn metainit_lowers_the_gradient_quotient_and_matches_across_ensembles() {
     let a = arch(16, 8, 6, 0.0);
-    let p = MetaInitParams { steps: 60, ..Default::default() };
+    let p = MetaInitParams {
+        steps: 60,
+        ..Default::default()
+    };
     let mut streams = member_streams(3, "metainit-test", 0, 4);
     let (big, report) = initialize(&Initializer::MetaInit(p), &a, &mut streams, None).unwrap();
     let start: f64 = report.gq_start.iter().sum::<f64>() / 4.0;
     let end: f64 = report.gq_end.iter().sum::<f64>() / 4.0;
-    eprintln!("MetaInit gradient quotient, width 8, depth 6: start {:?} -> end {:?} (mean {start:.3} -> {end:.3})", report.gq_start, report.gq_end);
-    assert!(end < start, "MetaInit should lower the gradient quotient: {start} -> {end}");
+    eprintln!(
+        "MetaInit gradient quotient, width 8, depth 6: start {:?} -> end {:?} (mean {start:.3} -> {end:.3})",
+        report.gq_start, report.gq_end
+    );
+    assert!(
+        end < start,
+        "MetaInit should lower the gradient quotient: {start} -> {end}"
+    );
     // only the norms moved: every matrix is its He start times a positive factor
     let mut s0 = member_streams(3, "metainit-test", 0, 4);
-    let he = initialize(&Initializer::He(WeightDist::Normal), &a, &mut s0, None).unwrap().0;
+    let he = initialize(&Initializer::He(WeightDist::Normal), &a, &mut s0, None)
+        .unwrap()
+        .0;
     if report.restarts.iter().all(|&r| r == 0) {
         for (w, h) in big.weights.iter().zip(&he.weights) {
             let ratio = (w / h).reshape([4, -1]);
-            let (lo, hi) = (ratio.amin(&[1i64][..], false), ratio.amax(&[1i64][..], false));
-            assert!((hi - &lo).abs().max().double_value(&[]) < 1e-3 * lo.abs().max().double_value(&[]).max(1.0));
+            let (lo, hi) = (
+                ratio.amin(&[1i64][..], false),
+                ratio.amax(&[1i64][..], false),
+            );
+            assert!(
+                (hi - &lo).abs().max().double_value(&[])
+                    < 1e-3 * lo.abs().max().double_value(&[]).max(1.0)
+            );
         }
     }
     // member 2 alone is member 2 of the ensemble
@@ -177,31 +302,66 @@ fn metainit_lowers_the_gradient_quotient_and_matches_across_ensembles() {
     let (alone, r1) = initialize(&Initializer::MetaInit(p), &a, &mut one, None).unwrap();
     assert_eq!(r1.restarts[0], report.restarts[2]);
     for (w1, w2) in alone.weights.iter().zip(&big.weights) {
-        assert!(w1.allclose(&w2.narrow(0, 2, 1), 1e-4, 1e-5, false), "ensemble and single MetaInit differ");
+        assert!(
+            w1.allclose(&w2.narrow(0, 2, 1), 1e-4, 1e-5, false),
+            "ensemble and single MetaInit differ"
+        );
     }
 }
 
 #[test]
 fn proposition1_theoretical_variance_is_preserved_in_simulation() {
-    use initlab::experiment::kurtosis_mc::{simulate, KurtosisPoint};
+    use initlab::experiment::kurtosis_mc::{KurtosisPoint, simulate};
     for slope in [0.0, 0.3] {
-        let p: KurtosisPoint = serde_yaml::from_str(&format!("width: 10\ndepth: 12\nslope: {slope}\nnetworks: 600\nsamples: 128\n")).unwrap();
+        let p: KurtosisPoint = serde_yaml::from_str(&format!(
+            "width: 10\ndepth: 12\nslope: {slope}\nnetworks: 600\nsamples: 128\n"
+        ))
+        .unwrap();
         let m = simulate(&p, 5, &format!("prop1-{slope}"), 200).unwrap();
         for l in 0..=12 {
             let (var, _, _) = m.estimates(l);
-            assert!((var.value - 1.0).abs() < 4.0 * var.se, "slope {slope}, layer {l}: σ² = {} ± {}", var.value, var.se);
+            assert!(
+                (var.value - 1.0).abs() < 4.0 * var.se,
+                "slope {slope}, layer {l}: σ² = {} ± {}",
+                var.value,
+                var.se
+            );
         }
         // and the kurtosis of the first layers follows Proposition 3
         let (_, k1, c1) = m.estimates(1);
-        let t = initlab::theory::kurtosis_recursion(&initlab::theory::RecursionInput { widths: vec![10], slope, kappa_w: 3.0, kappa0: 3.0, c0: 0.0 }).unwrap();
-        assert!((k1.value - t[1].kurtosis).abs() < 4.0 * k1.se, "κ₁ {} ± {} vs {}", k1.value, k1.se, t[1].kurtosis);
-        assert!((c1.value - t[1].cov_sq).abs() < 4.0 * c1.se, "c₁ {} ± {} vs {}", c1.value, c1.se, t[1].cov_sq);
+        let t = initlab::theory::kurtosis_recursion(&initlab::theory::RecursionInput {
+            widths: vec![10],
+            slope,
+            kappa_w: 3.0,
+            kappa0: 3.0,
+            c0: 0.0,
+        })
+        .unwrap();
+        assert!(
+            (k1.value - t[1].kurtosis).abs() < 4.0 * k1.se,
+            "κ₁ {} ± {} vs {}",
+            k1.value,
+            k1.se,
+            t[1].kurtosis
+        );
+        assert!(
+            (c1.value - t[1].cov_sq).abs() < 4.0 * c1.se,
+            "c₁ {} ± {} vs {}",
+            c1.value,
+            c1.se,
+            t[1].cov_sq
+        );
     }
 }
 
 #[test]
 fn fused_statistics_equal_plain_libtorch() {
-    for (w, depth, slope, n) in [(10usize, 20usize, 0.0, 3001i64), (4, 2, 0.3, 777), (16, 9, 0.0, 4096), (1, 3, 0.0, 100)] {
+    for (w, depth, slope, n) in [
+        (10usize, 20usize, 0.0, 3001i64),
+        (4, 2, 0.3, 777),
+        (16, 9, 0.0, 4096),
+        (1, 3, 0.0, 100),
+    ] {
         let a = arch(24, w, depth, slope);
         let net = build(&Initializer::He(WeightDist::Normal), &a, 0, 7, None);
         let x = Tensor::randn([n, 24], (Kind::Float, tch::Device::Cpu));
@@ -210,13 +370,32 @@ fn fused_statistics_equal_plain_libtorch() {
         assert_eq!(fused.mean.len(), plain.mean.len());
         for i in 0..fused.mean.len() {
             let scale = plain.var_unbiased[i].sqrt().max(1e-30);
-            assert!((fused.var_unbiased[i] - plain.var_unbiased[i]).abs() <= 1e-4 * plain.var_unbiased[i], "w {w}: var {i}");
-            assert!((fused.mean[i] - plain.mean[i]).abs() <= 1e-4 * scale, "w {w}: mean {i}");
+            assert!(
+                (fused.var_unbiased[i] - plain.var_unbiased[i]).abs()
+                    <= 1e-4 * plain.var_unbiased[i],
+                "w {w}: var {i}"
+            );
+            assert!(
+                (fused.mean[i] - plain.mean[i]).abs() <= 1e-4 * scale,
+                "w {w}: mean {i}"
+            );
         }
     }
     // layer norm and wide networks take the libtorch path
-    let wide = build(&Initializer::He(WeightDist::Normal), &arch(8, 20, 2, 0.0), 0, 2, None);
-    assert!(unit0_moments_fused(&wide, &Tensor::randn([10, 8], (Kind::Float, tch::Device::Cpu))).is_none());
+    let wide = build(
+        &Initializer::He(WeightDist::Normal),
+        &arch(8, 20, 2, 0.0),
+        0,
+        2,
+        None,
+    );
+    assert!(
+        unit0_moments_fused(
+            &wide,
+            &Tensor::randn([10, 8], (Kind::Float, tch::Device::Cpu))
+        )
+        .is_none()
+    );
 }
 
 #[test]
@@ -228,30 +407,59 @@ fn an_ensemble_trains_exactly_like_its_members_alone() {
     )
     .unwrap();
     for norm in [Norm::None, Norm::Batch, Norm::Layer] {
-        let a = Arch { input: d.features(), width: 6, depth: 3, classes: 10, slope: 0.0, norm };
+        let a = Arch {
+            input: d.features(),
+            width: 6,
+            depth: 3,
+            classes: 10,
+            slope: 0.0,
+            norm,
+        };
         let net = build(&Initializer::He(WeightDist::Normal), &a, 0, 3, None);
         let lrs = vec![1e-2, 3e-3, 1e-3];
         let mut opts = initlab::train::TrainOptions::adam(25, 16, lrs.clone());
         opts.eval_at = vec![10];
-        let together = initlab::train::train(&net, &d, member_streams(9, "shuffle", 0, 3), &opts).unwrap();
+        let together =
+            initlab::train::train(&net, &d, member_streams(9, "shuffle", 0, 3), &opts).unwrap();
         for i in 0..3 {
             let mut o = initlab::train::TrainOptions::adam(25, 16, vec![lrs[i]]);
             o.eval_at = vec![10];
-            let alone = initlab::train::train(&net.member(i), &d, member_streams(9, "shuffle", i, 1), &o).unwrap();
+            let alone =
+                initlab::train::train(&net.member(i), &d, member_streams(9, "shuffle", i, 1), &o)
+                    .unwrap();
             for (a, b) in together[i].train_loss.iter().zip(&alone[0].train_loss) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{norm:?} member {i}: loss {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{norm:?} member {i}: loss {a} vs {b}"
+                );
             }
-            let (ea, eb) = (together[i].evals.last().unwrap(), alone[0].evals.last().unwrap());
+            let (ea, eb) = (
+                together[i].evals.last().unwrap(),
+                alone[0].evals.last().unwrap(),
+            );
             // float rounding in batched kernels may flip a test example near a boundary
             let one_example = 1.0 / d.test_len() as f64;
-            assert!((ea.test_acc - eb.test_acc).abs() <= 2.0 * one_example + 1e-12, "{norm:?} member {i}: acc {} vs {}", ea.test_acc, eb.test_acc);
-            assert!((ea.test_loss - eb.test_loss).abs() < 1e-3 * eb.test_loss.abs().max(1.0), "{norm:?}: test loss {} vs {}", ea.test_loss, eb.test_loss);
+            assert!(
+                (ea.test_acc - eb.test_acc).abs() <= 2.0 * one_example + 1e-12,
+                "{norm:?} member {i}: acc {} vs {}",
+                ea.test_acc,
+                eb.test_acc
+            );
+            assert!(
+                (ea.test_loss - eb.test_loss).abs() < 1e-3 * eb.test_loss.abs().max(1.0),
+                "{norm:?}: test loss {} vs {}",
+                ea.test_loss,
+                eb.test_loss
+            );
             assert_eq!(together[i].evals.len(), 2);
         }
         // training does something: the loss falls for the largest learning rate
         let l = &together[0].train_loss;
         let head: f32 = l[..5].iter().sum();
         let tail: f32 = l[l.len() - 5..].iter().sum();
-        assert!(tail < head, "{norm:?}: loss did not fall ({head} -> {tail})");
+        assert!(
+            tail < head,
+            "{norm:?}: loss did not fall ({head} -> {tail})"
+        );
     }
 }

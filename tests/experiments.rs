@@ -23,14 +23,42 @@ fn run_config(dir: &Path, name: &str, text: &str, extra: &[&str]) -> std::path::
 #[test]
 fn every_kind_runs_from_yaml_with_tidy_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let v = results(&run_config(dir.path(), "v", VARIANCE, &[]), &["init", "depth", "network", "layer"]);
+    let v = results(
+        &run_config(dir.path(), "v", VARIANCE, &[]),
+        &["init", "depth", "network", "layer"],
+    );
     assert_eq!(v.height(), 3 * 30 * (4 + 9));
-    for c in ["init", "width", "depth", "layer", "network", "seed", "emp_var", "emp_mean", "work_unit"] {
+    for c in [
+        "init",
+        "width",
+        "depth",
+        "layer",
+        "network",
+        "seed",
+        "emp_var",
+        "emp_mean",
+        "work_unit",
+    ] {
         assert!(v.column(c).is_ok(), "variance lacks {c}");
     }
-    let t = results(&run_config(dir.path(), "t", TRAIN, &[]), &["init", "depth", "lr", "repeat"]);
+    let t = results(
+        &run_config(dir.path(), "t", TRAIN, &[]),
+        &["init", "depth", "lr", "repeat"],
+    );
     assert_eq!(t.height(), 3 * 2 * 2 * 2);
-    for c in ["init", "width", "depth", "lr", "repeat", "test_acc", "test_loss", "diverged", "theory_kurtosis", "train_loss", "eval_acc"] {
+    for c in [
+        "init",
+        "width",
+        "depth",
+        "lr",
+        "repeat",
+        "test_acc",
+        "test_loss",
+        "diverged",
+        "theory_kurtosis",
+        "train_loss",
+        "eval_acc",
+    ] {
         assert!(t.column(c).is_ok(), "train lacks {c}");
     }
     // the theoretical kurtosis is stored beside He runs only
@@ -39,7 +67,10 @@ fn every_kind_runs_from_yaml_with_tidy_columns() {
     for (i, init) in inits.iter().enumerate() {
         assert_eq!(theory.get(i).is_some(), init == "he_normal", "{init}");
     }
-    let k = results(&run_config(dir.path(), "k", KURTOSIS, &[]), &["slope", "layer"]);
+    let k = results(
+        &run_config(dir.path(), "k", KURTOSIS, &[]),
+        &["slope", "layer"],
+    );
     assert_eq!(k.height(), 2 * 6);
     let st = results(&run_config(dir.path(), "s", STATS, &[]), &["weights"]);
     assert_eq!(st.height(), 2);
@@ -55,26 +86,69 @@ fn every_kind_runs_from_yaml_with_tidy_columns() {
 fn results_do_not_depend_on_ensemble_size_or_sharding() {
     let dir = tempfile::tempdir().unwrap();
     for (name, text, keys, value) in [
-        ("v", VARIANCE, vec!["init", "depth", "network", "layer"], "emp_var"),
-        ("t", TRAIN, vec!["init", "depth", "lr", "repeat"], "test_loss"),
+        (
+            "v",
+            VARIANCE,
+            vec!["init", "depth", "network", "layer"],
+            "emp_var",
+        ),
+        (
+            "t",
+            TRAIN,
+            vec!["init", "depth", "lr", "repeat"],
+            "test_loss",
+        ),
     ] {
         // (timings aside)
-        let strip = |df: polars::prelude::DataFrame| if df.column("seconds").is_ok() { df.drop("seconds").unwrap() } else { df };
-        let reference = strip(results(&run_config(dir.path(), &format!("{name}-a"), text, &[]), &keys));
-        let same = strip(results(&run_config(dir.path(), &format!("{name}-b"), text, &[]), &keys));
-        assert!(reference.equals_missing(&same), "{name}: the same config gave different results");
+        let strip = |df: polars::prelude::DataFrame| {
+            if df.column("seconds").is_ok() {
+                df.drop("seconds").unwrap()
+            } else {
+                df
+            }
+        };
+        let reference = strip(results(
+            &run_config(dir.path(), &format!("{name}-a"), text, &[]),
+            &keys,
+        ));
+        let same = strip(results(
+            &run_config(dir.path(), &format!("{name}-b"), text, &[]),
+            &keys,
+        ));
+        assert!(
+            reference.equals_missing(&same),
+            "{name}: the same config gave different results"
+        );
         // a tiny memory budget forces one-network ensembles
-        let small = results(&run_config(dir.path(), &format!("{name}-c"), text, &["--memory-gb", "0.000001"]), &keys);
+        let small = results(
+            &run_config(
+                dir.path(),
+                &format!("{name}-c"),
+                text,
+                &["--memory-gb", "0.000001"],
+            ),
+            &keys,
+        );
         let (a, b) = (f64_column(&reference, value), f64_column(&small, value));
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-12), "{name}: {value} {x} vs {y} with another ensemble size");
+            assert!(
+                (x - y).abs() <= 1e-4 * x.abs().max(1e-12),
+                "{name}: {value} {x} vs {y} with another ensemble size"
+            );
         }
         // three shards into one directory make up the whole sweep, each unit once
         let cfg = write(dir.path(), &format!("{name}.yaml"), text);
         let out = dir.path().join(format!("{name}-shards"));
         for i in 1..=3 {
-            let e = run(&["run", s(&cfg), "--out", s(&out), "--shard", &format!("{i}/3")]);
+            let e = run(&[
+                "run",
+                s(&cfg),
+                "--out",
+                s(&out),
+                "--shard",
+                &format!("{i}/3"),
+            ]);
             assert!(e.status.success());
             assert!(String::from_utf8_lossy(&e.stderr).contains(&format!("shard {i}/3")));
         }
@@ -82,7 +156,10 @@ fn results_do_not_depend_on_ensemble_size_or_sharding() {
         assert_eq!(sharded.height(), reference.height());
         let (a, b) = (f64_column(&reference, value), f64_column(&sharded, value));
         for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-12), "{name}: sharded {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-4 * x.abs().max(1e-12),
+                "{name}: sharded {x} vs {y}"
+            );
         }
     }
     let e = fails(&["run", s(&dir.path().join("v.yaml")), "--shard", "4/3"]);
@@ -96,9 +173,16 @@ fn a_killed_sweep_resumes_to_the_uninterrupted_result() {
     let text = "name: kill\nseed: 9\nkind: variance\ndataset: synthetic-small\ninit: [he_normal, glorot_normal]\nwidth: 10\ndepth: 40\nnetworks: 240\nblock: 20\n";
     let cfg = write(dir.path(), "kill.yaml", text);
     let killed = dir.path().join("killed");
-    let mut child = initlab().args(["run", s(&cfg), "--out", s(&killed)]).spawn().unwrap();
+    let mut child = initlab()
+        .args(["run", s(&cfg), "--out", s(&killed)])
+        .spawn()
+        .unwrap();
     // wait until a few shards are written, then SIGKILL
-    let shards = |d: &Path| initlab::results::parquet_files(&d.join("results")).map(|f| f.len()).unwrap_or(0);
+    let shards = |d: &Path| {
+        initlab::results::parquet_files(&d.join("results"))
+            .map(|f| f.len())
+            .unwrap_or(0)
+    };
     let start = std::time::Instant::now();
     while shards(&killed) < 3 {
         assert!(start.elapsed().as_secs() < 300, "no progress");
@@ -119,15 +203,35 @@ fn a_killed_sweep_resumes_to_the_uninterrupted_result() {
     let resumed = results(&killed, &keys);
     let whole = results(&run_config(dir.path(), "whole", text, &[]), &keys);
     assert_eq!(resumed.height(), 2 * 240 * 41);
-    assert!(resumed.drop("work_unit").unwrap().equals_missing(&whole.drop("work_unit").unwrap()) || {
-        let (a, b) = (f64_column(&resumed, "emp_var"), f64_column(&whole, "emp_var"));
-        a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * x.abs().max(1e-30))
-    });
+    assert!(
+        resumed
+            .drop("work_unit")
+            .unwrap()
+            .equals_missing(&whole.drop("work_unit").unwrap())
+            || {
+                let (a, b) = (
+                    f64_column(&resumed, "emp_var"),
+                    f64_column(&whole, "emp_var"),
+                );
+                a.iter()
+                    .zip(&b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-6 * x.abs().max(1e-30))
+            }
+    );
     // no temporary file survives, and the log says a resume happened
     let names: Vec<String> = std::fs::read_dir(killed.join("results/kill"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| n.ends_with(".parquet") || n.ends_with(".part")), "{names:?}");
-    assert!(std::fs::read_to_string(killed.join("log.txt")).unwrap().contains("resuming"));
+    assert!(
+        names
+            .iter()
+            .all(|n| n.ends_with(".parquet") || n.ends_with(".part")),
+        "{names:?}"
+    );
+    assert!(
+        std::fs::read_to_string(killed.join("log.txt"))
+            .unwrap()
+            .contains("resuming")
+    );
 }

@@ -1,8 +1,10 @@
 //! One function per subcommand, in one file each; `dispatch` picks it.
 
 pub mod data;
+pub mod plot;
 pub mod reproduce;
 pub mod run;
+pub mod slurm;
 pub mod theory;
 
 use crate::cli::{Cli, Command, DataCommand};
@@ -18,6 +20,22 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Data(DataCommand::Fetch(args)) => data::fetch(args),
         Command::InputStats(args) => data::input_stats(args),
         Command::Reproduce(args) => reproduce::run(args, threads),
+        Command::Plot(args) => plot::run(args),
+        Command::Merge(args) => {
+            let report = crate::merge::merge(&args.dirs, args.out.as_deref())?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if !report.complete() {
+                anyhow::bail!(
+                    "the merged results in {} are incomplete (units missing above): rerun the shards that failed",
+                    report.out.display()
+                );
+            }
+            eprintln!("merged into {}", report.out.display());
+            Ok(())
+        }
+        Command::Slurm(args) => slurm::run(args),
         Command::Bench(args) => crate::bench::run(&crate::bench::BenchOptions {
             dataset: args.dataset,
             networks: args.networks,

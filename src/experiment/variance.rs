@@ -123,7 +123,7 @@ pub const CHUNK: i64 = 2048;
 /// Moments of unit 0 of every Linear layer through the fused kernel, when the
 /// network qualifies (no normalisation, width ≤ 16, depth ≥ 1); `[L, K, 1]` order.
 pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::Moments> {
-    use crate::net::fused::{unit0_moments, NarrowWeights, Unit0Moments};
+    use crate::net::fused::{NarrowWeights, Unit0Moments, unit0_moments};
     let arch = net.arch;
     if arch.norm != Norm::None || arch.depth == 0 || arch.width > 16 {
         return None;
@@ -169,12 +169,22 @@ pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::M
             var[l * k + j] = acc.m2[i] / (acc.count[i] as f64 - 1.0);
         }
     }
-    Some(crate::stats::Moments { count: n, mean, var_unbiased: var, kurtosis: Vec::new() })
+    Some(crate::stats::Moments {
+        count: n,
+        mean,
+        var_unbiased: var,
+        kurtosis: Vec::new(),
+    })
 }
 
 /// Runs `x` through an ensemble in chunks, accumulating per-layer moments of unit 0
 /// (or every unit of width `neurons`). Returns `[L, K, neurons]` moments.
-pub fn layer_moments(net: &Ensemble, x: &Tensor, all_units: bool, kurtosis: bool) -> crate::stats::Moments {
+pub fn layer_moments(
+    net: &Ensemble,
+    x: &Tensor,
+    all_units: bool,
+    kurtosis: bool,
+) -> crate::stats::Moments {
     if !all_units && !kurtosis {
         if let Some(m) = unit0_moments_fused(net, x) {
             return m;
@@ -185,7 +195,12 @@ pub fn layer_moments(net: &Ensemble, x: &Tensor, all_units: bool, kurtosis: bool
 
 /// As [`layer_moments`], entirely with libtorch ops (any width, normalisation, every
 /// unit, kurtosis).
-pub fn layer_moments_tch(net: &Ensemble, x: &Tensor, all_units: bool, kurtosis: bool) -> crate::stats::Moments {
+pub fn layer_moments_tch(
+    net: &Ensemble,
+    x: &Tensor,
+    all_units: bool,
+    kurtosis: bool,
+) -> crate::stats::Moments {
     let _guard = tch::no_grad_guard();
     let k = net.members as i64;
     let layers = net.weights.len();
@@ -307,7 +322,11 @@ pub fn predict(p: &VariancePoint, input: InputMoments, samples: u64) -> Option<P
             crate::theory::VARIANCE_QUANTILES.map(|(q, _)| v * law.quantile(q))
         })
         .collect();
-    Some(Prediction { variance, kurtosis: moments.iter().map(|m| m.kurtosis).collect(), quantiles })
+    Some(Prediction {
+        variance,
+        kurtosis: moments.iter().map(|m| m.kurtosis).collect(),
+        quantiles,
+    })
 }
 
 impl VarianceExperiment {
@@ -459,9 +478,20 @@ impl Experiment for VarianceExperiment {
                     let data = ctx.dataset(p.dataset, p.normalization)?;
                     let (kappa0, c0) = super::input_stats::exact_for_kurtosis(&data, kw);
                     let mean_sq_norm = tch::no_grad(|| {
-                        data.train_x.square().sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double).mean(tch::Kind::Double).double_value(&[])
+                        data.train_x
+                            .square()
+                            .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double)
+                            .mean(tch::Kind::Double)
+                            .double_value(&[])
                     });
-                    stats.insert(key, InputMoments { kappa0, c0, mean_sq_norm });
+                    stats.insert(
+                        key,
+                        InputMoments {
+                            kappa0,
+                            c0,
+                            mean_sq_norm,
+                        },
+                    );
                 }
             }
         }
@@ -486,14 +516,23 @@ impl Experiment for VarianceExperiment {
                 let input = *self.input_stats.lock().expect("not poisoned").get(&key)?;
                 predict(p, input, stats.count as u64)
             });
-            sink(rows(p, &stats, prediction.as_ref(), &unit.id, ctx.seed), std::slice::from_ref(unit))?;
+            sink(
+                rows(p, &stats, prediction.as_ref(), &unit.id, ctx.seed),
+                std::slice::from_ref(unit),
+            )?;
         }
         Ok(())
     }
 }
 
 /// The tidy rows of one block.
-pub fn rows(p: &VariancePoint, s: &BlockStats, prediction: Option<&Prediction>, work_unit: &str, seed: u64) -> Table {
+pub fn rows(
+    p: &VariancePoint,
+    s: &BlockStats,
+    prediction: Option<&Prediction>,
+    work_unit: &str,
+    seed: u64,
+) -> Table {
     let mut t = Table::new();
     let init = p.init.name();
     let dataset = p.dataset.to_string();
@@ -525,7 +564,15 @@ pub fn rows(p: &VariancePoint, s: &BlockStats, prediction: Option<&Prediction>, 
                 let theory = |v: Option<f64>| v.map(Cell::Float).unwrap_or(Cell::NullFloat);
                 row.push(("theory_variance", theory(prediction.map(|x| x.variance[l]))));
                 row.push(("theory_kurtosis", theory(prediction.map(|x| x.kurtosis[l]))));
-                for (q, name) in ["theory_var_q50", "theory_var_q90", "theory_var_q99", "theory_var_q999"].iter().enumerate() {
+                for (q, name) in [
+                    "theory_var_q50",
+                    "theory_var_q90",
+                    "theory_var_q99",
+                    "theory_var_q999",
+                ]
+                .iter()
+                .enumerate()
+                {
                     row.push((name, theory(prediction.map(|x| x.quantiles[l][q]))));
                 }
                 t.push(row);

@@ -85,13 +85,19 @@ impl Params {
     fn new(weights: &[Tensor], slope: f64) -> Params {
         let wt: Vec<Tensor> = weights
             .iter()
-            .map(|w| w.detach().transpose(1, 2).contiguous().set_requires_grad(true))
+            .map(|w| {
+                w.detach()
+                    .transpose(1, 2)
+                    .contiguous()
+                    .set_requires_grad(true)
+            })
             .collect();
         let b = wt
             .iter()
             .map(|w| {
                 let s = w.size();
-                Tensor::zeros([s[0], 1, s[2]], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)
+                Tensor::zeros([s[0], 1, s[2]], (Kind::Float, tch::Device::Cpu))
+                    .set_requires_grad(true)
             })
             .collect();
         Params { wt, b, slope }
@@ -108,7 +114,11 @@ impl Params {
         for (l, (w, b)) in self.wt.iter().zip(&self.b).enumerate() {
             h = b.baddbmm(&h, w, 1.0, 1.0); // [K, B, out]
             if l < last {
-                h = if self.slope == 0.0 { h.relu() } else { h.prelu(&Tensor::from_slice(&[self.slope as f32])) };
+                h = if self.slope == 0.0 {
+                    h.relu()
+                } else {
+                    h.prelu(&Tensor::from_slice(&[self.slope as f32]))
+                };
             }
         }
         h
@@ -119,17 +129,30 @@ impl Params {
         let params = self.all();
         let k = x.size()[0];
         let loss = Ensemble::cross_entropy(&self.forward(x), y).sum(Kind::Float);
-        assert!(loss.requires_grad(), "gradient_quotient needs gradients enabled");
-        let flat = |ts: Vec<Tensor>| Tensor::cat(&ts.iter().map(|t| t.reshape([k, -1])).collect::<Vec<_>>(), 1);
+        assert!(
+            loss.requires_grad(),
+            "gradient_quotient needs gradients enabled"
+        );
+        let flat = |ts: Vec<Tensor>| {
+            Tensor::cat(
+                &ts.iter().map(|t| t.reshape([k, -1])).collect::<Vec<_>>(),
+                1,
+            )
+        };
         let g = flat(Tensor::run_backward(&[&loss], &params, true, true)); // [K, P]
         let half_sq = g.square().sum(Kind::Float) / 2.0;
         let hg = flat(Tensor::run_backward(&[&half_sq], &params, true, true)); // [K, P]
         let sign = (g.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0).detach();
-        ((&g - hg) / (&g + sign * eps) - 1.0).abs().mean_dim([1i64].as_slice(), false, Kind::Float)
+        ((&g - hg) / (&g + sign * eps) - 1.0)
+            .abs()
+            .mean_dim([1i64].as_slice(), false, Kind::Float)
     }
 
     fn weights(&self) -> Vec<Tensor> {
-        self.wt.iter().map(|w| w.detach().transpose(1, 2).contiguous()).collect()
+        self.wt
+            .iter()
+            .map(|w| w.detach().transpose(1, 2).contiguous())
+            .collect()
     }
 }
 
@@ -138,7 +161,13 @@ impl Params {
 pub fn gradient_quotient(net: &Ensemble, x: &Tensor, y: &Tensor, eps: f64) -> Vec<f64> {
     tch::with_grad(|| {
         let params = Params::new(&net.weights, net.arch.slope);
-        Vec::<f64>::try_from(params.gradient_quotient(x, y, eps).detach().to_kind(Kind::Double)).expect("f64")
+        Vec::<f64>::try_from(
+            params
+                .gradient_quotient(x, y, eps)
+                .detach()
+                .to_kind(Kind::Double),
+        )
+        .expect("f64")
     })
 }
 

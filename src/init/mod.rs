@@ -287,7 +287,10 @@ pub fn initialize(
         }
         other => {
             let weights = tch::no_grad(|| schemes::weights(other, arch, streams))?;
-            let report = InitReport { restarts: vec![0; k], ..Default::default() };
+            let report = InitReport {
+                restarts: vec![0; k],
+                ..Default::default()
+            };
             Ok((Ensemble::from_weights(*arch, weights), report))
         }
     }

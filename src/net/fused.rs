@@ -24,7 +24,12 @@ pub struct Unit0Moments {
 
 impl Unit0Moments {
     pub fn new(members: usize, layers: usize) -> Self {
-        Unit0Moments { layers, count: vec![0; members * layers], mean: vec![0.0; members * layers], m2: vec![0.0; members * layers] }
+        Unit0Moments {
+            layers,
+            count: vec![0; members * layers],
+            mean: vec![0.0; members * layers],
+            m2: vec![0.0; members * layers],
+        }
     }
 
     /// Merges the moments of more samples (Chan et al.'s pairwise update).
@@ -58,7 +63,12 @@ pub struct NarrowWeights<'a> {
 /// Moments of unit 0 of every Linear layer for a chunk of `n` samples whose first
 /// layer outputs (pre-activation, bias included) are `h0: [K, W, n]`. Returns `None`
 /// for widths this kernel does not handle.
-pub fn unit0_moments(h0: &[f32], weights: &NarrowWeights, members: usize, n: usize) -> Option<Unit0Moments> {
+pub fn unit0_moments(
+    h0: &[f32],
+    weights: &NarrowWeights,
+    members: usize,
+    n: usize,
+) -> Option<Unit0Moments> {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match weights.width {
@@ -70,7 +80,12 @@ pub fn unit0_moments(h0: &[f32], weights: &NarrowWeights, members: usize, n: usi
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-fn run<const W: usize>(h0: &[f32], weights: &NarrowWeights, members: usize, n: usize) -> Unit0Moments {
+fn run<const W: usize>(
+    h0: &[f32],
+    weights: &NarrowWeights,
+    members: usize,
+    n: usize,
+) -> Unit0Moments {
     let layers = weights.hidden_w.len() + 2;
     assert_eq!(h0.len(), members * W * n, "h0 must be [K, W, n]");
     let per_member: Vec<(Vec<f64>, Vec<f64>)> = (0..members)
@@ -89,7 +104,12 @@ fn run<const W: usize>(h0: &[f32], weights: &NarrowWeights, members: usize, n: u
 }
 
 /// One member over its n samples: per layer (mean, M2).
-fn member<const W: usize>(h0: &[f32], weights: &NarrowWeights, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+fn member<const W: usize>(
+    h0: &[f32],
+    weights: &NarrowWeights,
+    k: usize,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -102,7 +122,12 @@ fn member<const W: usize>(h0: &[f32], weights: &NarrowWeights, k: usize, n: usiz
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn member_avx2<const W: usize>(h0: &[f32], weights: &NarrowWeights, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+unsafe fn member_avx2<const W: usize>(
+    h0: &[f32],
+    weights: &NarrowWeights,
+    k: usize,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
     member_body::<W, true>(h0, weights, k, n)
 }
 
@@ -112,12 +137,25 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 #[inline(always)]
-fn member_body<const W: usize, const FMA: bool>(h0: &[f32], weights: &NarrowWeights, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+fn member_body<const W: usize, const FMA: bool>(
+    h0: &[f32],
+    weights: &NarrowWeights,
+    k: usize,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let hidden = weights.hidden_w.len();
     let layers = hidden + 2;
     let slope = weights.slope;
-    let ws: Vec<&[f32]> = weights.hidden_w.iter().map(|w| &w[k * W * W..(k + 1) * W * W]).collect();
-    let bs: Vec<&[f32]> = weights.hidden_b.iter().map(|b| &b[k * W..(k + 1) * W]).collect();
+    let ws: Vec<&[f32]> = weights
+        .hidden_w
+        .iter()
+        .map(|w| &w[k * W * W..(k + 1) * W * W])
+        .collect();
+    let bs: Vec<&[f32]> = weights
+        .hidden_b
+        .iter()
+        .map(|b| &b[k * W..(k + 1) * W])
+        .collect();
     let last_w = &weights.last_w0[k * W..(k + 1) * W];
     let last_b = weights.last_b0[k];
     // Chunk-local sums around the first sample's value of each layer (the shift keeps
@@ -183,6 +221,8 @@ fn member_body<const W: usize, const FMA: bool>(h0: &[f32], weights: &NarrowWeig
     }
     let nf = n as f64;
     let mean = (0..layers).map(|l| shift[l] as f64 + s1[l] / nf).collect();
-    let m2 = (0..layers).map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0)).collect();
+    let m2 = (0..layers)
+        .map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0))
+        .collect();
     (mean, m2)
 }

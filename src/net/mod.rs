@@ -213,6 +213,22 @@ impl Ensemble {
         }
     }
 
+    /// Trainable leaves that live inside `flat` (as made by `to_flat`): each parameter
+    /// is its own leaf tensor (so autograd never builds slices of the whole buffer),
+    /// yet an update of `flat` is an update of every parameter. Running statistics
+    /// are private copies.
+    pub fn leaves_in(&self, flat: &Tensor) -> Ensemble {
+        let mut e = self.view_flat(flat);
+        let leaf = |t: Tensor| t.detach().set_requires_grad(true);
+        e.weights = e.weights.into_iter().map(leaf).collect();
+        e.biases = e.biases.into_iter().map(leaf).collect();
+        e.norm_scale = e.norm_scale.into_iter().map(leaf).collect();
+        e.norm_shift = e.norm_shift.into_iter().map(leaf).collect();
+        e.running_mean = self.running_mean.iter().map(|t| t.copy()).collect();
+        e.running_var = self.running_var.iter().map(|t| t.copy()).collect();
+        e
+    }
+
     /// The same parameters (shared) with private copies of the running statistics.
     pub fn with_copied_buffers(&self) -> Ensemble {
         let mut e = self.view_flat(&self.to_flat());

@@ -20,7 +20,11 @@ pub fn run(args: &[&str]) -> Output {
 /// Runs initlab and panics with its stderr unless it succeeds.
 pub fn ok(args: &[&str]) -> String {
     let out = run(args);
-    assert!(out.status.success(), "initlab {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "initlab {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -49,13 +53,31 @@ pub fn results(dir: &Path, sort_by: &[&str]) -> polars::prelude::DataFrame {
 }
 
 pub fn f64_column(df: &polars::prelude::DataFrame, name: &str) -> Vec<f64> {
-    df.column(name).unwrap().f64().unwrap().iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+    df.column(name)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect()
 }
 
 pub fn i64_column(df: &polars::prelude::DataFrame, name: &str) -> Vec<i64> {
-    df.column(name).unwrap().i64().unwrap().iter().map(|v| v.unwrap()).collect()
+    df.column(name)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect()
 }
 
 pub fn str_column(df: &polars::prelude::DataFrame, name: &str) -> Vec<String> {
-    df.column(name).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect()
+    df.column(name)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect()
 }

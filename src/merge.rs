@@ -1,0 +1,280 @@
+//! `initlab merge`: joins the shards of a sweep (one run directory after all its
+//! shards ran, or several run directories of the same config made on different
+//! machines) into one results table per experiment, checking that every work unit
+//! of the config is present exactly once and saying what is missing or duplicated.
+
+use crate::config::Config;
+use crate::results::{parquet_files, read_parquet, write_parquet, write_text};
+use crate::rundir::Metadata;
+use anyhow::{Context, Result, bail};
+use polars::prelude::{BooleanChunked, DataFrame, NewChunkedArray, PlSmallStr};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// What a merge found, per experiment.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentReport {
+    pub name: String,
+    pub expected: usize,
+    pub present: usize,
+    /// Labels of the units no shard holds.
+    pub missing: Vec<String>,
+    /// Ids of units found in more than one shard (the first copy is kept).
+    pub duplicated: Vec<String>,
+    pub rows: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MergeReport {
+    pub out: PathBuf,
+    pub experiments: Vec<ExperimentReport>,
+}
+
+impl MergeReport {
+    pub fn complete(&self) -> bool {
+        self.experiments.iter().all(|e| e.missing.is_empty())
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in &self.experiments {
+            out.push(format!(
+                "{}: {}/{} units, {} rows{}{}",
+                e.name,
+                e.present,
+                e.expected,
+                e.rows,
+                if e.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} MISSING", e.missing.len())
+                },
+                if e.duplicated.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} duplicated (first copy kept)", e.duplicated.len())
+                },
+            ));
+            for m in e.missing.iter().take(20) {
+                out.push(format!("  missing: {m}"));
+            }
+            if e.missing.len() > 20 {
+                out.push(format!("  ... and {} more missing", e.missing.len() - 20));
+            }
+            for d in e.duplicated.iter().take(10) {
+                out.push(format!("  duplicated: {d}"));
+            }
+        }
+        out
+    }
+}
+
+fn read_resolved(dir: &Path) -> Result<String> {
+    let p = dir.join("config.resolved.yaml");
+    std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "{} is not an initlab run directory (no config.resolved.yaml)",
+            dir.display()
+        )
+    })
+}
+
+/// Every metadata file of a run directory (the main one and per-shard ones).
+fn metadata_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.starts_with("metadata") && n.ends_with(".json")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Merges `dirs` (all made by the same config) into `out` (default: the only dir, in place).
+pub fn merge(dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> {
+    if dirs.is_empty() {
+        bail!("give at least one run directory");
+    }
+    let resolved = read_resolved(&dirs[0])?;
+    for d in &dirs[1..] {
+        if read_resolved(d)? != resolved {
+            bail!(
+                "{} and {} were made by different configs: refusing to merge them (compare their config.resolved.yaml)",
+                dirs[0].display(),
+                d.display()
+            );
+        }
+    }
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None if dirs.len() == 1 => dirs[0].clone(),
+        None => bail!("merging several run directories needs --out DIR for the merged one"),
+    };
+    let in_place = dirs
+        .iter()
+        .any(|d| d.canonicalize().ok() == out.canonicalize().ok());
+    if !in_place {
+        if out.exists()
+            && std::fs::read_dir(&out)?.next().is_some()
+            && read_resolved(&out).ok().as_deref() != Some(resolved.as_str())
+        {
+            bail!(
+                "--out {} exists and holds something else: choose a new directory",
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(out.join("results"))
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::copy(dirs[0].join("config.yaml"), out.join("config.yaml"))
+            .context("copying config.yaml")?;
+        write_text(&out.join("config.resolved.yaml"), &resolved)?;
+    }
+    // The units the config asks for.
+    let source =
+        std::fs::read_to_string(dirs[0].join("config.yaml")).context("reading config.yaml")?;
+    let name = dirs[0]
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let config = Config::parse(&source, &name)?;
+    let experiments = crate::experiment::build(&config)?;
+
+    let mut report = MergeReport {
+        out: out.clone(),
+        experiments: Vec::new(),
+    };
+    for exp in &experiments {
+        let expected: Vec<(String, String)> = exp
+            .jobs()
+            .into_iter()
+            .flat_map(|j| j.units)
+            .map(|u| (u.id, u.label))
+            .collect();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for d in dirs {
+            files.extend(parquet_files(&d.join("results").join(exp.name()))?);
+        }
+        let mut taken: HashSet<String> = HashSet::new();
+        let mut duplicated = Vec::new();
+        let mut merged: Option<DataFrame> = None;
+        for f in &files {
+            let df = read_parquet(f)?;
+            let units = df
+                .column("work_unit")
+                .with_context(|| format!("{} has no work_unit column", f.display()))?
+                .str()?
+                .clone();
+            let mut fresh: HashMap<String, bool> = HashMap::new();
+            for u in units.iter().flatten() {
+                if !fresh.contains_key(u) {
+                    let is_new = !taken.contains(u);
+                    if !is_new {
+                        duplicated.push(u.to_string());
+                    }
+                    fresh.insert(u.to_string(), is_new);
+                }
+            }
+            let mask: Vec<bool> = units.iter().map(|u| u.is_some_and(|u| fresh[u])).collect();
+            taken.extend(fresh.into_iter().filter(|(_, new)| *new).map(|(u, _)| u));
+            let kept = df.filter(&BooleanChunked::from_slice(PlSmallStr::from("mask"), &mask))?;
+            merged = Some(match merged {
+                None => kept,
+                Some(mut m) => {
+                    m.vstack_mut_owned(kept).with_context(|| {
+                        format!(
+                            "{} has other columns than the shards before it",
+                            f.display()
+                        )
+                    })?;
+                    m
+                }
+            });
+        }
+        let expected_ids: HashSet<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|(id, _)| !taken.contains(id))
+            .map(|(id, label)| format!("{id} ({label})"))
+            .collect();
+        let present = taken
+            .iter()
+            .filter(|u| expected_ids.contains(u.as_str()))
+            .count();
+        let mut rows = 0;
+        let target = out.join("results").join(exp.name());
+        std::fs::create_dir_all(&target)?;
+        if let Some(mut df) = merged {
+            df.rechunk_mut();
+            rows = df.height();
+            let meta = BTreeMap::from([
+                (
+                    "initlab_version".to_string(),
+                    env!("CARGO_PKG_VERSION").to_string(),
+                ),
+                ("merged_from".to_string(), files.len().to_string()),
+                ("experiment".to_string(), exp.name().to_string()),
+                ("kind".to_string(), exp.kind().to_string()),
+            ]);
+            let merged_path = target.join(format!("{}-merged.parquet", exp.kind()));
+            write_parquet(&merged_path, &mut df, &meta)?;
+            if in_place {
+                for f in &files {
+                    if *f != merged_path && f.starts_with(&out) {
+                        std::fs::remove_file(f)
+                            .with_context(|| format!("removing merged shard {}", f.display()))?;
+                    }
+                }
+            }
+        }
+        report.experiments.push(ExperimentReport {
+            name: exp.name().to_string(),
+            expected: expected.len(),
+            present,
+            missing,
+            duplicated,
+            rows,
+        });
+    }
+
+    // Metadata: one file with every invocation of every shard.
+    let mut all: Option<Metadata> = None;
+    for d in dirs {
+        for f in metadata_files(d) {
+            let m: Metadata = serde_json::from_str(&std::fs::read_to_string(&f)?)
+                .with_context(|| format!("{} is corrupt", f.display()))?;
+            match &mut all {
+                None => all = Some(m),
+                Some(a) => {
+                    a.invocations.extend(m.invocations);
+                    for (k, v) in m.experiments {
+                        a.experiments.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut m) = all {
+        m.invocations
+            .sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        write_text(
+            &out.join("metadata.json"),
+            &(serde_json::to_string_pretty(&m)? + "\n"),
+        )?;
+        if in_place {
+            for f in metadata_files(&out) {
+                if f.file_name().is_some_and(|n| n != "metadata.json") {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,654 @@
+//! Drawing plumbing shared by every figure: the embedded font, a page (title,
+//! subtitle, legend strip, grid of panels, notes), panels with labelled axes,
+//! markers, colours, and saving one figure as PNG and SVG.
+
+use super::axis::Axis;
+use crate::results::write_text;
+use anyhow::{Context, Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The font family every text uses; SVG viewers without DejaVu Sans fall back to
+/// their sans-serif, PNGs always use the embedded copy.
+pub const FONT: &str = "DejaVu Sans, sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// Registers the embedded DejaVu Sans with plotters (once per process).
+fn register_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "the embedded font DejaVuSans.ttf could not be loaded"
+        ))
+    }
+}
+
+/// Turns a plotters error (generic over the backend) into anyhow.
+pub fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e}")
+}
+
+/// A figure that can be drawn on any backend, at any scale.
+pub trait Figure {
+    /// Size in pixels (PNG) or user units (SVG) at the pen's scale.
+    fn size(&self, pen: Pen) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()>;
+}
+
+/// PNGs are 1.5 times the SVG's size, drawn at twice that and averaged down
+/// (2 x 2 pixels into one), which smooths lines and text.
+pub const PNG_PEN: Pen = Pen { s: 1.5 };
+pub const SVG_PEN: Pen = Pen { s: 1.0 };
+const SUPERSAMPLE: u32 = 2;
+
+/// Writes `dir/<stem>.png` and `dir/<stem>.svg`, each atomically, and returns them.
+pub fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+    register_font()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+
+    let png = dir.join(format!("{stem}.png"));
+    let partial = dir.join(format!(".{stem}.part.png"));
+    let drawn = (|| -> Result<()> {
+        let big_pen = Pen {
+            s: PNG_PEN.s * SUPERSAMPLE as f64,
+        };
+        let (w, h) = figure.size(big_pen);
+        let (w, h) = (w / SUPERSAMPLE, h / SUPERSAMPLE);
+        let (big_w, big_h) = (w * SUPERSAMPLE, h * SUPERSAMPLE);
+        let mut big = vec![0u8; big_w as usize * big_h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut big, (big_w, big_h)).into_drawing_area();
+            figure.draw(&root, big_pen)?;
+            root.present().map_err(plot_err)?;
+        }
+        let small = downsample(&big, (big_w, big_h), SUPERSAMPLE);
+        let mut backend = BitMapBackend::new(&partial, (w, h));
+        backend
+            .blit_bitmap((0, 0), (w, h), &small)
+            .map_err(plot_err)?;
+        backend.present().map_err(plot_err)?;
+        Ok(())
+    })();
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.context(format!("drawing {}", png.display())));
+    }
+    std::fs::rename(&partial, &png)
+        .with_context(|| format!("cannot move {} to {}", partial.display(), png.display()))?;
+
+    let svg = dir.join(format!("{stem}.svg"));
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, figure.size(SVG_PEN)).into_drawing_area();
+        figure
+            .draw(&root, SVG_PEN)
+            .with_context(|| format!("drawing {}", svg.display()))?;
+        root.present().map_err(plot_err)?;
+    }
+    write_text(&svg, &text)?;
+    Ok(vec![png, svg])
+}
+
+/// Averages `factor` x `factor` blocks of an RGB image `[h][w][3]`.
+fn downsample(rgb: &[u8], (w, h): (u32, u32), factor: u32) -> Vec<u8> {
+    let (w, h, f) = (w as usize, h as usize, factor as usize);
+    let (small_w, small_h) = (w / f, h / f);
+    let mut out = vec![0u8; small_w * small_h * 3];
+    for y in 0..small_h {
+        for x in 0..small_w {
+            for c in 0..3 {
+                let mut sum = 0u32;
+                for dy in 0..f {
+                    for dx in 0..f {
+                        sum += rgb[((y * f + dy) * w + x * f + dx) * 3 + c] as u32;
+                    }
+                }
+                let n = (f * f) as u32;
+                out[(y * small_w + x) * 3 + c] = ((sum + n / 2) / n) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Sizes in pixels at scale 1; `s` scales every length and font together.
+#[derive(Debug, Clone, Copy)]
+pub struct Pen {
+    pub s: f64,
+}
+
+impl Pen {
+    pub fn px(&self, v: f64) -> i32 {
+        (v * self.s).round() as i32
+    }
+    pub fn font(&self, size: f64) -> TextStyle<'static> {
+        (FONT, size * self.s).into_font().color(&BLACK)
+    }
+    pub fn grey_font(&self, size: f64) -> TextStyle<'static> {
+        (FONT, size * self.s)
+            .into_font()
+            .color(&RGBColor(80, 80, 80))
+    }
+    pub fn stroke(&self, color: RGBColor, width: f64) -> ShapeStyle {
+        color.stroke_width(((width * self.s).round() as u32).max(1))
+    }
+}
+
+/// Okabe-Ito colours (distinguishable with colour-blindness), yellow replaced.
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(0, 0, 0),       // black
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(153, 153, 51),  // olive
+];
+
+pub fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Circle,
+    Triangle,
+    Square,
+    Diamond,
+    Cross,
+    TriangleDown,
+}
+
+pub const MARKERS: [Marker; 6] = [
+    Marker::Circle,
+    Marker::Triangle,
+    Marker::Square,
+    Marker::Diamond,
+    Marker::Cross,
+    Marker::TriangleDown,
+];
+
+pub fn marker(i: usize) -> Marker {
+    MARKERS[i % MARKERS.len()]
+}
+
+/// Draws a marker of half-size `r` centred at pixel `at` of `area` (a page's root).
+pub fn draw_marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    kind: Marker,
+    at: (i32, i32),
+    r: i32,
+    style: ShapeStyle,
+) -> Result<()> {
+    let (x, y) = at;
+    let outline = |points: Vec<(i32, i32)>| -> Result<()> {
+        if style.filled {
+            area.draw(&Polygon::new(points, style)).map_err(plot_err)
+        } else {
+            let mut closed = points.clone();
+            closed.push(points[0]);
+            area.draw(&PathElement::new(closed, style))
+                .map_err(plot_err)
+        }
+    };
+    match kind {
+        Marker::Circle => area.draw(&Circle::new((x, y), r, style)).map_err(plot_err),
+        Marker::Square => {
+            let h = (r as f64 * 0.9).round() as i32;
+            outline(vec![
+                (x - h, y - h),
+                (x + h, y - h),
+                (x + h, y + h),
+                (x - h, y + h),
+            ])
+        }
+        Marker::Triangle => {
+            let h = (r as f64 * 1.2).round() as i32;
+            outline(vec![
+                (x, y - h),
+                (x + h, y + h * 3 / 4),
+                (x - h, y + h * 3 / 4),
+            ])
+        }
+        Marker::TriangleDown => {
+            let h = (r as f64 * 1.2).round() as i32;
+            outline(vec![
+                (x, y + h),
+                (x + h, y - h * 3 / 4),
+                (x - h, y - h * 3 / 4),
+            ])
+        }
+        Marker::Diamond => {
+            let h = (r as f64 * 1.25).round() as i32;
+            outline(vec![(x, y - h), (x + h, y), (x, y + h), (x - h, y)])
+        }
+        Marker::Cross => {
+            let line = ShapeStyle {
+                filled: false,
+                ..style
+            }
+            .stroke_width(style.stroke_width.max(2));
+            area.draw(&PathElement::new(
+                vec![(x - r, y - r), (x + r, y + r)],
+                line,
+            ))
+            .map_err(plot_err)?;
+            area.draw(&PathElement::new(
+                vec![(x - r, y + r), (x + r, y - r)],
+                line,
+            ))
+            .map_err(plot_err)
+        }
+    }
+}
+
+/// How a legend entry is drawn.
+#[derive(Debug, Clone)]
+pub enum Swatch {
+    /// A line, solid or dashed, optionally with a marker on it.
+    Line {
+        color: RGBColor,
+        dashed: bool,
+        marker: Option<Marker>,
+    },
+    /// A dotted reference line.
+    Dotted(RGBColor),
+    /// A marker alone.
+    Point(Marker, RGBColor),
+    /// A translucent band.
+    Band(RGBColor),
+    /// A vertical min-max bar with caps.
+    Bar(RGBColor),
+}
+
+#[derive(Debug, Clone)]
+pub struct LegendEntry {
+    pub label: String,
+    pub swatch: Swatch,
+}
+
+impl LegendEntry {
+    pub fn new(label: impl Into<String>, swatch: Swatch) -> Self {
+        LegendEntry {
+            label: label.into(),
+            swatch,
+        }
+    }
+}
+
+/// What a page holds around its panels.
+pub struct Page<'a> {
+    pub title: &'a str,
+    pub subtitle: &'a [String],
+    pub legend: &'a [LegendEntry],
+    pub notes: &'a [String],
+    pub panels: usize,
+    /// Panels per row at most.
+    pub columns: usize,
+    /// Size of one panel at scale 1.
+    pub panel: (u32, u32),
+}
+
+const TITLE_H: f64 = 36.0;
+const LINE_H: f64 = 22.0;
+const LEGEND_H: f64 = 28.0;
+const SWATCH_W: f64 = 34.0;
+const ENTRY_GAP: f64 = 26.0;
+const PAGE_W_MIN: f64 = 760.0;
+
+impl Page<'_> {
+    pub fn grid(&self) -> (usize, usize) {
+        let cols = self.panels.clamp(1, self.columns.max(1));
+        // Four panels read better as 2 x 2 than as 3 + 1.
+        let cols = if self.panels == 4 && cols == 3 {
+            2
+        } else {
+            cols
+        };
+        let rows = self.panels.div_ceil(cols).max(1);
+        (rows, cols)
+    }
+
+    /// A lone panel gets more room than one of a grid.
+    fn panel_size(&self) -> (f64, f64) {
+        let (w, h) = (self.panel.0 as f64, self.panel.1 as f64);
+        if self.panels == 1 {
+            (w.max(760.0), h.max(460.0))
+        } else {
+            (w, h)
+        }
+    }
+
+    fn width(&self) -> f64 {
+        let (_, cols) = self.grid();
+        (cols as f64 * self.panel_size().0).max(PAGE_W_MIN)
+    }
+
+    /// Legend entries in rows that fit the page width (estimated text widths).
+    fn legend_rows(&self, pen: Pen) -> Vec<Vec<usize>> {
+        let limit = self.width() * pen.s - 2.0 * pen.px(16.0) as f64;
+        let mut rows: Vec<Vec<usize>> = Vec::new();
+        let mut used = f64::INFINITY;
+        for (i, entry) in self.legend.iter().enumerate() {
+            let w = entry_width(&entry.label, pen);
+            if used + w > limit {
+                rows.push(Vec::new());
+                used = 0.0;
+            }
+            rows.last_mut().expect("a row was pushed").push(i);
+            used += w;
+        }
+        rows
+    }
+
+    /// Pixel size at scale `pen.s`.
+    pub fn size(&self, pen: Pen) -> (u32, u32) {
+        let (rows, _) = self.grid();
+        let head = TITLE_H
+            + LINE_H * self.subtitle.len() as f64
+            + LEGEND_H * self.legend_rows(Pen { s: 1.0 }).len() as f64
+            + 8.0;
+        let foot = LINE_H * self.notes.len() as f64 + 6.0;
+        let h = head + rows as f64 * self.panel_size().1 + foot;
+        (
+            (self.width() * pen.s).round() as u32,
+            (h * pen.s).round() as u32,
+        )
+    }
+
+    /// Draws the title, subtitle, legend and notes; returns the panel areas.
+    pub fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        pen: Pen,
+    ) -> Result<Vec<DrawingArea<DB, Shift>>> {
+        root.fill(&WHITE).map_err(plot_err)?;
+        let (w, h) = root.dim_in_pixel();
+        let centre = w as i32 / 2;
+        let mut y = pen.px(10.0);
+        root.draw(&Text::new(
+            self.title.to_string(),
+            (centre, y),
+            pen.font(20.0).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(plot_err)?;
+        y += pen.px(TITLE_H - 8.0);
+        for line in self.subtitle {
+            root.draw(&Text::new(
+                line.clone(),
+                (centre, y),
+                pen.grey_font(14.0).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(plot_err)?;
+            y += pen.px(LINE_H);
+        }
+        for row in self.legend_rows(pen) {
+            let total: f64 = row
+                .iter()
+                .map(|&i| entry_width(&self.legend[i].label, pen))
+                .sum::<f64>()
+                - pen.px(ENTRY_GAP) as f64;
+            let mut x = centre - (total / 2.0).round() as i32;
+            let mid = y + pen.px(LEGEND_H / 2.0);
+            for &i in &row {
+                let entry = &self.legend[i];
+                draw_swatch(root, &entry.swatch, (x, mid), pen)?;
+                let text_x = x + pen.px(SWATCH_W + 6.0);
+                root.draw(&Text::new(
+                    entry.label.clone(),
+                    (text_x, mid),
+                    pen.font(14.0).pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(plot_err)?;
+                x += entry_width(&entry.label, pen).round() as i32;
+            }
+            y += pen.px(LEGEND_H);
+        }
+        y += pen.px(8.0);
+        let foot = pen.px(LINE_H * self.notes.len() as f64 + 6.0);
+        let mut note_y = h as i32 - foot + pen.px(4.0);
+        for note in self.notes {
+            root.draw(&Text::new(
+                note.clone(),
+                (pen.px(14.0), note_y),
+                pen.grey_font(13.0).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(plot_err)?;
+            note_y += pen.px(LINE_H);
+        }
+        let body = root.margin(y, foot, 0, 0);
+        let (rows, cols) = self.grid();
+        let (body_w, _) = body.dim_in_pixel();
+        // Panels keep their width when the page is wider than the grid (a
+        // minimum page width for the title and legend): centre the grid.
+        let grid_w = (cols as f64 * self.panel_size().0 * pen.s).round() as u32;
+        let side = body_w.saturating_sub(grid_w) / 2;
+        let body = body.margin(0, 0, side, side);
+        let mut areas = body.split_evenly((rows, cols));
+        areas.truncate(self.panels);
+        Ok(areas)
+    }
+}
+
+fn entry_width(label: &str, pen: Pen) -> f64 {
+    pen.px(SWATCH_W + 6.0) as f64 + text_width(label, 14.0, pen) + pen.px(ENTRY_GAP) as f64
+}
+
+/// Width of a text in the embedded font (estimated when the font is missing).
+pub fn text_width(text: &str, size: f64, pen: Pen) -> f64 {
+    match pen.font(size).font.box_size(text) {
+        Ok((w, _)) => w as f64,
+        // DejaVu Sans averages about 0.56 em per character.
+        Err(_) => text.chars().count() as f64 * size * 0.56 * pen.s,
+    }
+}
+
+fn draw_swatch<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    swatch: &Swatch,
+    (x, y): (i32, i32),
+    pen: Pen,
+) -> Result<()> {
+    let x1 = x + pen.px(SWATCH_W);
+    let mid = (x + x1) / 2;
+    match swatch {
+        Swatch::Line {
+            color,
+            dashed,
+            marker,
+        } => {
+            let style = pen.stroke(*color, 2.0);
+            if *dashed {
+                let dash = pen.px(7.0);
+                let mut a = x;
+                while a < x1 {
+                    let b = (a + dash).min(x1);
+                    root.draw(&PathElement::new(vec![(a, y), (b, y)], style))
+                        .map_err(plot_err)?;
+                    a += dash + pen.px(5.0);
+                }
+            } else {
+                root.draw(&PathElement::new(vec![(x, y), (x1, y)], style))
+                    .map_err(plot_err)?;
+            }
+            if let Some(m) = marker {
+                draw_marker(root, *m, (mid, y), pen.px(4.5), color.filled())?;
+            }
+        }
+        Swatch::Dotted(color) => {
+            let mut a = x;
+            while a < x1 {
+                root.draw(&PathElement::new(
+                    vec![(a, y), ((a + pen.px(2.0)).min(x1), y)],
+                    pen.stroke(*color, 1.5),
+                ))
+                .map_err(plot_err)?;
+                a += pen.px(5.0);
+            }
+        }
+        Swatch::Point(m, color) => {
+            draw_marker(root, *m, (mid, y), pen.px(5.0), color.filled())?;
+        }
+        Swatch::Band(color) => {
+            root.draw(&Rectangle::new(
+                [(x, y - pen.px(7.0)), (x1, y + pen.px(7.0))],
+                color.mix(0.25).filled(),
+            ))
+            .map_err(plot_err)?;
+        }
+        Swatch::Bar(color) => {
+            let style = pen.stroke(*color, 1.5);
+            let (top, bottom, cap) = (y - pen.px(9.0), y + pen.px(9.0), pen.px(4.0));
+            root.draw(&PathElement::new(vec![(mid, top), (mid, bottom)], style))
+                .map_err(plot_err)?;
+            for end in [top, bottom] {
+                root.draw(&PathElement::new(
+                    vec![(mid - cap, end), (mid + cap, end)],
+                    style,
+                ))
+                .map_err(plot_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A panel's chart on custom axes.
+pub type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
+
+/// Builds a panel: caption, axes with their descriptions, grid lines.
+pub fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    x: &Axis,
+    y: &Axis,
+    x_desc: &str,
+    y_desc: &str,
+    pen: Pen,
+) -> Result<Chart<'a, DB>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, pen.font(16.0))
+        .margin_top(pen.px(4.0))
+        .margin_left(pen.px(8.0))
+        .margin_right(pen.px(18.0))
+        .margin_bottom(pen.px(6.0))
+        .x_label_area_size(pen.px(46.0))
+        .y_label_area_size(pen.px(72.0))
+        .build_cartesian_2d(x.clone(), y.clone())
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .axis_desc_style(pen.font(14.0))
+        .label_style(pen.font(12.5))
+        .bold_line_style(pen.stroke(RGBColor(220, 220, 220), 1.0))
+        .light_line_style(pen.stroke(RGBColor(242, 242, 242), 1.0))
+        .axis_style(pen.stroke(RGBColor(90, 90, 90), 1.0))
+        .set_all_tick_mark_size(pen.px(5.0))
+        .draw()
+        .map_err(plot_err)?;
+    Ok(chart)
+}
+
+/// Pixel position of a data point.
+pub fn pixel<DB: DrawingBackend>(chart: &Chart<'_, DB>, x: f64, y: f64) -> (i32, i32) {
+    chart.backend_coord(&(x, y))
+}
+
+/// Draws a polyline through data points (breaking at non-finite values).
+pub fn line<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    points: &[(f64, f64)],
+    style: ShapeStyle,
+    dashed: Option<Pen>,
+) -> Result<()> {
+    for run in finite_runs(points) {
+        if run.len() < 2 {
+            continue;
+        }
+        match dashed {
+            Some(pen) => chart
+                .draw_series(DashedLineSeries::new(
+                    run.iter().copied(),
+                    pen.px(7.0),
+                    pen.px(5.0),
+                    style,
+                ))
+                .map(|_| ())
+                .map_err(plot_err)?,
+            None => chart
+                .draw_series(LineSeries::new(run.iter().copied(), style))
+                .map(|_| ())
+                .map_err(plot_err)?,
+        }
+    }
+    Ok(())
+}
+
+/// A dotted horizontal reference line at height `y`.
+pub fn hline<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    y: f64,
+    color: RGBColor,
+    pen: Pen,
+) -> Result<()> {
+    let range = chart.x_range();
+    let (lo, hi) = (range.start, range.end);
+    let step = (hi - lo) / 160.0;
+    let segments: Vec<_> = (0..160)
+        .step_by(2)
+        .map(|k| {
+            let a = lo + k as f64 * step;
+            PathElement::new(vec![(a, y), (a + step, y)], pen.stroke(color, 1.5))
+        })
+        .collect();
+    chart.draw_series(segments).map(|_| ()).map_err(plot_err)
+}
+
+/// A translucent band between a lower and an upper curve.
+pub fn band<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    lower: &[(f64, f64)],
+    upper: &[(f64, f64)],
+    color: RGBColor,
+) -> Result<()> {
+    let mut outline: Vec<(f64, f64)> = lower.to_vec();
+    outline.extend(upper.iter().rev().copied());
+    if outline.len() < 3
+        || outline
+            .iter()
+            .any(|(x, y)| !x.is_finite() || !y.is_finite())
+    {
+        return Ok(());
+    }
+    chart
+        .draw_series(std::iter::once(Polygon::new(
+            outline,
+            color.mix(0.22).filled(),
+        )))
+        .map(|_| ())
+        .map_err(plot_err)
+}
+
+/// Splits a polyline at non-finite points.
+fn finite_runs(points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = vec![Vec::new()];
+    for &(x, y) in points {
+        if x.is_finite() && y.is_finite() {
+            runs.last_mut().expect("non-empty").push((x, y));
+        } else if !runs.last().expect("non-empty").is_empty() {
+            runs.push(Vec::new());
+        }
+    }
+    runs
+}

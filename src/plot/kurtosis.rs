@@ -1,0 +1,704 @@
+//! The theory figures. `kind: kurtosis_mc`: the kurtosis measured per layer in
+//! simulated networks, with its 95% band, against the Proposition 3 recursion,
+//! a panel per (initialiser, slope). `kind: theory`: the recursion's kurtosis
+//! and the Section 5 prediction of the 0.9 quantile of S²/σ² over depth, a line
+//! per width and a panel per setting of the other swept parameters.
+
+use super::axis::Axis;
+use super::canvas::{
+    Figure, LegendEntry, Page, Pen, Swatch, band, color, hline, line, panel, save,
+};
+use super::columns::{
+    distinct, floats, floats_or_null, has, init_label, init_rank, ints, number, strings,
+};
+use super::{ExperimentResults, Run};
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The columns read for `kind: kurtosis_mc`.
+pub const SIMULATION_COLUMNS: &[&str] = &[
+    "init",
+    "slope",
+    "width",
+    "depth",
+    "networks",
+    "samples",
+    "layer",
+    "kurtosis",
+    "kurtosis_lo",
+    "kurtosis_hi",
+    "theory_kurtosis",
+];
+
+/// The columns read for `kind: theory`: the curves and the swept parameters.
+pub const THEORY_COLUMNS: &[&str] = &[
+    "work_unit",
+    "layer",
+    "width",
+    "kurtosis",
+    "log10_var_q90",
+    "threshold",
+    "kappa_w",
+    "slope",
+    "kappa0",
+    "c0",
+    "depth",
+    "n",
+    "sigma2",
+];
+
+/// What tells the panels of the simulation figure apart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SimKey {
+    init_rank: usize,
+    init: String,
+    slope: String,
+    width: i64,
+    depth: i64,
+    networks: i64,
+    samples: i64,
+    experiment: String,
+}
+
+/// Per layer: (layer, measured, low, high, predicted).
+type SimCurve = Vec<(f64, f64, f64, f64, f64)>;
+
+fn collect_simulation(experiments: &[ExperimentResults]) -> Result<BTreeMap<SimKey, SimCurve>> {
+    let mut panels: BTreeMap<SimKey, SimCurve> = BTreeMap::new();
+    for experiment in experiments {
+        let df = &experiment.table;
+        let init = strings(df, "init")?;
+        let slope = floats_or_null(df, "slope")?;
+        let width = ints(df, "width")?;
+        let depth = ints(df, "depth")?;
+        let networks = ints(df, "networks")?;
+        let samples = ints(df, "samples")?;
+        let layer = ints(df, "layer")?;
+        let kurtosis = floats(df, "kurtosis")?;
+        let lo = floats_or_null(df, "kurtosis_lo")?;
+        let hi = floats_or_null(df, "kurtosis_hi")?;
+        let theory = floats_or_null(df, "theory_kurtosis")?;
+        for row in 0..df.height() {
+            let key = SimKey {
+                init_rank: init_rank(init[row]),
+                init: init[row].to_string(),
+                slope: slope[row].map(number).unwrap_or_default(),
+                width: width[row],
+                depth: depth[row],
+                networks: networks[row],
+                samples: samples[row],
+                experiment: experiment.name.clone(),
+            };
+            let nan = f64::NAN;
+            panels.entry(key).or_default().push((
+                layer[row] as f64,
+                kurtosis[row].unwrap_or(nan),
+                lo[row].unwrap_or(nan),
+                hi[row].unwrap_or(nan),
+                theory[row].unwrap_or(nan),
+            ));
+        }
+    }
+    for curve in panels.values_mut() {
+        curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    Ok(panels)
+}
+
+pub fn plot_simulation(
+    run: &Run,
+    experiments: &[ExperimentResults],
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let panels = collect_simulation(experiments)?;
+    if panels.is_empty() {
+        return Ok(Vec::new());
+    }
+    save(
+        &Simulation::new(&run.name, panels),
+        out,
+        "kurtosis-mc-vs-theory",
+    )
+}
+
+const MEASURED: RGBColor = RGBColor(0, 114, 178);
+const PREDICTED: RGBColor = RGBColor(0, 0, 0);
+
+struct Simulation {
+    title: String,
+    subtitle: Vec<String>,
+    legend: Vec<LegendEntry>,
+    notes: Vec<String>,
+    captions: Vec<String>,
+    curves: Vec<SimCurve>,
+    x: Axis,
+    y: Axis,
+}
+
+/// log10 of a kurtosis, at least 0 (a kurtosis is at least 1).
+fn log_kurtosis(v: f64) -> f64 {
+    if v.is_nan() || v == f64::INFINITY {
+        f64::NAN
+    } else {
+        v.max(1.0).log10()
+    }
+}
+
+impl Simulation {
+    fn new(run_name: &str, panels: BTreeMap<SimKey, SimCurve>) -> Simulation {
+        let keys: Vec<&SimKey> = panels.keys().collect();
+        let slope_varies = distinct(keys.iter().map(|k| &k.slope)) > 1;
+        let width_varies = distinct(keys.iter().map(|k| k.width)) > 1;
+        let depth_varies = distinct(keys.iter().map(|k| k.depth)) > 1;
+        let size_varies =
+            distinct(keys.iter().map(|k| format!("{}x{}", k.networks, k.samples))) > 1;
+        let experiment_needed = distinct(keys.iter().map(|k| {
+            format!(
+                "{}|{}|{}|{}|{}|{}",
+                k.init, k.slope, k.width, k.depth, k.networks, k.samples
+            )
+        })) < keys.len();
+        let captions = keys
+            .iter()
+            .map(|k| {
+                let mut parts = vec![init_label(&k.init)];
+                if slope_varies || k.slope != "0" {
+                    parts.push(format!("slope {}", k.slope));
+                }
+                if width_varies {
+                    parts.push(format!("width {}", k.width));
+                }
+                if depth_varies {
+                    parts.push(format!("depth {}", k.depth));
+                }
+                if size_varies {
+                    parts.push(format!("{} networks × {} inputs", k.networks, k.samples));
+                }
+                if experiment_needed {
+                    parts.push(format!("[{}]", k.experiment));
+                }
+                parts.join(", ")
+            })
+            .collect();
+        let first = keys[0];
+        let mut setting = Vec::new();
+        if !width_varies {
+            setting.push(format!("width {}", first.width));
+        }
+        if !depth_varies {
+            setting.push(format!("depth {}", first.depth));
+        }
+        if !size_varies {
+            setting.push(format!(
+                "{} networks × {} inputs per setting",
+                first.networks, first.samples
+            ));
+        }
+        let title =
+            "Kurtosis of a unit's output over depth: simulation against Proposition 3".to_string();
+        let subtitle = vec![format!("Run {run_name}: {}", setting.join(", "))];
+        let legend = vec![
+            LegendEntry::new(
+                "measured kurtosis",
+                Swatch::Line {
+                    color: MEASURED,
+                    dashed: false,
+                    marker: None,
+                },
+            ),
+            LegendEntry::new("95% interval", Swatch::Band(MEASURED)),
+            LegendEntry::new(
+                "Proposition 3",
+                Swatch::Line {
+                    color: PREDICTED,
+                    dashed: true,
+                    marker: None,
+                },
+            ),
+        ];
+        let curves: Vec<SimCurve> = panels.into_values().collect();
+        let values = curves
+            .iter()
+            .flatten()
+            .flat_map(|&(_, k, lo, hi, t)| [k, lo, hi, t]);
+        let clipped = curves.iter().flatten().any(|&(_, _, lo, _, _)| lo < 1.0);
+        let (lo, hi) = values
+            .map(log_kurtosis)
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        let mut notes = Vec::new();
+        if clipped {
+            notes.push(
+                "Interval ends below 1 are drawn at 1 (a kurtosis is never below 1).".to_string(),
+            );
+        }
+        let max_layer = curves.iter().flatten().map(|p| p.0).fold(0.0, f64::max);
+        Simulation {
+            title,
+            subtitle,
+            legend,
+            notes,
+            captions,
+            curves,
+            x: Axis::integers(0.0, max_layer.max(1.0)),
+            y: Axis::log10(lo.min(0.0), hi),
+        }
+    }
+
+    fn page(&self) -> Page<'_> {
+        Page {
+            title: &self.title,
+            subtitle: &self.subtitle,
+            legend: &self.legend,
+            notes: &self.notes,
+            panels: self.curves.len(),
+            columns: 3,
+            panel: (430, 330),
+        }
+    }
+}
+
+impl Figure for Simulation {
+    fn size(&self, pen: Pen) -> (u32, u32) {
+        self.page().size(pen)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
+        let areas = self.page().draw(root, pen)?;
+        for ((area, curve), caption) in areas.iter().zip(&self.curves).zip(&self.captions) {
+            let mut chart = panel(area, caption, &self.x, &self.y, "layer", "kurtosis κ", pen)?;
+            let lower: Vec<(f64, f64)> = curve.iter().map(|p| (p.0, log_kurtosis(p.2))).collect();
+            let upper: Vec<(f64, f64)> = curve.iter().map(|p| (p.0, log_kurtosis(p.3))).collect();
+            band(&mut chart, &lower, &upper, MEASURED)?;
+            let measured: Vec<(f64, f64)> =
+                curve.iter().map(|p| (p.0, log_kurtosis(p.1))).collect();
+            line(&mut chart, &measured, pen.stroke(MEASURED, 2.0), None)?;
+            let predicted: Vec<(f64, f64)> =
+                curve.iter().map(|p| (p.0, log_kurtosis(p.4))).collect();
+            line(
+                &mut chart,
+                &predicted,
+                pen.stroke(PREDICTED, 1.6),
+                Some(pen),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The swept parameters of `kind: theory`, in the order they are preferred as
+/// the line variable: (column, label prefix).
+const THEORY_PARAMETERS: [(&str, &str); 8] = [
+    ("width", "width "),
+    ("kappa_w", "κ_w = "),
+    ("slope", "slope "),
+    ("kappa0", "κ₀ = "),
+    ("c0", "c₀ = "),
+    ("depth", "depth "),
+    ("n", "n = "),
+    ("sigma2", "σ² = "),
+];
+
+/// One sweep point of `kind: theory`: its parameters and curves.
+struct TheoryUnit {
+    /// Parameter values as text, in the order of `THEORY_PARAMETERS`.
+    params: Vec<String>,
+    /// Numeric value of the width (for ordering); NaN for a width profile.
+    width: f64,
+    layers: Vec<f64>,
+    log10_kurtosis: Vec<f64>,
+    log10_q90: Vec<f64>,
+    threshold: Option<f64>,
+}
+
+fn collect_theory(experiments: &[ExperimentResults]) -> Result<Vec<TheoryUnit>> {
+    let mut units: BTreeMap<(String, String), Vec<(usize, usize)>> = BTreeMap::new();
+    for (e, experiment) in experiments.iter().enumerate() {
+        let unit = strings(&experiment.table, "work_unit")?;
+        for (row, u) in unit.into_iter().enumerate() {
+            units
+                .entry((experiment.name.clone(), u.to_string()))
+                .or_default()
+                .push((e, row));
+        }
+    }
+    // Pull every column once per experiment.
+    struct Columns {
+        layer: Vec<i64>,
+        width: Vec<i64>,
+        kurtosis: Vec<Option<f64>>,
+        log10_q90: Vec<Option<f64>>,
+        threshold: Vec<Option<f64>>,
+        params: Vec<Vec<String>>,
+    }
+    let columns: Vec<Columns> = experiments
+        .iter()
+        .map(|experiment| {
+            let df = &experiment.table;
+            let params = THEORY_PARAMETERS
+                .iter()
+                .map(|(name, _)| {
+                    Ok(if has(df, name) {
+                        floats(df, name)?
+                            .into_iter()
+                            .map(|v| v.map(number).unwrap_or_default())
+                            .collect()
+                    } else {
+                        vec![String::new(); df.height()]
+                    })
+                })
+                .collect::<Result<Vec<Vec<String>>>>()?;
+            Ok(Columns {
+                layer: ints(df, "layer")?,
+                width: ints(df, "width")?,
+                kurtosis: floats(df, "kurtosis")?,
+                log10_q90: floats_or_null(df, "log10_var_q90")?,
+                threshold: floats_or_null(df, "threshold")?,
+                params,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    for rows in units.into_values() {
+        let mut rows: Vec<(i64, usize, usize)> = rows
+            .into_iter()
+            .map(|(e, r)| (columns[e].layer[r], e, r))
+            .collect();
+        rows.sort();
+        let (_, e0, r0) = rows[0];
+        let c0 = &columns[e0];
+        let mut params: Vec<String> = c0.params.iter().map(|p| p[r0].clone()).collect();
+        // A width profile: the width differs between layers (row 0 repeats layer 1's).
+        let widths: Vec<i64> = rows.iter().map(|&(_, e, r)| columns[e].width[r]).collect();
+        let constant = widths.iter().all(|&w| w == widths[0]);
+        let width = if constant {
+            widths[0] as f64
+        } else {
+            let profile: Vec<String> = widths.iter().skip(1).map(|w| w.to_string()).collect();
+            let mut text = profile.join(",");
+            if text.chars().count() > 24 {
+                text = format!("{}…", text.chars().take(23).collect::<String>());
+            }
+            params[0] = format!("profile {text}");
+            f64::NAN
+        };
+        out.push(TheoryUnit {
+            params,
+            width,
+            layers: rows.iter().map(|&(l, _, _)| l as f64).collect(),
+            log10_kurtosis: rows
+                .iter()
+                .map(|&(_, e, r)| columns[e].kurtosis[r].map(log_kurtosis).unwrap_or(f64::NAN))
+                .collect(),
+            log10_q90: rows
+                .iter()
+                .map(|&(_, e, r)| columns[e].log10_q90[r].unwrap_or(f64::NAN))
+                .collect(),
+            threshold: c0.threshold[r0],
+        });
+    }
+    Ok(out)
+}
+
+pub fn plot_theory(
+    run: &Run,
+    experiments: &[ExperimentResults],
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let units = collect_theory(experiments)?;
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layout = TheoryLayout::new(&run.name, units);
+    let mut written = save(
+        &TheoryFigure {
+            layout: &layout,
+            quantity: Quantity::Kurtosis,
+        },
+        out,
+        "theory-kurtosis",
+    )?;
+    written.extend(save(
+        &TheoryFigure {
+            layout: &layout,
+            quantity: Quantity::VarianceQ90,
+        },
+        out,
+        "theory-variance-q90",
+    )?);
+    Ok(written)
+}
+
+/// The lowest log10 drawn on the quantile figure.
+const LOG_FLOOR: f64 = -30.0;
+
+/// Panels and lines of the theory figures.
+struct TheoryLayout {
+    run_name: String,
+    /// Parameters shared by every unit, as "label value".
+    shared: Vec<String>,
+    captions: Vec<String>,
+    /// Per panel: (legend index, unit).
+    panels: Vec<Vec<(usize, TheoryUnit)>>,
+    legend: Vec<(String, RGBColor)>,
+    threshold: Option<f64>,
+}
+
+impl TheoryLayout {
+    fn new(run_name: &str, units: Vec<TheoryUnit>) -> TheoryLayout {
+        let varying: Vec<usize> = (0..THEORY_PARAMETERS.len())
+            .filter(|&i| distinct(units.iter().map(|u| &u.params[i])) > 1)
+            .collect();
+        let line_param = varying.first().copied();
+        let panel_params: Vec<usize> = varying.iter().skip(1).copied().collect();
+        let label = |i: usize, value: &str| -> String {
+            if value.starts_with("profile") {
+                return value.replace("profile", "widths");
+            }
+            let mut text = format!("{}{value}", THEORY_PARAMETERS[i].1);
+            if i == 1 {
+                match value {
+                    "1" => text.push_str(" (Bernoulli)"),
+                    "1.8" => text.push_str(" (uniform)"),
+                    "3" => text.push_str(" (normal)"),
+                    _ => {}
+                }
+            }
+            text
+        };
+        let shared = (0..THEORY_PARAMETERS.len())
+            .filter(|i| !varying.contains(i) && !units[0].params[*i].is_empty())
+            .map(|i| label(i, &units[0].params[i]))
+            .collect();
+
+        // Line values, ordered numerically where they are numbers.
+        let mut line_values: Vec<String> = match line_param {
+            Some(i) => units.iter().map(|u| u.params[i].clone()).collect(),
+            None => vec![String::new()],
+        };
+        line_values.sort_by(|a, b| {
+            let (x, y) = (a.parse::<f64>(), b.parse::<f64>());
+            match (x, y) {
+                (Ok(x), Ok(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            }
+        });
+        line_values.dedup();
+        let legend = line_values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                let text = match line_param {
+                    Some(i) => label(i, v),
+                    None => "recursion".to_string(),
+                };
+                (text, color(k))
+            })
+            .collect();
+
+        let mut panels: BTreeMap<Vec<String>, Vec<(usize, TheoryUnit)>> = BTreeMap::new();
+        let threshold = units.iter().find_map(|u| u.threshold);
+        for unit in units {
+            let key: Vec<String> = panel_params
+                .iter()
+                .map(|&i| unit.params[i].clone())
+                .collect();
+            let index = match line_param {
+                Some(i) => line_values
+                    .iter()
+                    .position(|v| *v == unit.params[i])
+                    .unwrap_or(0),
+                None => 0,
+            };
+            panels.entry(key).or_default().push((index, unit));
+        }
+        let mut captions = Vec::new();
+        let mut grouped = Vec::new();
+        for (key, mut members) in panels {
+            members.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.width.total_cmp(&b.1.width)));
+            let caption = panel_params
+                .iter()
+                .zip(&key)
+                .map(|(&i, v)| label(i, v))
+                .collect::<Vec<_>>()
+                .join(", ");
+            captions.push(caption);
+            grouped.push(members);
+        }
+        TheoryLayout {
+            run_name: run_name.to_string(),
+            shared,
+            captions,
+            panels: grouped,
+            legend,
+            threshold,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quantity {
+    Kurtosis,
+    VarianceQ90,
+}
+
+struct TheoryFigure<'a> {
+    layout: &'a TheoryLayout,
+    quantity: Quantity,
+}
+
+impl TheoryFigure<'_> {
+    fn values(&self, unit: &TheoryUnit) -> Vec<f64> {
+        match self.quantity {
+            Quantity::Kurtosis => unit.log10_kurtosis.clone(),
+            Quantity::VarianceQ90 => unit
+                .log10_q90
+                .iter()
+                .map(|&v| if v.is_nan() { v } else { v.max(LOG_FLOOR) })
+                .collect(),
+        }
+    }
+
+    fn texts(&self) -> (String, Vec<String>, Vec<LegendEntry>, Vec<String>) {
+        let l = self.layout;
+        let shared = if l.shared.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", l.shared.join(", "))
+        };
+        let mut legend: Vec<LegendEntry> = l
+            .legend
+            .iter()
+            .map(|(text, c)| {
+                LegendEntry::new(
+                    text.clone(),
+                    Swatch::Line {
+                        color: *c,
+                        dashed: false,
+                        marker: None,
+                    },
+                )
+            })
+            .collect();
+        let mut notes = Vec::new();
+        let (title, subtitle) = match self.quantity {
+            Quantity::Kurtosis => (
+                "Kurtosis κ of a unit's output over depth (Proposition 3 recursion)".to_string(),
+                format!("Run {}{shared}", l.run_name),
+            ),
+            Quantity::VarianceQ90 => {
+                if let Some(t) = l.threshold {
+                    legend.push(LegendEntry::new(
+                        format!("threshold {}", number(t)),
+                        Swatch::Dotted(RGBColor(0, 0, 0)),
+                    ));
+                }
+                let smallest = l
+                    .panels
+                    .iter()
+                    .flatten()
+                    .flat_map(|(_, u)| u.log10_q90.iter().copied())
+                    .filter(|v| !v.is_nan())
+                    .fold(f64::INFINITY, f64::min);
+                if smallest < LOG_FLOOR {
+                    notes.push(format!(
+                        "Quantiles below 10⁻³⁰ (the smallest is 10^({})) are drawn at 10⁻³⁰, the bottom of the axis.",
+                        number(smallest)
+                    ));
+                }
+                (
+                    "Predicted 0.9 quantile of S²/σ², the empirical variance over the true one (Section 5)"
+                        .to_string(),
+                    format!("Run {}{shared}", l.run_name),
+                )
+            }
+        };
+        (title, vec![subtitle], legend, notes)
+    }
+
+    fn axes(&self) -> (Axis, Axis) {
+        let l = self.layout;
+        let units = l.panels.iter().flatten().map(|(_, u)| u);
+        let max_layer = units
+            .clone()
+            .flat_map(|u| u.layers.iter().copied())
+            .fold(0.0, f64::max);
+        let (mut lo, mut hi) = units
+            .flat_map(|u| self.values(u))
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        if self.quantity == Quantity::VarianceQ90 {
+            if let Some(t) = l.threshold.filter(|t| *t > 0.0) {
+                lo = lo.min(t.log10() - 0.5);
+                hi = hi.max(t.log10());
+            }
+            hi = hi.max(0.3);
+        }
+        (Axis::integers(0.0, max_layer.max(1.0)), Axis::log10(lo, hi))
+    }
+
+    fn page<'p>(
+        &self,
+        title: &'p str,
+        subtitle: &'p [String],
+        legend: &'p [LegendEntry],
+        notes: &'p [String],
+    ) -> Page<'p> {
+        let n = self.layout.panels.len();
+        Page {
+            title,
+            subtitle,
+            legend,
+            notes,
+            panels: n,
+            columns: 3,
+            panel: (430, 330),
+        }
+    }
+}
+
+impl Figure for TheoryFigure<'_> {
+    fn size(&self, pen: Pen) -> (u32, u32) {
+        let (title, subtitle, legend, notes) = self.texts();
+        self.page(&title, &subtitle, &legend, &notes).size(pen)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
+        let (title, subtitle, legend, notes) = self.texts();
+        let areas = self
+            .page(&title, &subtitle, &legend, &notes)
+            .draw(root, pen)?;
+        let (x, y) = self.axes();
+        let y_desc = match self.quantity {
+            Quantity::Kurtosis => "kurtosis κ",
+            Quantity::VarianceQ90 => "0.9 quantile of S²/σ²",
+        };
+        let l = self.layout;
+        for ((area, members), caption) in areas.iter().zip(&l.panels).zip(&l.captions) {
+            let mut chart = panel(area, caption, &x, &y, "layer", y_desc, pen)?;
+            if let (Quantity::VarianceQ90, Some(t)) =
+                (self.quantity, l.threshold.filter(|t| *t > 0.0))
+            {
+                hline(&mut chart, t.log10(), RGBColor(0, 0, 0), pen)?;
+            }
+            for (index, unit) in members {
+                let points: Vec<(f64, f64)> =
+                    unit.layers.iter().copied().zip(self.values(unit)).collect();
+                line(
+                    &mut chart,
+                    &points,
+                    pen.stroke(l.legend[*index].1, 2.0),
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,761 @@
+//! Figs. 1 and 3 from `kind: train` results. Fig. 3: mean test accuracy against
+//! depth with min-max bars over repetitions, a line per initialiser, a panel per
+//! width. Fig. 1: test accuracy of He-initialised networks against the
+//! theoretical output kurtosis (log scale), a marker per weight distribution.
+
+use super::axis::Axis;
+use super::canvas::{
+    Figure, LegendEntry, Marker, Page, Pen, Swatch, color, draw_marker, line, marker, panel, pixel,
+    plot_err, save,
+};
+use super::columns::{
+    bools_or_false, distinct, floats, floats_or_null, init_label, init_rank, int_set, ints,
+    ints_or, number, strings, strings_or,
+};
+use super::{ExperimentResults, Run};
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The columns read (optional ones may be absent).
+pub const COLUMNS: &[&str] = &[
+    "dataset",
+    "init",
+    "width",
+    "depth",
+    "lr",
+    "norm",
+    "slope",
+    "steps",
+    "batch_size",
+    "test_acc",
+    "diverged",
+    "theory_kurtosis",
+];
+
+/// One trained network.
+#[derive(Debug, Clone)]
+struct Trained {
+    experiment: String,
+    dataset: String,
+    init: String,
+    width: i64,
+    depth: i64,
+    lr: String,
+    norm: String,
+    slope: String,
+    steps: i64,
+    batch_size: i64,
+    test_acc: f64,
+    diverged: bool,
+    theory_kurtosis: Option<f64>,
+}
+
+fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Trained>> {
+    let mut out = Vec::new();
+    for experiment in experiments {
+        let df = &experiment.table;
+        let dataset = strings_or(df, "dataset", "?")?;
+        let init = strings(df, "init")?;
+        let width = ints(df, "width")?;
+        let depth = ints(df, "depth")?;
+        let lr = floats_or_null(df, "lr")?;
+        let norm = strings_or(df, "norm", "none")?;
+        let slope = floats_or_null(df, "slope")?;
+        let steps = ints_or(df, "steps", 0)?;
+        let batch_size = ints_or(df, "batch_size", 0)?;
+        let test_acc = floats(df, "test_acc")?;
+        let diverged = bools_or_false(df, "diverged")?;
+        let theory_kurtosis = floats_or_null(df, "theory_kurtosis")?;
+        for row in 0..df.height() {
+            out.push(Trained {
+                experiment: experiment.name.clone(),
+                dataset: dataset[row].to_string(),
+                init: init[row].to_string(),
+                width: width[row],
+                depth: depth[row],
+                lr: lr[row].map(number).unwrap_or_default(),
+                norm: norm[row].to_string(),
+                slope: slope[row].map(number).unwrap_or_default(),
+                steps: steps[row],
+                batch_size: batch_size[row],
+                test_acc: test_acc[row].unwrap_or(f64::NAN),
+                diverged: diverged[row],
+                theory_kurtosis: theory_kurtosis[row],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A panel of Fig. 3: everything but the initialiser, the depth and the repetition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DepthPanelKey {
+    dataset: String,
+    width: i64,
+    lr: String,
+    norm: String,
+    slope: String,
+    steps: i64,
+    batch_size: i64,
+}
+
+/// A line of Fig. 3.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SeriesKey {
+    init_rank: usize,
+    init: String,
+    experiment: String,
+}
+
+/// Accuracy over repetitions at one depth.
+#[derive(Debug, Clone)]
+struct Point {
+    depth: i64,
+    mean: f64,
+    min: f64,
+    max: f64,
+    repetitions: usize,
+}
+
+type DepthPanels = BTreeMap<DepthPanelKey, BTreeMap<SeriesKey, Vec<Point>>>;
+
+/// Groups runs into panels and lines; keeps only panels with several depths.
+fn depth_panels(runs: &[Trained]) -> DepthPanels {
+    let mut raw: BTreeMap<DepthPanelKey, BTreeMap<SeriesKey, BTreeMap<i64, Vec<f64>>>> =
+        BTreeMap::new();
+    for r in runs {
+        let panel = DepthPanelKey {
+            dataset: r.dataset.clone(),
+            width: r.width,
+            lr: r.lr.clone(),
+            norm: r.norm.clone(),
+            slope: r.slope.clone(),
+            steps: r.steps,
+            batch_size: r.batch_size,
+        };
+        let series = SeriesKey {
+            init_rank: init_rank(&r.init),
+            init: r.init.clone(),
+            experiment: r.experiment.clone(),
+        };
+        raw.entry(panel)
+            .or_default()
+            .entry(series)
+            .or_default()
+            .entry(r.depth)
+            .or_default()
+            .push(r.test_acc);
+    }
+    raw.into_iter()
+        .filter(|(_, series)| {
+            distinct(series.values().flat_map(|depths| depths.keys().copied())) > 1
+        })
+        .map(|(key, series)| {
+            let series = series
+                .into_iter()
+                .map(|(s, depths)| {
+                    let points = depths
+                        .into_iter()
+                        .filter_map(|(depth, accs)| {
+                            let finite: Vec<f64> =
+                                accs.into_iter().filter(|a| a.is_finite()).collect();
+                            if finite.is_empty() {
+                                return None;
+                            }
+                            let n = finite.len();
+                            Some(Point {
+                                depth,
+                                mean: finite.iter().sum::<f64>() / n as f64,
+                                min: finite.iter().copied().fold(f64::INFINITY, f64::min),
+                                max: finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                                repetitions: n,
+                            })
+                        })
+                        .collect();
+                    (s, points)
+                })
+                .collect();
+            (key, series)
+        })
+        .collect()
+}
+
+/// Per (width, initialiser) of runs with several depths: the best mean accuracy.
+pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
+    let runs = collect(experiments)?;
+    let panels = depth_panels(&runs);
+    let mut lines = Vec::new();
+    for (key, series) in &panels {
+        for (s, points) in series {
+            let Some(best) = points.iter().max_by(|a, b| a.mean.total_cmp(&b.mean)) else {
+                continue;
+            };
+            let mut setting = vec![key.dataset.clone(), format!("width {}", key.width)];
+            if !key.lr.is_empty() {
+                setting.push(format!("lr {}", key.lr));
+            }
+            if key.norm != "none" {
+                setting.push(format!("{} norm", key.norm));
+            }
+            lines.push(format!(
+                "{}: {} ({}): best mean test accuracy {:.4} at depth {} ({} repetition{}; depths {})",
+                s.experiment,
+                s.init,
+                setting.join(", "),
+                best.mean,
+                best.depth,
+                best.repetitions,
+                if best.repetitions == 1 { "" } else { "s" },
+                int_set(points.iter().map(|p| p.depth)),
+            ));
+        }
+    }
+    Ok(lines)
+}
+
+pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<Vec<PathBuf>> {
+    let runs = collect(experiments)?;
+    let mut written = Vec::new();
+    let panels = depth_panels(&runs);
+    if !panels.is_empty() {
+        written.extend(save(
+            &Fig3::new(&run.name, &runs, panels),
+            out,
+            "fig3-accuracy-vs-depth",
+        )?);
+    }
+    if let Some(fig1) = Fig1::new(&run.name, &runs) {
+        written.extend(save(&fig1, out, "fig1-accuracy-vs-kurtosis")?);
+    }
+    Ok(written)
+}
+
+/// The distinct initialiser names, in legend order.
+fn init_order(inits: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = inits.into_iter().collect();
+    super::columns::sort_inits(&mut names);
+    names.dedup();
+    names
+}
+
+/// Colour and marker of every initialiser of a figure, by legend position.
+fn init_styles(order: &[String]) -> BTreeMap<String, (RGBColor, Marker)> {
+    order
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), (color(i), marker(i))))
+        .collect()
+}
+
+/// "fashion-mnist, 500 steps, lr 1e-4, batch 90" for the settings shared by all runs.
+fn shared_setting(runs: &[&Trained], with_width: bool) -> (Vec<String>, SettingVaries) {
+    let varies = SettingVaries {
+        dataset: distinct(runs.iter().map(|r| &r.dataset)) > 1,
+        width: distinct(runs.iter().map(|r| r.width)) > 1,
+        lr: distinct(runs.iter().map(|r| &r.lr)) > 1,
+        norm: distinct(runs.iter().map(|r| &r.norm)) > 1,
+        slope: distinct(runs.iter().map(|r| &r.slope)) > 1,
+        steps: distinct(runs.iter().map(|r| r.steps)) > 1,
+        batch: distinct(runs.iter().map(|r| r.batch_size)) > 1,
+    };
+    let first = runs[0];
+    let mut parts = Vec::new();
+    if !varies.dataset {
+        parts.push(first.dataset.clone());
+    }
+    if with_width && !varies.width {
+        parts.push(format!("width {}", first.width));
+    }
+    if !varies.steps && first.steps > 0 {
+        parts.push(format!("{} Adam steps", first.steps));
+    }
+    if !varies.lr && !first.lr.is_empty() {
+        parts.push(format!("lr {}", first.lr));
+    }
+    if !varies.batch && first.batch_size > 0 {
+        parts.push(format!("batch {}", first.batch_size));
+    }
+    if !varies.slope && !first.slope.is_empty() && first.slope != "0" {
+        parts.push(format!("leaky ReLU slope {}", first.slope));
+    }
+    if !varies.norm && first.norm != "none" {
+        parts.push(format!("{} norm", first.norm));
+    }
+    (parts, varies)
+}
+
+struct SettingVaries {
+    dataset: bool,
+    width: bool,
+    lr: bool,
+    norm: bool,
+    slope: bool,
+    steps: bool,
+    batch: bool,
+}
+
+fn diverged_note(runs: &[&Trained]) -> Option<String> {
+    let diverged = runs.iter().filter(|r| r.diverged).count();
+    let missing = runs.iter().filter(|r| !r.test_acc.is_finite()).count();
+    let mut parts = Vec::new();
+    if diverged > 0 {
+        parts.push(format!(
+            "{diverged} of {} runs diverged (non-finite training loss); their final test accuracy is drawn as measured.",
+            runs.len()
+        ));
+    }
+    if missing > 0 {
+        parts.push(format!(
+            "{missing} runs without a finite test accuracy are left out."
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+struct Fig3 {
+    title: String,
+    subtitle: Vec<String>,
+    legend: Vec<LegendEntry>,
+    notes: Vec<String>,
+    captions: Vec<String>,
+    panels: Vec<Vec<(SeriesKey, Vec<Point>)>>,
+    styles: BTreeMap<String, (RGBColor, Marker)>,
+    /// x offset of each line, so that bars at one depth do not overlap.
+    dodge: BTreeMap<SeriesKey, f64>,
+    x: Axis,
+    y: Axis,
+}
+
+impl Fig3 {
+    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Fig3 {
+        let used: Vec<&Trained> = runs
+            .iter()
+            .filter(|r| {
+                panels.keys().any(|k| {
+                    k.dataset == r.dataset
+                        && k.width == r.width
+                        && k.lr == r.lr
+                        && k.norm == r.norm
+                        && k.slope == r.slope
+                        && k.steps == r.steps
+                        && k.batch_size == r.batch_size
+                })
+            })
+            .collect();
+        let (setting, varies) = shared_setting(&used, false);
+        let repetitions: Vec<usize> = panels
+            .values()
+            .flat_map(|s| s.values().flatten().map(|p| p.repetitions))
+            .collect();
+        let (rmin, rmax) = (
+            repetitions.iter().copied().min().unwrap_or(0),
+            repetitions.iter().copied().max().unwrap_or(0),
+        );
+        let reps = if rmin == rmax {
+            format!("{rmin} repetition{}", if rmin == 1 { "" } else { "s" })
+        } else {
+            format!("{rmin}–{rmax} repetitions")
+        };
+        let steps = used[0].steps;
+        let title = if varies.steps || steps == 0 {
+            "Fig. 3 — test accuracy against depth".to_string()
+        } else {
+            format!("Fig. 3 — test accuracy after {steps} training steps against depth")
+        };
+        let subtitle = vec![
+            format!(
+                "Run {run_name}: {}; {} runs",
+                setting.join(", "),
+                used.len()
+            ),
+            format!("Lines: mean over {reps} per depth; bars: minimum to maximum"),
+        ];
+
+        let series_keys: Vec<SeriesKey> = panels
+            .values()
+            .flat_map(|s| s.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let styles = init_styles(&init_order(series_keys.iter().map(|s| s.init.clone())));
+        // The same initialiser in several experiments: name the experiment too.
+        let named_experiments = distinct(series_keys.iter().map(|s| &s.init)) < series_keys.len();
+        let label = |s: &SeriesKey| {
+            if named_experiments {
+                format!("{} [{}]", init_label(&s.init), s.experiment)
+            } else {
+                init_label(&s.init)
+            }
+        };
+        let mut legend: Vec<LegendEntry> = series_keys
+            .iter()
+            .map(|s| {
+                let (c, m) = styles[&s.init];
+                LegendEntry::new(
+                    label(s),
+                    Swatch::Line {
+                        color: c,
+                        dashed: false,
+                        marker: Some(m),
+                    },
+                )
+            })
+            .collect();
+        legend.push(LegendEntry::new(
+            "min–max over repetitions",
+            Swatch::Bar(RGBColor(90, 90, 90)),
+        ));
+
+        let depths: Vec<i64> = panels
+            .values()
+            .flat_map(|s| s.values().flatten().map(|p| p.depth))
+            .collect();
+        let (dmin, dmax) = (
+            *depths.iter().min().unwrap_or(&0) as f64,
+            *depths.iter().max().unwrap_or(&1) as f64,
+        );
+        let span = (dmax - dmin).max(1.0);
+        let x = Axis::integers_padded(dmin, dmax, 0.04);
+        let spread = span * 0.008;
+        let n = series_keys.len() as f64;
+        let dodge = series_keys
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), (i as f64 - (n - 1.0) / 2.0) * spread))
+            .collect();
+        let top = panels
+            .values()
+            .flat_map(|s| s.values().flatten().map(|p| p.max))
+            .fold(0.0, f64::max);
+        let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
+
+        let captions = panels
+            .keys()
+            .map(|k| {
+                let mut parts = vec![format!("width {}", k.width)];
+                if varies.dataset {
+                    parts.insert(0, k.dataset.clone());
+                }
+                if varies.lr {
+                    parts.push(format!("lr {}", k.lr));
+                }
+                if varies.steps {
+                    parts.push(format!("{} steps", k.steps));
+                }
+                if varies.batch {
+                    parts.push(format!("batch {}", k.batch_size));
+                }
+                if varies.slope {
+                    parts.push(format!("slope {}", k.slope));
+                }
+                if varies.norm {
+                    parts.push(format!("norm {}", k.norm));
+                }
+                parts.join(", ")
+            })
+            .collect();
+        let notes = diverged_note(&used).into_iter().collect();
+        Fig3 {
+            title,
+            subtitle,
+            legend,
+            notes,
+            captions,
+            panels: panels
+                .into_values()
+                .map(|s| s.into_iter().collect())
+                .collect(),
+            styles,
+            dodge,
+            x,
+            y,
+        }
+    }
+
+    fn page(&self) -> Page<'_> {
+        Page {
+            title: &self.title,
+            subtitle: &self.subtitle,
+            legend: &self.legend,
+            notes: &self.notes,
+            panels: self.panels.len(),
+            columns: 2,
+            panel: (600, 400),
+        }
+    }
+}
+
+impl Figure for Fig3 {
+    fn size(&self, pen: Pen) -> (u32, u32) {
+        self.page().size(pen)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
+        let areas = self.page().draw(root, pen)?;
+        for ((area, series), caption) in areas.iter().zip(&self.panels).zip(&self.captions) {
+            let mut chart = panel(
+                area,
+                caption,
+                &self.x,
+                &self.y,
+                "depth (hidden layers)",
+                "test accuracy",
+                pen,
+            )?;
+            for (key, points) in series {
+                let (c, m) = self.styles[&key.init];
+                let dx = self.dodge.get(key).copied().unwrap_or(0.0);
+                let mean: Vec<(f64, f64)> = points
+                    .iter()
+                    .map(|p| (p.depth as f64 + dx, p.mean))
+                    .collect();
+                line(&mut chart, &mean, pen.stroke(c, 2.0), None)?;
+                let cap = pen.px(4.0);
+                for p in points {
+                    let x = p.depth as f64 + dx;
+                    let (px, top) = pixel(&chart, x, p.max);
+                    let (_, bottom) = pixel(&chart, x, p.min);
+                    let bar = pen.stroke(c, 1.5);
+                    if p.repetitions > 1 {
+                        root.draw(&PathElement::new(vec![(px, top), (px, bottom)], bar))
+                            .map_err(plot_err)?;
+                        for end in [top, bottom] {
+                            root.draw(&PathElement::new(
+                                vec![(px - cap, end), (px + cap, end)],
+                                bar,
+                            ))
+                            .map_err(plot_err)?;
+                        }
+                    }
+                    draw_marker(root, m, pixel(&chart, x, p.mean), pen.px(4.5), c.filled())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Fig1 {
+    title: String,
+    subtitle: Vec<String>,
+    legend: Vec<LegendEntry>,
+    notes: Vec<String>,
+    captions: Vec<String>,
+    /// Per panel: (init, log10 kurtosis, accuracy).
+    panels: Vec<Vec<(String, f64, f64)>>,
+    styles: BTreeMap<String, (RGBColor, Marker)>,
+    x: Axis,
+    y: Axis,
+}
+
+impl Fig1 {
+    /// Fig. 1 for the He-initialised runs that carry a theoretical kurtosis, if any.
+    fn new(run_name: &str, runs: &[Trained]) -> Option<Fig1> {
+        let he: Vec<&Trained> = runs
+            .iter()
+            .filter(|r| {
+                r.init.starts_with("he_")
+                    && r.theory_kurtosis.is_some_and(|k| k.is_finite() && k > 0.0)
+            })
+            .collect();
+        if he.is_empty() {
+            return None;
+        }
+        let drawn: Vec<&Trained> = he
+            .iter()
+            .copied()
+            .filter(|r| r.test_acc.is_finite())
+            .collect();
+        if drawn.is_empty() {
+            return None;
+        }
+        let (setting, varies) = shared_setting(&he, true);
+        let steps = he[0].steps;
+        let title = if varies.steps || steps == 0 {
+            "Fig. 1 — test accuracy against the output kurtosis at initialisation".to_string()
+        } else {
+            format!(
+                "Fig. 1 — test accuracy after {steps} steps against the output kurtosis at initialisation"
+            )
+        };
+        let subtitle =
+            vec![
+            format!("Run {run_name}: He-initialised networks; {}", setting.join(", ")),
+            "Kurtosis: Proposition 3 recursion with the dataset's κ₀ and c₀ and the weights' κ_w"
+                .to_string(),
+        ];
+        // Panels: one per dataset (and per slope or norm where those vary).
+        let mut grouped: BTreeMap<(String, String, String), Vec<&Trained>> = BTreeMap::new();
+        for r in &drawn {
+            grouped
+                .entry((r.dataset.clone(), r.slope.clone(), r.norm.clone()))
+                .or_default()
+                .push(r);
+        }
+        let order = init_order(drawn.iter().map(|r| r.init.clone()));
+        let styles = init_styles(&order);
+        let captions = grouped
+            .iter()
+            .map(|((dataset, slope, norm), rs)| {
+                let mut parts = vec![dataset.clone()];
+                if varies.slope {
+                    parts.push(format!("slope {slope}"));
+                }
+                if varies.norm {
+                    parts.push(format!("norm {norm}"));
+                }
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                let widths = distinct(rs.iter().map(|r| r.width));
+                let depths = distinct(rs.iter().map(|r| r.depth));
+                format!(
+                    "{} — {} run{} (width{} {}, depth{} {})",
+                    parts.join(", "),
+                    rs.len(),
+                    plural(rs.len()),
+                    plural(widths),
+                    int_set(rs.iter().map(|r| r.width)),
+                    plural(depths),
+                    int_set(rs.iter().map(|r| r.depth)),
+                )
+            })
+            .collect();
+        let panels: Vec<Vec<(String, f64, f64)>> = grouped
+            .into_values()
+            .map(|rs| {
+                rs.into_iter()
+                    .map(|r| {
+                        let k = r.theory_kurtosis.unwrap_or(f64::NAN);
+                        (r.init.clone(), k.log10(), r.test_acc)
+                    })
+                    .collect()
+            })
+            .collect();
+        let xs = panels.iter().flatten().map(|p| p.1);
+        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        let x = Axis::log10(lo, hi);
+        let top = panels.iter().flatten().map(|p| p.2).fold(0.0, f64::max);
+        let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
+        let legend = order
+            .iter()
+            .map(|name| {
+                let (c, m) = styles[name];
+                let kappa = match name.as_str() {
+                    "he_normal" => " (κ_w = 3)",
+                    "he_uniform" => " (κ_w = 1.8)",
+                    "he_bernoulli" => " (κ_w = 1)",
+                    _ => "",
+                };
+                LegendEntry::new(format!("{}{kappa}", init_label(name)), Swatch::Point(m, c))
+            })
+            .collect();
+        let notes = diverged_note(&he).into_iter().collect();
+        Some(Fig1 {
+            title,
+            subtitle,
+            legend,
+            notes,
+            captions,
+            panels,
+            styles,
+            x,
+            y,
+        })
+    }
+
+    fn page(&self) -> Page<'_> {
+        Page {
+            title: &self.title,
+            subtitle: &self.subtitle,
+            legend: &self.legend,
+            notes: &self.notes,
+            panels: self.panels.len(),
+            columns: 2,
+            panel: (600, 420),
+        }
+    }
+}
+
+impl Figure for Fig1 {
+    fn size(&self, pen: Pen) -> (u32, u32) {
+        self.page().size(pen)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
+        let areas = self.page().draw(root, pen)?;
+        for ((area, points), caption) in areas.iter().zip(&self.panels).zip(&self.captions) {
+            let chart = panel(
+                area,
+                caption,
+                &self.x,
+                &self.y,
+                "theoretical output kurtosis κ (log scale)",
+                "test accuracy",
+                pen,
+            )?;
+            for (init, k, acc) in points {
+                let (c, m) = self.styles[init];
+                draw_marker(
+                    root,
+                    m,
+                    pixel(&chart, *k, *acc),
+                    pen.px(5.0),
+                    c.mix(0.75).filled(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Cell, Table};
+
+    #[test]
+    fn summary_picks_the_depth_with_the_best_mean() {
+        let mut t = Table::new();
+        // (init, depth, repeat, accuracy)
+        let runs = [
+            ("he_normal", 0, 0, 0.5),
+            ("he_normal", 0, 1, 0.7),
+            ("he_normal", 5, 0, 0.65),
+            ("he_normal", 5, 1, 0.65),
+            ("zero", 0, 0, 0.2),
+            ("zero", 0, 1, 0.2),
+            ("zero", 5, 0, 0.9),
+            ("zero", 5, 1, 0.8),
+        ];
+        for (init, depth, repeat, acc) in runs {
+            t.push(vec![
+                ("dataset", "synthetic-tiny".into()),
+                ("init", init.into()),
+                ("width", 4i64.into()),
+                ("depth", (depth as i64).into()),
+                ("lr", 1e-4.into()),
+                ("norm", "none".into()),
+                ("repeat", (repeat as i64).into()),
+                ("steps", 5i64.into()),
+                ("test_acc", acc.into()),
+                ("theory_kurtosis", Cell::NullFloat),
+            ]);
+        }
+        let experiments = [ExperimentResults {
+            name: "acc".into(),
+            table: t.to_dataframe().unwrap(),
+        }];
+        let lines = summary(&experiments).unwrap();
+        assert_eq!(
+            lines,
+            [
+                "acc: he_normal (synthetic-tiny, width 4, lr 1e-4): best mean test accuracy 0.6500 at depth 5 (2 repetitions; depths 0, 5)",
+                "acc: zero (synthetic-tiny, width 4, lr 1e-4): best mean test accuracy 0.8500 at depth 5 (2 repetitions; depths 0, 5)",
+            ]
+        );
+    }
+}

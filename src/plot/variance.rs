@@ -1,0 +1,544 @@
+//! Fig. 2 from `kind: variance` results: quantiles over networks of the
+//! empirical variance of output unit 0 after every Linear layer, one panel per
+//! initialiser, log scale, with the Section 5 prediction where it exists.
+
+use super::axis::Axis;
+use super::canvas::{Figure, LegendEntry, Page, Pen, Swatch, hline, line, panel, save};
+use super::columns::{
+    distinct, floats, floats_or_null, init_label, init_rank, ints, number, quantile_sorted,
+    sorted_without_nan, strings, strings_or,
+};
+use super::{ExperimentResults, Run};
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The quantiles drawn, with their legend names and colours.
+const QUANTILES: [(f64, &str, RGBColor); 4] = [
+    (0.5, "median", RGBColor(110, 110, 110)),
+    (0.9, "0.9 quantile", RGBColor(0, 114, 178)),
+    (0.99, "0.99 quantile", RGBColor(230, 159, 0)),
+    (0.999, "0.999 quantile", RGBColor(213, 94, 0)),
+];
+/// The columns of the Section 5 prediction, in the order of `QUANTILES`.
+const THEORY_COLUMNS: [&str; 4] = [
+    "theory_var_q50",
+    "theory_var_q90",
+    "theory_var_q99",
+    "theory_var_q999",
+];
+/// The columns read (optional ones may be absent).
+pub const COLUMNS: &[&str] = &[
+    "init",
+    "dataset",
+    "width",
+    "depth",
+    "slope",
+    "norm",
+    "network",
+    "layer",
+    "neuron",
+    "emp_var",
+    "theory_var_q50",
+    "theory_var_q90",
+    "theory_var_q99",
+    "theory_var_q999",
+];
+/// Values at or below this are drawn at it (log axes cannot show 0).
+const FLOOR: f64 = 1e-30;
+/// The threshold of the summary and of the dotted reference line.
+const THRESHOLD: f64 = 1e-3;
+
+/// What tells the panels apart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PanelKey {
+    init_rank: usize,
+    init: String,
+    experiment: String,
+    dataset: String,
+    width: i64,
+    depth: i64,
+    slope: String,
+    norm: String,
+}
+
+/// One initialiser's (and setting's) networks.
+#[derive(Default)]
+struct Group {
+    networks: BTreeSet<i64>,
+    /// layer -> emp_var of output unit 0 of every network.
+    by_layer: BTreeMap<i64, Vec<f64>>,
+    /// layer -> the Section 5 quantiles (`None` where not predicted).
+    theory: BTreeMap<i64, [Option<f64>; 4]>,
+}
+
+/// The curves of one panel.
+struct Curves {
+    key: PanelKey,
+    networks: usize,
+    layers: Vec<f64>,
+    /// `[quantile][layer]`, in emp_var units (not clipped).
+    quantiles: [Vec<f64>; 4],
+    /// `[quantile][layer]`.
+    theory: [Vec<Option<f64>>; 4],
+}
+
+fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Curves>> {
+    let mut groups: BTreeMap<PanelKey, Group> = BTreeMap::new();
+    for experiment in experiments {
+        let df = &experiment.table;
+        let init = strings(df, "init")?;
+        let dataset = strings_or(df, "dataset", "?")?;
+        let width = ints(df, "width")?;
+        let depth = ints(df, "depth")?;
+        let slope = floats_or_null(df, "slope")?;
+        let norm = strings_or(df, "norm", "none")?;
+        let network = ints(df, "network")?;
+        let layer = ints(df, "layer")?;
+        let neuron = if super::columns::has(df, "neuron") {
+            ints(df, "neuron")?
+        } else {
+            vec![0; df.height()]
+        };
+        let emp_var = floats(df, "emp_var")?;
+        let theory: Vec<Vec<Option<f64>>> = THEORY_COLUMNS
+            .iter()
+            .map(|c| floats_or_null(df, c))
+            .collect::<Result<_>>()?;
+        // Rows come in blocks of one setting: build a key only when it changes.
+        let mut current: Option<(PanelKey, Option<f64>)> = None;
+        for row in 0..df.height() {
+            if neuron[row] != 0 {
+                continue;
+            }
+            let same = current.as_ref().is_some_and(|(k, s)| {
+                k.init == init[row]
+                    && k.dataset == dataset[row]
+                    && k.width == width[row]
+                    && k.depth == depth[row]
+                    && *s == slope[row]
+                    && k.norm == norm[row]
+            });
+            if !same {
+                let key = PanelKey {
+                    init_rank: init_rank(init[row]),
+                    init: init[row].to_string(),
+                    experiment: experiment.name.clone(),
+                    dataset: dataset[row].to_string(),
+                    width: width[row],
+                    depth: depth[row],
+                    slope: slope[row].map(number).unwrap_or_default(),
+                    norm: norm[row].to_string(),
+                };
+                current = Some((key, slope[row]));
+            }
+            let (key, _) = current.as_ref().expect("a key was built");
+            if !groups.contains_key(key) {
+                groups.insert(key.clone(), Group::default());
+            }
+            let group = groups.get_mut(key).expect("inserted above");
+            group.networks.insert(network[row]);
+            group
+                .by_layer
+                .entry(layer[row])
+                .or_default()
+                .push(emp_var[row].unwrap_or(f64::NAN));
+            group.theory.entry(layer[row]).or_insert([
+                theory[0][row],
+                theory[1][row],
+                theory[2][row],
+                theory[3][row],
+            ]);
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(key, group)| {
+            let layers: Vec<f64> = group.by_layer.keys().map(|&l| l as f64).collect();
+            let mut quantiles: [Vec<f64>; 4] = Default::default();
+            for values in group.by_layer.values() {
+                let sorted = sorted_without_nan(values.clone());
+                for (q, (p, _, _)) in QUANTILES.iter().enumerate() {
+                    quantiles[q].push(quantile_sorted(&sorted, *p));
+                }
+            }
+            let mut theory: [Vec<Option<f64>>; 4] = Default::default();
+            for l in group.by_layer.keys() {
+                let t = group.theory.get(l).copied().unwrap_or([None; 4]);
+                for q in 0..4 {
+                    theory[q].push(t[q]);
+                }
+            }
+            Curves {
+                key,
+                networks: group.networks.len(),
+                layers,
+                quantiles,
+                theory,
+            }
+        })
+        .collect())
+}
+
+/// Per initialiser, the first layer at which the 0.9 quantile falls below 1e-3.
+pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
+    let curves = collect(experiments)?;
+    Ok(curves
+        .iter()
+        .map(|c| {
+            let k = &c.key;
+            let what = format!(
+                "{}: {} ({}, width {}, depth {}, {} network{})",
+                k.experiment,
+                k.init,
+                k.dataset,
+                k.width,
+                k.depth,
+                c.networks,
+                if c.networks == 1 { "" } else { "s" }
+            );
+            let q90 = &c.quantiles[1];
+            match q90.iter().position(|&v| v < THRESHOLD) {
+                Some(i) => format!(
+                    "{what}: the 0.9 quantile of emp_var first falls below 1e-3 at layer {}",
+                    c.layers[i]
+                ),
+                None => {
+                    let smallest = q90
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| !v.is_nan())
+                        .min_by(|a, b| a.1.total_cmp(b.1));
+                    match smallest {
+                        Some((i, v)) => format!(
+                            "{what}: the 0.9 quantile of emp_var never falls below 1e-3 (smallest {v:.3e}, at layer {})",
+                            c.layers[i]
+                        ),
+                        None => format!("{what}: the 0.9 quantile of emp_var never falls below 1e-3"),
+                    }
+                }
+            }
+        })
+        .collect())
+}
+
+pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<Vec<PathBuf>> {
+    let curves = collect(experiments)?;
+    if curves.is_empty() {
+        return Ok(Vec::new());
+    }
+    let figure = Fig2::new(&run.name, curves);
+    save(&figure, out, "fig2-empirical-variance")
+}
+
+struct Fig2 {
+    title: String,
+    subtitle: Vec<String>,
+    legend: Vec<LegendEntry>,
+    notes: Vec<String>,
+    captions: Vec<String>,
+    curves: Vec<Curves>,
+    x: Axis,
+    y: Axis,
+}
+
+/// log10 of a value for a log axis: at least the floor; infinite or NaN -> NaN.
+fn log_clipped(v: f64) -> f64 {
+    if v.is_nan() || v == f64::INFINITY {
+        f64::NAN
+    } else {
+        v.max(FLOOR).log10()
+    }
+}
+
+impl Fig2 {
+    fn new(run_name: &str, curves: Vec<Curves>) -> Fig2 {
+        let keys: Vec<&PanelKey> = curves.iter().map(|c| &c.key).collect();
+        let varies = |f: &dyn Fn(&PanelKey) -> String| distinct(keys.iter().map(|k| f(k))) > 1;
+        let dataset_varies = varies(&|k| k.dataset.clone());
+        let width_varies = varies(&|k| k.width.to_string());
+        let depth_varies = varies(&|k| k.depth.to_string());
+        let slope_varies = varies(&|k| k.slope.clone());
+        let norm_varies = varies(&|k| k.norm.clone());
+        // The same initialiser in two experiments: name the experiment.
+        let init_repeats = distinct(keys.iter().map(|k| {
+            format!(
+                "{}|{}|{}|{}|{}|{}",
+                k.init, k.dataset, k.width, k.depth, k.slope, k.norm
+            )
+        })) < keys.len();
+
+        let captions = curves
+            .iter()
+            .map(|c| {
+                let k = &c.key;
+                let mut parts = vec![init_label(&k.init)];
+                if init_repeats {
+                    parts.push(format!("[{}]", k.experiment));
+                }
+                if dataset_varies {
+                    parts.push(k.dataset.clone());
+                }
+                if width_varies {
+                    parts.push(format!("width {}", k.width));
+                }
+                if depth_varies {
+                    parts.push(format!("depth {}", k.depth));
+                }
+                if slope_varies {
+                    parts.push(format!("slope {}", k.slope));
+                }
+                if norm_varies {
+                    parts.push(format!("norm {}", k.norm));
+                }
+                let n = c.networks;
+                format!(
+                    "{} — {n} network{}",
+                    parts.join(", "),
+                    if n == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+
+        let first = &curves[0].key;
+        let mut setting = Vec::new();
+        if !dataset_varies {
+            setting.push(first.dataset.clone());
+        }
+        if !width_varies {
+            setting.push(format!("width {}", first.width));
+        }
+        if !depth_varies {
+            setting.push(format!("depth {}", first.depth));
+        }
+        if !slope_varies && first.slope != "0" && !first.slope.is_empty() {
+            setting.push(format!("leaky ReLU slope {}", first.slope));
+        }
+        if !norm_varies && first.norm != "none" {
+            setting.push(format!("{} norm", first.norm));
+        }
+        let title = format!(
+            "Fig. 2 — empirical variance of the output over depth ({})",
+            setting.join(", ")
+        );
+        let subtitle = vec![format!(
+            "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
+        )];
+
+        let any_theory = curves
+            .iter()
+            .any(|c| c.theory.iter().flatten().any(|t| t.is_some()));
+        let mut legend: Vec<LegendEntry> = QUANTILES
+            .iter()
+            .map(|(_, name, color)| {
+                LegendEntry::new(
+                    *name,
+                    Swatch::Line {
+                        color: *color,
+                        dashed: false,
+                        marker: None,
+                    },
+                )
+            })
+            .collect();
+        if any_theory {
+            legend.push(LegendEntry::new(
+                "Section 5 prediction (dashed, same colours)",
+                Swatch::Line {
+                    color: RGBColor(60, 60, 60),
+                    dashed: true,
+                    marker: None,
+                },
+            ));
+        }
+        legend.push(LegendEntry::new(
+            "S² = 10⁻³",
+            Swatch::Dotted(RGBColor(0, 0, 0)),
+        ));
+
+        let mut clipped = false;
+        let mut infinite = 0usize;
+        // The threshold line stays clear of the bottom edge.
+        let mut lo = THRESHOLD.log10() - 0.5;
+        let mut hi = THRESHOLD.log10();
+        for c in &curves {
+            let all = c
+                .quantiles
+                .iter()
+                .flatten()
+                .copied()
+                .chain(c.theory.iter().flatten().flatten().copied());
+            for v in all {
+                if v == f64::INFINITY {
+                    infinite += 1;
+                }
+                if v <= FLOOR {
+                    clipped = true;
+                }
+                let y = log_clipped(v);
+                if y.is_finite() {
+                    lo = lo.min(y);
+                    hi = hi.max(y);
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        if clipped {
+            notes.push(
+                "Values at or below 10⁻³⁰ (exact zeros included) are drawn at 10⁻³⁰, the bottom of the axis."
+                    .to_string(),
+            );
+        }
+        if infinite > 0 {
+            notes.push(format!("{infinite} infinite quantile values are left out."));
+        }
+        if any_theory
+            && curves
+                .iter()
+                .any(|c| c.theory.iter().flatten().all(|t| t.is_none()))
+        {
+            notes.push(
+                "Panels without dashed curves have no Section 5 prediction (it needs i.i.d. weights)."
+                    .to_string(),
+            );
+        }
+        let max_layer = curves
+            .iter()
+            .flat_map(|c| c.layers.iter().copied())
+            .fold(0.0, f64::max);
+        let x = Axis::integers(0.0, max_layer.max(1.0));
+        let y = Axis::log10(lo, hi + 0.3);
+        Fig2 {
+            title,
+            subtitle,
+            legend,
+            notes,
+            captions,
+            curves,
+            x,
+            y,
+        }
+    }
+
+    fn page(&self) -> Page<'_> {
+        let n = self.curves.len();
+        Page {
+            title: &self.title,
+            subtitle: &self.subtitle,
+            legend: &self.legend,
+            notes: &self.notes,
+            panels: n,
+            columns: if n <= 6 { 3 } else { 4 },
+            panel: (430, 330),
+        }
+    }
+}
+
+impl Figure for Fig2 {
+    fn size(&self, pen: Pen) -> (u32, u32) {
+        self.page().size(pen)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
+        let areas = self.page().draw(root, pen)?;
+        for ((area, c), caption) in areas.iter().zip(&self.curves).zip(&self.captions) {
+            let mut chart = panel(
+                area,
+                caption,
+                &self.x,
+                &self.y,
+                "layer (index of the Linear layer)",
+                "S² of output unit 0",
+                pen,
+            )?;
+            hline(&mut chart, THRESHOLD.log10(), RGBColor(0, 0, 0), pen)?;
+            for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
+                let predicted: Vec<(f64, f64)> = c
+                    .layers
+                    .iter()
+                    .zip(&c.theory[q])
+                    .map(|(&l, t)| (l, t.map(log_clipped).unwrap_or(f64::NAN)))
+                    .collect();
+                line(&mut chart, &predicted, pen.stroke(*color, 1.6), Some(pen))?;
+            }
+            // Measured quantiles on top, the highest last.
+            for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
+                let measured: Vec<(f64, f64)> = c
+                    .layers
+                    .iter()
+                    .zip(&c.quantiles[q])
+                    .map(|(&l, &v)| (l, log_clipped(v)))
+                    .collect();
+                line(&mut chart, &measured, pen.stroke(*color, 2.0), None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Cell, Table};
+
+    /// 10 networks of depth 4 whose emp_var is `base(l) * (network + 1)`.
+    fn experiment(init: &str, base: impl Fn(i64) -> f64) -> ExperimentResults {
+        let mut t = Table::new();
+        for network in 0..10i64 {
+            for layer in 0..=4i64 {
+                t.push(vec![
+                    ("init", init.into()),
+                    ("dataset", "synthetic-tiny".into()),
+                    ("width", 4i64.into()),
+                    ("depth", 4i64.into()),
+                    ("slope", 0.0.into()),
+                    ("norm", "none".into()),
+                    ("network", network.into()),
+                    ("layer", layer.into()),
+                    ("neuron", 0i64.into()),
+                    ("emp_var", (base(layer) * (network + 1) as f64).into()),
+                    ("theory_var_q90", Cell::NullFloat),
+                ]);
+            }
+        }
+        ExperimentResults {
+            name: "var".into(),
+            table: t.to_dataframe().unwrap(),
+        }
+    }
+
+    #[test]
+    fn summary_names_the_first_layer_below_the_threshold() {
+        // q0.9 over networks 1..=10 times base is 9.1 * base.
+        let falling = experiment("he_normal", |l| 10f64.powi(-(l as i32)));
+        let flat = experiment("zero_star", |_| 1.0);
+        let lines = summary(&[falling, flat]).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // 9.1e-3 at layer 3 is above 1e-3, 9.1e-4 at layer 4 is below.
+        assert!(
+            lines[0].starts_with("var: he_normal (synthetic-tiny, width 4, depth 4, 10 networks)")
+        );
+        assert!(
+            lines[0].ends_with("first falls below 1e-3 at layer 4"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("zero_star"));
+        assert!(lines[1].contains("never falls below 1e-3"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn zeros_are_drawn_at_the_floor_and_said_so() {
+        let dead = experiment("he_normal", |l| if l > 1 { 0.0 } else { 1.0 });
+        let figure = Fig2::new("test", collect(&[dead]).unwrap());
+        assert!(
+            figure.notes.iter().any(|n| n.contains("drawn at 10⁻³⁰")),
+            "{:?}",
+            figure.notes
+        );
+        assert_eq!(figure.y.bounds().0, -30.0);
+        assert!(log_clipped(0.0) == -30.0 && log_clipped(f64::INFINITY).is_nan());
+    }
+}

@@ -1,0 +1,300 @@
+//! `initlab plot` end to end: a tiny run directory (variance, train, kurtosis_mc
+//! and theory experiments on synthetic data, about a second) is drawn, and the
+//! figures must exist as PNG and SVG, decode to a sensible picture, and the
+//! summary must report what the results say; a non-run directory is refused.
+
+use initlab::results::read_all;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+const TINY_RUN: &str = "\
+name: tiny
+seed: 7
+experiments:
+  - name: var
+    kind: variance
+    dataset: synthetic-tiny
+    init: [he_normal, glorot_normal]
+    width: 4
+    depth: 3
+    networks: 20
+  - name: acc
+    kind: train
+    dataset: synthetic-tiny
+    init: [he_normal, he_uniform]
+    width: 4
+    depth: [0, 2]
+    steps: 5
+    batch_size: 16
+    repeats: 2
+  - name: kmc
+    kind: kurtosis_mc
+    width: 4
+    depth: 3
+    networks: 10
+    samples: 16
+  - name: th
+    kind: theory
+    width: [4, 8]
+    depth: 5
+";
+
+fn initlab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_initlab"))
+        .args(args)
+        .output()
+        .expect("initlab runs")
+}
+
+/// Runs the tiny config into `dir/run` and returns that path.
+fn tiny_run(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("tiny.yaml");
+    std::fs::write(&config, TINY_RUN).unwrap();
+    let run = dir.join("run");
+    let out = initlab(&[
+        "--threads",
+        "2",
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "initlab run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run
+}
+
+/// Decodes a PNG: (width, height, RGB(A) bytes, bytes per pixel).
+fn decode_png(path: &Path) -> (u32, u32, Vec<u8>, usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let channels = info.color_type.samples();
+    assert_eq!(info.bit_depth, png::BitDepth::Eight, "{}", path.display());
+    (info.width, info.height, buf, channels)
+}
+
+/// The `width="..."` and `height="..."` of an SVG's root element.
+fn svg_size(text: &str) -> (f64, f64) {
+    let root = &text[text.find("<svg").expect("an <svg> element")..];
+    let root = &root[..root.find('>').unwrap()];
+    let attr = |name: &str| -> f64 {
+        let start = root.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let end = start + root[start..].find('"').unwrap();
+        root[start..end].parse().unwrap()
+    };
+    (attr("width"), attr("height"))
+}
+
+fn check_figure(figures: &Path, stem: &str, title: &str) {
+    let png_path = figures.join(format!("{stem}.png"));
+    let svg_path = figures.join(format!("{stem}.svg"));
+    assert!(png_path.is_file(), "{} is missing", png_path.display());
+    assert!(svg_path.is_file(), "{} is missing", svg_path.display());
+
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let (svg_w, svg_h) = svg_size(&svg);
+    assert!(svg.contains(title), "{stem}.svg lacks its title `{title}`");
+    assert!(
+        svg.contains("font-family=\"DejaVu Sans, sans-serif\""),
+        "{stem}.svg font"
+    );
+    assert!(svg.matches("<polyline").count() + svg.matches("<path").count() >= 3);
+
+    // The PNG is the SVG's picture at 1.5 times the size.
+    let (w, h, pixels, channels) = decode_png(&png_path);
+    assert!(
+        (w as f64 - 1.5 * svg_w).abs() <= 2.0,
+        "{stem}: PNG {w} vs SVG {svg_w}"
+    );
+    assert!(
+        (h as f64 - 1.5 * svg_h).abs() <= 2.0,
+        "{stem}: PNG {h} vs SVG {svg_h}"
+    );
+    assert!(
+        w >= 1000 && h >= 600,
+        "{stem}: {w}x{h} is too small to read"
+    );
+
+    let mut colours = std::collections::HashSet::new();
+    let mut white = 0usize;
+    for px in pixels.chunks(channels) {
+        colours.insert(px[..3].to_vec());
+        if px[..3] == [255, 255, 255] {
+            white += 1;
+        }
+    }
+    let total = (w * h) as usize;
+    assert!(colours.len() > 20, "{stem}: only {} colours", colours.len());
+    let inked = 1.0 - white as f64 / total as f64;
+    assert!(
+        (0.01..0.6).contains(&inked),
+        "{stem}: {:.1}% of the pixels are not white",
+        100.0 * inked
+    );
+}
+
+#[test]
+fn plots_and_summarises_a_tiny_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run(tmp.path());
+
+    let out = initlab(&["plot", run.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "initlab plot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let figures = run.join("figures");
+    let expected = [
+        ("fig1-accuracy-vs-kurtosis", "Fig. 1"),
+        ("fig2-empirical-variance", "Fig. 2"),
+        ("fig3-accuracy-vs-depth", "Fig. 3"),
+        ("kurtosis-mc-vs-theory", "Proposition 3"),
+        ("theory-kurtosis", "Kurtosis"),
+        ("theory-variance-q90", "0.9 quantile"),
+    ];
+    for (stem, title) in expected {
+        check_figure(&figures, stem, title);
+        for ext in ["png", "svg"] {
+            let path = figures.join(format!("{stem}.{ext}"));
+            assert!(stdout.contains(&path.display().to_string()), "{stdout}");
+        }
+    }
+    // Nothing else, and no temporary files, in figures/.
+    let names: Vec<String> = std::fs::read_dir(&figures)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2 * expected.len(), "{names:?}");
+
+    // The library's summary: one line per initialiser of the variance
+    // experiment and per (width, initialiser) of the training one, with the
+    // numbers the results hold.
+    let lines = initlab::plot::summary(&run).unwrap();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for line in &lines {
+        assert!(
+            stdout.contains(line.as_str()),
+            "printed summary lacks {line}"
+        );
+    }
+    let variance = read_all(&run.join("results/var")).unwrap();
+    for init in ["he_normal", "glorot_normal"] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("var: {init} (")))
+            .unwrap_or_else(|| panic!("no variance line for {init}: {lines:?}"));
+        assert!(line.contains("width 4, depth 3, 20 networks"), "{line}");
+        let expected = match first_layer_q90_below(&variance, init, 1e-3) {
+            Some(layer) => format!("first falls below 1e-3 at layer {layer}"),
+            None => "never falls below 1e-3".to_string(),
+        };
+        assert!(line.contains(&expected), "{line} should say `{expected}`");
+    }
+    let train = read_all(&run.join("results/acc")).unwrap();
+    for init in ["he_normal", "he_uniform"] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("acc: {init} (")))
+            .unwrap_or_else(|| panic!("no training line for {init}: {lines:?}"));
+        let (depth, accuracy) = best_mean_accuracy(&train, init);
+        let expected =
+            format!("best mean test accuracy {accuracy:.4} at depth {depth} (2 repetitions");
+        assert!(line.contains(&expected), "{line} should say `{expected}`");
+    }
+}
+
+/// The first layer whose 0.9 quantile (numpy's linear rule) of emp_var over
+/// networks is below `threshold`.
+fn first_layer_q90_below(
+    df: &polars::prelude::DataFrame,
+    init: &str,
+    threshold: f64,
+) -> Option<i64> {
+    let inits = df.column("init").unwrap().str().unwrap();
+    let layers = df.column("layer").unwrap().i64().unwrap();
+    let values = df.column("emp_var").unwrap().f64().unwrap();
+    let mut by_layer: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for i in 0..df.height() {
+        if inits.get(i) == Some(init) {
+            by_layer
+                .entry(layers.get(i).unwrap())
+                .or_default()
+                .push(values.get(i).unwrap());
+        }
+    }
+    by_layer.into_iter().find_map(|(layer, mut v)| {
+        v.sort_by(f64::total_cmp);
+        let h = (v.len() - 1) as f64 * 0.9;
+        let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+        let q = v[lo] + (h - lo as f64) * (v[hi] - v[lo]);
+        (q < threshold).then_some(layer)
+    })
+}
+
+/// (depth, mean accuracy) of the best depth of one initialiser.
+fn best_mean_accuracy(df: &polars::prelude::DataFrame, init: &str) -> (i64, f64) {
+    let inits = df.column("init").unwrap().str().unwrap();
+    let depths = df.column("depth").unwrap().i64().unwrap();
+    let accuracy = df.column("test_acc").unwrap().f64().unwrap();
+    let mut by_depth: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for i in 0..df.height() {
+        if inits.get(i) == Some(init) {
+            by_depth
+                .entry(depths.get(i).unwrap())
+                .or_default()
+                .push(accuracy.get(i).unwrap());
+        }
+    }
+    by_depth
+        .into_iter()
+        .map(|(d, v)| (d, v.iter().sum::<f64>() / v.len() as f64))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+}
+
+#[test]
+fn refuses_directories_that_are_not_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // An empty directory.
+    let out = initlab(&["plot", tmp.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is not an initlab run directory"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one message: {stderr}");
+    assert!(initlab::plot::plot_run_dir(tmp.path()).is_err());
+    assert!(!tmp.path().join("figures").exists(), "nothing is written");
+
+    // A path that does not exist.
+    let missing = tmp.path().join("nowhere");
+    let out = initlab(&["plot", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+
+    // A run directory without results yet.
+    let run = tmp.path().join("fresh");
+    std::fs::create_dir_all(run.join("results")).unwrap();
+    std::fs::write(
+        run.join("config.resolved.yaml"),
+        "name: fresh\nseed: 1\nexperiments:\n- name: v\n  kind: variance\n  points: []\n",
+    )
+    .unwrap();
+    let out = initlab(&["plot", run.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("has no results yet"), "{stderr}");
+    assert!(initlab::plot::summary(&run).is_err());
+}
