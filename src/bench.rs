@@ -266,8 +266,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         &DataSource::new(opts.data_dir.clone()),
     )?;
     let want = |s: &str| opts.sections.is_empty() || opts.sections.iter().any(|x| x == s);
-    let p = peaks(data.train_len() as i64, data.features() as i64);
     if want("fig2") {
+        let p = peaks(data.train_len() as i64, data.features() as i64);
         let rate = fig2(&data, opts.networks, opts.ensemble, &p)?;
         if want("single") {
             let per = one_at_a_time(&data, 3)?;

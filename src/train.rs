@@ -24,6 +24,9 @@ pub struct TrainOptions {
     pub eps: f64,
     /// Steps after which to evaluate on the whole test set (the last step always is).
     pub eval_at: Vec<usize>,
+    /// Use libtorch's autograd even where the hand-written narrow kernel applies
+    /// (for checking one against the other).
+    pub force_autograd: bool,
 }
 
 impl TrainOptions {
@@ -36,6 +39,7 @@ impl TrainOptions {
             beta2: 0.999,
             eps: 1e-8,
             eval_at: Vec::new(),
+            force_autograd: false,
         }
     }
 }
@@ -217,6 +221,9 @@ pub fn train(
             data.train_len()
         );
     }
+    if narrow_path(net) && !opts.force_autograd {
+        return train_narrow(net, data, shuffle, opts);
+    }
     // All parameters in one flat buffer; each parameter a leaf living inside it.
     // Gradients come back from `run_backward` and are packed into one flat buffer,
     // so that Adam is one fused pass. Batch-norm statistics are private copies, so
@@ -349,4 +356,114 @@ mod tests {
         assert_eq!(first, (0..10).collect::<Vec<_>>());
         assert_ne!(a[..5], a[5..], "members shuffle independently");
     }
+}
+
+/// Whether the hand-written narrow-network pass applies (see `net::narrow_train`).
+pub fn narrow_path(net: &Ensemble) -> bool {
+    let a = net.arch;
+    a.norm == crate::net::Norm::None && a.depth >= 1 && a.width <= 16
+}
+
+/// Training of narrow networks: the first layer is a libtorch batched GEMM, the
+/// rest (hidden layers, loss and their backward pass) the hand-written kernel,
+/// whose gradients are written straight into the flat gradient buffer.
+fn train_narrow(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts: &TrainOptions) -> Result<Vec<MemberResult>> {
+    use crate::net::narrow_train::{ensemble_step, MemberGrads, MemberSlices};
+    let _guard = tch::no_grad_guard();
+    let k = net.members;
+    let arch = net.arch;
+    let (w, c, input) = (arch.width, arch.classes, arch.input);
+    let flat = net.to_flat();
+    let grad = flat.zeros_like();
+    let m = flat.zeros_like();
+    let v = flat.zeros_like();
+    let segments = member_segments(net);
+    // (offset, elements per member) of every parameter tensor, in flat order.
+    let mut layout = Vec::new();
+    let mut offset = 0;
+    for t in net.parameters() {
+        let per = t.numel() / k;
+        layout.push((offset, per));
+        offset += per * k;
+    }
+    let eval_net = net.view_flat(&flat);
+    let mut shuffler = Shuffler::new(shuffle, data.train_len());
+    let mut results = vec![MemberResult::default(); k];
+    let b = opts.batch_size;
+    let mut eval_at: Vec<usize> = opts.eval_at.iter().copied().filter(|&s| s <= opts.steps).collect();
+    eval_at.push(opts.steps);
+    eval_at.sort_unstable();
+    eval_at.dedup();
+    let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
+        let (loss, acc) = evaluate(&eval_net, &data.test_x, &data.test_y);
+        for (j, r) in results.iter_mut().enumerate() {
+            r.evals.push(Evaluation { step, test_loss: loss[j], test_acc: acc[j] });
+        }
+    };
+    if eval_at.first() == Some(&0) {
+        record_eval(0, &mut results);
+    }
+    let (ki, wi, bi) = (k as i64, w as i64, b as i64);
+    let w0 = flat.narrow(0, layout[0].0 as i64, ki * wi * input as i64).view([ki, wi, input as i64]);
+    let b0 = flat.narrow(0, layout[1].0 as i64, ki * wi).view([ki, wi, 1]);
+    let mut dz0 = vec![0f32; k * w * b];
+    for step in 1..=opts.steps {
+        let idx = Tensor::from_slice(&shuffler.next(b));
+        let x = data.train_x.index_select(0, &idx).view([ki, bi, -1]); // [K, B, in]
+        let labels = Vec::<i64>::try_from(data.train_y.index_select(0, &idx))?;
+        let z0 = b0.baddbmm(&w0, &x.transpose(1, 2), 1.0, 1.0).contiguous(); // [K, W, B]
+        // SAFETY: flat, grad and z0 are contiguous f32 CPU tensors alive for this
+        // step; the slices below are disjoint, and no libtorch op runs while they live.
+        let losses = unsafe {
+            let p_all = std::slice::from_raw_parts(flat.data_ptr() as *const f32, flat.numel());
+            let g_ptr = grad.data_ptr() as *mut f32;
+            let z = std::slice::from_raw_parts(z0.data_ptr() as *const f32, z0.numel());
+            let slice = |i: usize, member: usize| {
+                let (off, per) = layout[i];
+                &p_all[off + member * per..off + (member + 1) * per]
+            };
+            let slice_mut = |i: usize, member: usize| {
+                let (off, per) = layout[i];
+                std::slice::from_raw_parts_mut(g_ptr.add(off + member * per), per)
+            };
+            let last = 2 * arch.depth;
+            let params: Vec<MemberSlices> = (0..k)
+                .map(|j| MemberSlices {
+                    hidden_w: (1..arch.depth).map(|l| slice(2 * l, j)).collect(),
+                    hidden_b: (1..arch.depth).map(|l| slice(2 * l + 1, j)).collect(),
+                    last_w: slice(last, j),
+                    last_b: slice(last + 1, j),
+                })
+                .collect();
+            let grads: Vec<MemberGrads> = (0..k)
+                .map(|j| MemberGrads {
+                    hidden_w: (1..arch.depth).map(|l| slice_mut(2 * l, j)).collect(),
+                    hidden_b: (1..arch.depth).map(|l| slice_mut(2 * l + 1, j)).collect(),
+                    last_w: slice_mut(last, j),
+                    last_b: slice_mut(last + 1, j),
+                })
+                .collect();
+            ensemble_step(w, c, b, arch.slope as f32, z, &labels, &params, grads, &mut dz0)
+        };
+        // The first layer's gradients: dW₀ = dz₀ · x, db₀ = Σ_batch dz₀.
+        let dz = Tensor::from_slice(&dz0).view([ki, wi, bi]);
+        let dw0 = dz.bmm(&x); // [K, W, in]
+        let db0 = dz.sum_dim_intlist([2i64].as_slice(), false, Kind::Float); // [K, W]
+        grad.narrow(0, layout[0].0 as i64, ki * wi * input as i64).copy_(&dw0.reshape([-1]));
+        grad.narrow(0, layout[1].0 as i64, ki * wi).copy_(&db0.reshape([-1]));
+        for (j, r) in results.iter_mut().enumerate() {
+            r.train_loss.push(losses[j]);
+            if r.diverged_at.is_none() && !losses[j].is_finite() {
+                r.diverged_at = Some(step);
+            }
+        }
+        // SAFETY: as above; the four buffers are distinct.
+        unsafe {
+            adam_step(slice_mut(&flat), slice_mut(&grad), slice_mut(&m), slice_mut(&v), &segments, &opts.lrs, step, opts);
+        }
+        if eval_at.binary_search(&step).is_ok() {
+            record_eval(step, &mut results);
+        }
+    }
+    Ok(results)
 }

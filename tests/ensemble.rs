@@ -463,3 +463,31 @@ fn an_ensemble_trains_exactly_like_its_members_alone() {
         );
     }
 }
+
+#[test]
+fn the_narrow_training_kernel_matches_autograd() {
+    let d = initlab::data::Dataset::load(
+        initlab::data::DatasetName::parse("synthetic-tiny").unwrap(),
+        initlab::data::Normalization::Standard,
+        &initlab::data::DataSource::new(None),
+    )
+    .unwrap();
+    for (width, depth, slope) in [(10usize, 6usize, 0.0), (3, 1, 0.2), (16, 3, 0.0)] {
+        let a = Arch { input: d.features(), width, depth, classes: 10, slope, norm: Norm::None };
+        let net = build(&Initializer::He(WeightDist::Normal), &a, 0, 4, None);
+        assert!(initlab::train::narrow_path(&net));
+        let mut opts = initlab::train::TrainOptions::adam(30, 12, vec![1e-2, 3e-3, 1e-3, 3e-2]);
+        opts.eval_at = vec![15];
+        let kernel = initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
+        opts.force_autograd = true;
+        let autograd = initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
+        for (x, y) in kernel.iter().zip(&autograd) {
+            for (p, q) in x.train_loss.iter().zip(&y.train_loss) {
+                assert!((p - q).abs() <= 2e-4 * q.abs().max(1.0), "width {width}, depth {depth}: loss {p} vs {q}");
+            }
+            for (e, f) in x.evals.iter().zip(&y.evals) {
+                assert!((e.test_loss - f.test_loss).abs() <= 1e-3 * f.test_loss.max(1.0), "test loss {} vs {}", e.test_loss, f.test_loss);
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! Both can hand every Linear layer's output to a probe without keeping them.
 
 pub mod fused;
+pub mod narrow_train;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
