@@ -280,7 +280,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
     }
     if want("train") {
-        training(&data, 10, 100, 30, 100)?;
+        training(&data, 10, 100, 30, 500)?;
     }
     Ok(())
 }

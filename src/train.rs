@@ -176,6 +176,57 @@ unsafe fn slice_mut(t: &Tensor) -> &mut [f32] {
 
 /// Per-member test loss and accuracy over the whole test set.
 pub fn evaluate(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) {
+    if let Some(r) = evaluate_fused(net, x, y) {
+        return r;
+    }
+    evaluate_tch(net, x, y)
+}
+
+/// [`evaluate`] through the fused narrow-network kernel, where it applies.
+pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64>, Vec<f64>)> {
+    use crate::net::fused::{evaluate as kernel, EvalWeights};
+    let a = net.arch;
+    if a.norm != crate::net::Norm::None || a.depth == 0 || a.width > 16 {
+        return None;
+    }
+    let _guard = tch::no_grad_guard();
+    let k = net.members;
+    let flat = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().reshape([-1])).expect("f32 tensor");
+    let hidden_w: Vec<Vec<f32>> = net.weights[1..a.depth].iter().map(flat).collect();
+    let hidden_b: Vec<Vec<f32>> = net.biases[1..a.depth].iter().map(flat).collect();
+    let (last_w, last_b) = (flat(&net.weights[a.depth]), flat(&net.biases[a.depth]));
+    let weights = EvalWeights {
+        width: a.width,
+        classes: a.classes,
+        slope: a.slope as f32,
+        hidden_w: hidden_w.iter().map(|v| v.as_slice()).collect(),
+        hidden_b: hidden_b.iter().map(|v| v.as_slice()).collect(),
+        last_w: &last_w,
+        last_b: &last_b,
+    };
+    let w0 = net.weights[0].reshape([(k * a.width) as i64, -1]);
+    let b0 = net.biases[0].reshape([(k * a.width) as i64, 1]);
+    let labels = Vec::<i64>::try_from(y).ok()?;
+    let n = x.size()[0];
+    let (mut loss, mut correct) = (vec![0f64; k], vec![0u64; k]);
+    let mut start = 0;
+    while start < n {
+        let len = 4096.min(n - start);
+        let h0 = b0.addmm(&w0, &x.narrow(0, start, len).tr()).contiguous(); // [K·W, n]
+        // SAFETY: h0 is a contiguous f32 CPU tensor that outlives the slice.
+        let view = unsafe { std::slice::from_raw_parts(h0.data_ptr() as *const f32, h0.numel()) };
+        let part = kernel(view, &weights, &labels[start as usize..(start + len) as usize], k, len as usize)?;
+        for (j, (l, c)) in part.into_iter().enumerate() {
+            loss[j] += l;
+            correct[j] += c;
+        }
+        start += len;
+    }
+    Some((loss.iter().map(|l| l / n as f64).collect(), correct.iter().map(|&c| c as f64 / n as f64).collect()))
+}
+
+/// [`evaluate`] with libtorch ops (any network).
+pub fn evaluate_tch(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) {
     let _guard = tch::no_grad_guard();
     let k = net.members as i64;
     let n = x.size()[0];
@@ -368,8 +419,18 @@ pub fn narrow_path(net: &Ensemble) -> bool {
 /// rest (hidden layers, loss and their backward pass) the hand-written kernel,
 /// whose gradients are written straight into the flat gradient buffer.
 fn train_narrow(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts: &TrainOptions) -> Result<Vec<MemberResult>> {
-    use crate::net::narrow_train::{ensemble_step, MemberGrads, MemberSlices};
     let _guard = tch::no_grad_guard();
+    // The kernel runs on rayon's threads; libtorch's few small ops here run on the
+    // calling thread, so that idle OpenMP workers do not spin against rayon's.
+    let previous_threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let result = train_narrow_inner(net, data, shuffle, opts);
+    tch::set_num_threads(previous_threads);
+    result
+}
+
+fn train_narrow_inner(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts: &TrainOptions) -> Result<Vec<MemberResult>> {
+    use crate::net::narrow_train::{ensemble_step, MemberGrads, MemberSlices};
     let k = net.members;
     let arch = net.arch;
     let (w, c, input) = (arch.width, arch.classes, arch.input);

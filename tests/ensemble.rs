@@ -381,6 +381,17 @@ fn fused_statistics_equal_plain_libtorch() {
             );
         }
     }
+    // evaluation (loss and accuracy of the full logits) too
+    let a = arch(24, 10, 12, 0.1);
+    let net = build(&Initializer::He(WeightDist::Normal), &a, 0, 5, None);
+    let x = Tensor::randn([5000, 24], (Kind::Float, tch::Device::Cpu));
+    let y = Tensor::randint(10, [5000], (Kind::Int64, tch::Device::Cpu));
+    let (fl, fa) = initlab::train::evaluate_fused(&net, &x, &y).expect("qualifies");
+    let (tl, ta) = initlab::train::evaluate_tch(&net, &x, &y);
+    for j in 0..5 {
+        assert!((fl[j] - tl[j]).abs() <= 1e-4 * tl[j].abs().max(1.0), "loss {} vs {}", fl[j], tl[j]);
+        assert!((fa[j] - ta[j]).abs() <= 2.0 / 5000.0, "accuracy {} vs {}", fa[j], ta[j]);
+    }
     // layer norm and wide networks take the libtorch path
     let wide = build(
         &Initializer::He(WeightDist::Normal),

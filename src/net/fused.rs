@@ -167,14 +167,16 @@ fn member_body<const W: usize, const FMA: bool>(
         if first {
             shift[l] = v[0];
         }
-        let (mut a, mut b) = (0f32, 0f32);
+        // in f64: squares of tiny deviations would be subnormal in f32, which is
+        // both inexact and very slow (deep Glorot networks get there)
+        let (mut a, mut b) = (0f64, 0f64);
         for lane in 0..valid {
-            let d = v[lane] - shift[l];
+            let d = (v[lane] - shift[l]) as f64;
             a += d;
             b += d * d;
         }
-        s1[l] += a as f64;
-        s2[l] += b as f64;
+        s1[l] += a;
+        s2[l] += b;
     };
     let mut start = 0;
     while start < n {
@@ -225,4 +227,121 @@ fn member_body<const W: usize, const FMA: bool>(
         .map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0))
         .collect();
     (mean, m2)
+}
+
+/// The weights evaluation needs: as [`NarrowWeights`] but the whole last layer
+/// `[K, C, W]` with its bias `[K, C]`.
+pub struct EvalWeights<'a> {
+    pub width: usize,
+    pub classes: usize,
+    pub slope: f32,
+    pub hidden_w: Vec<&'a [f32]>,
+    pub hidden_b: Vec<&'a [f32]>,
+    pub last_w: &'a [f32],
+    pub last_b: &'a [f32],
+}
+
+/// Per member, over a chunk of `n` samples with first-layer outputs `h0: [K, W, n]`
+/// and `labels: [n]`: the summed cross-entropy and the number of correct argmax
+/// predictions. `None` for widths the kernel does not handle.
+pub fn evaluate(h0: &[f32], weights: &EvalWeights, labels: &[i64], members: usize, n: usize) -> Option<Vec<(f64, u64)>> {
+    macro_rules! dispatch {
+        ($($w:literal)*) => {
+            match weights.width {
+                $($w => Some((0..members).into_par_iter().map(|k| eval_member::<$w>(&h0[k * $w * n..(k + 1) * $w * n], weights, labels, k, n)).collect()),)*
+                _ => None,
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+fn eval_member<const W: usize>(h0: &[f32], weights: &EvalWeights, labels: &[i64], k: usize, n: usize) -> (f64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { eval_member_avx2::<W>(h0, weights, labels, k, n) };
+        }
+    }
+    eval_member_body::<W, false>(h0, weights, labels, k, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn eval_member_avx2<const W: usize>(h0: &[f32], weights: &EvalWeights, labels: &[i64], k: usize, n: usize) -> (f64, u64) {
+    eval_member_body::<W, true>(h0, weights, labels, k, n)
+}
+
+#[inline(always)]
+fn eval_member_body<const W: usize, const FMA: bool>(h0: &[f32], weights: &EvalWeights, labels: &[i64], k: usize, n: usize) -> (f64, u64) {
+    let hidden = weights.hidden_w.len();
+    let c = weights.classes;
+    let slope = weights.slope;
+    let ws: Vec<&[f32]> = weights.hidden_w.iter().map(|w| &w[k * W * W..(k + 1) * W * W]).collect();
+    let bs: Vec<&[f32]> = weights.hidden_b.iter().map(|b| &b[k * W..(k + 1) * W]).collect();
+    let last_w = &weights.last_w[k * c * W..(k + 1) * c * W];
+    let last_b = &weights.last_b[k * c..(k + 1) * c];
+    let mut loss = 0f64;
+    let mut correct = 0u64;
+    let mut logits = vec![[0f32; LANES]; c];
+    let mut start = 0;
+    while start < n {
+        let valid = LANES.min(n - start);
+        let mut h = [[0f32; LANES]; W];
+        for (i, row) in h.iter_mut().enumerate() {
+            row[..valid].copy_from_slice(&h0[i * n + start..i * n + start + valid]);
+        }
+        for l in 0..hidden {
+            let (w, b) = (ws[l], bs[l]);
+            let mut a = [[0f32; LANES]; W];
+            for i in 0..W {
+                for lane in 0..LANES {
+                    let x = h[i][lane];
+                    a[i][lane] = if x > 0.0 { x } else { slope * x };
+                }
+            }
+            for j in 0..W {
+                let mut acc = [b[j]; LANES];
+                for i in 0..W {
+                    let wji = w[j * W + i];
+                    for lane in 0..LANES {
+                        acc[lane] = madd::<FMA>(wji, a[i][lane], acc[lane]);
+                    }
+                }
+                h[j] = acc;
+            }
+        }
+        let mut a = [[0f32; LANES]; W];
+        for i in 0..W {
+            for lane in 0..LANES {
+                let x = h[i][lane];
+                a[i][lane] = if x > 0.0 { x } else { slope * x };
+            }
+        }
+        for (q, row) in logits.iter_mut().enumerate() {
+            let mut acc = [last_b[q]; LANES];
+            for i in 0..W {
+                for lane in 0..LANES {
+                    acc[lane] = madd::<FMA>(last_w[q * W + i], a[i][lane], acc[lane]);
+                }
+            }
+            *row = acc;
+        }
+        for lane in 0..valid {
+            let y = labels[start + lane] as usize;
+            let (mut max, mut best) = (f32::NEG_INFINITY, 0);
+            for (q, row) in logits.iter().enumerate() {
+                if row[lane] > max {
+                    max = row[lane];
+                    best = q;
+                }
+            }
+            let sum: f32 = logits.iter().map(|row| (row[lane] - max).exp()).sum();
+            loss += (max + sum.ln() - logits[y][lane]) as f64;
+            correct += u64::from(best == y);
+        }
+        start += valid;
+    }
+    (loss, correct)
 }
