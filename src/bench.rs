@@ -68,7 +68,9 @@ pub fn peaks(samples: i64, features: i64) -> Peaks {
 }
 
 /// The Fig. 2 forward pass: `networks` width-10, depth-100 He networks over the
-/// dataset's training inputs, with per-layer statistics of unit 0.
+/// dataset's training inputs with per-layer statistics of unit 0, through the fused
+/// kernel; the same through libtorch's bmm + ReLU path (the vectorised approach a
+/// careful PyTorch script takes) on a part of them; and where the time goes.
 pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> Result<f64> {
     let x = &data.train_x;
     let n = data.train_len() as f64;
@@ -82,47 +84,57 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
         norm: Norm::None,
     };
     let first_flop = 2.0 * n * d as f64 * 10.0;
-    let hidden_flop = 2.0 * n * (99.0 * 100.0 + 100.0);
+    let hidden_flop = 2.0 * n * (99.0 * 100.0 + 10.0);
     let flop = first_flop + hidden_flop;
     println!(
-        "Fig. 2 forward on {} ({} x {}), {networks} networks of width 10, depth 100, ensembles of {ensemble}:",
+        "Fig. 2 statistics on {} ({} x {}), width 10, depth 100, ensembles of {ensemble}:",
         data.name, n, d
     );
-    let start = Instant::now();
-    let mut init_s = 0.0;
-    let mut done = 0;
-    while done < networks {
-        let k = ensemble.min(networks - done);
-        let t0 = Instant::now();
-        let mut streams = member_streams(1, "bench", done, k);
-        let (net, _) = initialize(
-            &Initializer::He(WeightDist::Normal),
-            &arch,
-            &mut streams,
-            None,
-        )?;
-        init_s += t0.elapsed().as_secs_f64();
-        let _ = layer_moments(&net, x, false, false);
-        done += k;
-    }
-    let total = start.elapsed().as_secs_f64();
-    let rate = networks as f64 / total;
-    let achieved = flop * networks as f64 / total / 1e9;
-    let ideal = (first_flop / peaks.first_layer + hidden_flop / peaks.hidden_bmm) / 1e9;
-    println!("  {total:.1} s: {rate:.1} networks/s, {achieved:.1} GFLOP/s achieved");
+    let run = |count: usize, fused: bool| -> Result<f64> {
+        let start = Instant::now();
+        let mut done = 0;
+        while done < count {
+            let k = ensemble.min(count - done);
+            let mut streams = member_streams(1, "bench", done, k);
+            let (net, _) = initialize(
+                &Initializer::He(WeightDist::Normal),
+                &arch,
+                &mut streams,
+                None,
+            )?;
+            if fused {
+                let _ = layer_moments(&net, x, false, false);
+            } else {
+                let _ = crate::experiment::variance::layer_moments_tch(&net, x, false, false);
+            }
+            done += k;
+        }
+        Ok(start.elapsed().as_secs_f64() / count as f64)
+    };
+    let per = run(networks, true)?;
     println!(
-        "  the matmul and bmm rates above allow {:.2} s per network; initlab takes {:.2} s ({:.0}% of that bound)",
-        ideal,
-        1.0 / rate,
-        100.0 * ideal * rate
+        "  initlab: {networks} networks in {:.1} s: {:.1} networks/s, {:.1} GFLOP/s; 1,000 networks in {:.1} s",
+        per * networks as f64,
+        1.0 / per,
+        flop / per / 1e9,
+        1000.0 * per
     );
+    let part = ensemble.min(networks);
+    let per_bmm = run(part, false)?;
     println!(
-        "  1,000 networks: {:.1} s (initialisation {:.1} s of the total)",
-        1000.0 / rate,
-        init_s * 1000.0 / networks as f64
+        "  libtorch bmm + ReLU path ({part} networks): {:.3} s per network, {:.1} GFLOP/s; 1,000 networks in {:.1} s -> initlab is {:.2}x its throughput",
+        per_bmm,
+        flop / per_bmm / 1e9,
+        1000.0 * per_bmm,
+        per_bmm / per
+    );
+    let bound = first_flop / peaks.first_layer / 1e9 + hidden_flop / peaks.hidden_bmm / 1e9;
+    println!(
+        "  at this machine's matmul and bmm rates the arithmetic alone needs {bound:.3} s per network; initlab takes {per:.3} s ({:.2}x that)",
+        bound / per
     );
 
-    // Where the time goes, on one ensemble.
+    // Where the time goes, on one ensemble and one chunk of inputs.
     let _g = tch::no_grad_guard();
     let k = ensemble.min(networks) as i64;
     let mut streams = member_streams(1, "bench", 0, k as usize);
@@ -132,43 +144,29 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
         &mut streams,
         None,
     )?;
-    let chunk = x.narrow(0, 0, crate::experiment::variance::CHUNK.min(x.size()[0]));
+    let chunk = x.narrow(
+        0,
+        0,
+        (2 * crate::experiment::variance::CHUNK).min(x.size()[0]),
+    );
     let nc = chunk.size()[0];
     let w0 = net.weights[0].reshape([k * 10, d as i64]);
+    let b0 = net.biases[0].reshape([k * 10, 1]);
     let t_first = time(3, || {
-        let _ = w0.matmul(&chunk.tr());
+        let _ = b0.addmm(&w0, &chunk.tr());
     });
-    let h = randn(&[k, 10, nc]);
-    let t_hidden = time(3, || {
-        let mut a = h.shallow_clone();
-        for l in 1..101 {
-            a = net.biases[l]
-                .unsqueeze(2)
-                .baddbmm(&net.weights[l], &a.relu(), 1.0, 1.0);
-        }
+    let t_all = time(3, || {
+        let _ = crate::experiment::variance::unit0_moments_fused(&net, &chunk);
     });
-    let t_stats = time(3, || {
-        let mut m = crate::stats::StreamingMoments::new(&[k, 1], false);
-        for _ in 0..101 {
-            m.add(&h.narrow(1, 0, 1));
-        }
-    });
-    let t_all = time(2, || {
-        let _ = net.forward_shared(&chunk, &mut |_, _| {});
-    });
-    let sum = t_first + t_hidden + t_stats;
     println!(
-        "  one ensemble of {k} on {nc} inputs: first layer {:.0}%, hidden layers {:.0}%, statistics {:.0}% (forward alone {:.3} s, parts {:.3} s)",
-        100.0 * t_first / sum,
-        100.0 * t_hidden / sum,
-        100.0 * t_stats / sum,
-        t_all,
-        sum
+        "  one ensemble of {k} on {nc} inputs: first layer (libtorch GEMM) {:.0}%, hidden layers with their statistics (fused kernel) {:.0}%",
+        100.0 * t_first / t_all,
+        100.0 * (t_all - t_first) / t_all
     );
-    Ok(rate)
+    Ok(1.0 / per)
 }
 
-/// The same networks one at a time (K = 1), for the per-network comparison.
+/// The same networks one at a time (K = 1) through libtorch, per network.
 pub fn one_at_a_time(data: &Dataset, networks: usize) -> Result<f64> {
     let arch = Arch {
         input: data.features(),
@@ -187,19 +185,25 @@ pub fn one_at_a_time(data: &Dataset, networks: usize) -> Result<f64> {
             &mut streams,
             None,
         )?;
-        let _ = layer_moments(&net, &data.train_x, false, false);
+        let _ = crate::experiment::variance::layer_moments_tch(&net, &data.train_x, false, false);
     }
     let per = start.elapsed().as_secs_f64() / networks as f64;
-    println!("one network at a time through tch (K = 1): {per:.2} s per network");
+    println!("  one network at a time through libtorch (K = 1): {per:.2} s per network");
     Ok(per)
 }
 
-/// MetaInit per member at ensemble size k (a few steps, extrapolated to 500).
-pub fn metainit(features: usize, k: usize, steps: usize) -> Result<f64> {
+/// MetaInit seconds per step for an ensemble of k (a few steps timed).
+pub fn metainit_step(
+    features: usize,
+    width: usize,
+    depth: usize,
+    k: usize,
+    steps: usize,
+) -> Result<f64> {
     let arch = Arch {
         input: features,
-        width: 10,
-        depth: 100,
+        width,
+        depth,
         classes: 10,
         slope: 0.0,
         norm: Norm::None,
@@ -212,11 +216,15 @@ pub fn metainit(features: usize, k: usize, steps: usize) -> Result<f64> {
     };
     let start = Instant::now();
     let _ = initialize(&Initializer::MetaInit(p), &arch, &mut streams, None)?;
-    let per_step = start.elapsed().as_secs_f64() / (steps + 1) as f64;
+    Ok(start.elapsed().as_secs_f64() / (steps + 1) as f64)
+}
+
+/// MetaInit per member at ensemble size k (a few steps, extrapolated to 500).
+pub fn metainit(features: usize, k: usize, steps: usize) -> Result<f64> {
+    let per_step = metainit_step(features, 10, 100, k, steps)?;
     let per_1000 = per_step * 500.0 * 1000.0 / k as f64;
     println!(
-        "MetaInit, {features} inputs, width 10, depth 100, ensemble of {k}: {per_step:.3} s per step; 1,000 networks x 500 steps: {:.0} s",
-        per_1000
+        "MetaInit, {features} inputs, width 10, depth 100, ensemble of {k}: {per_step:.3} s per step; 1,000 networks x 500 steps: {per_1000:.0} s"
     );
     Ok(per_1000)
 }
@@ -250,6 +258,148 @@ pub fn training(data: &Dataset, width: usize, depth: usize, k: usize, steps: usi
     Ok(per_member_500)
 }
 
+/// Wall time of running a config (YAML text) into a temporary run directory.
+fn timed_run(yaml: &str, data_dir: Option<std::path::PathBuf>) -> Result<f64> {
+    let config = crate::config::Config::parse(yaml, "bench")?;
+    let dir = tempfile_dir()?;
+    let opts = crate::experiment::sweep::RunOptions {
+        out: Some(dir.join("run")),
+        data_dir,
+        threads: tch::get_num_threads().max(1) as usize,
+        shard: None,
+        memory_budget: (crate::experiment::context::available_memory() as f64 * 0.6) as u64,
+    };
+    let start = Instant::now();
+    crate::experiment::sweep::run(&config, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(secs)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("initlab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The paper's experiments at the paper's scale, measured on parts of them and
+/// extrapolated: synthetic inputs of CIFAR-10's shape (50,000 × 3,072) and
+/// MNIST's (60,000 × 784), every experiment's own code path.
+pub fn paper_scale(networks: usize) -> Result<()> {
+    println!("The paper at the paper's scale on this machine (measured on parts, extrapolated):");
+    // Fig. 2: random initialisers' networks, and MetaInit's optimisation.
+    let cifar = Dataset::load(
+        DatasetName::parse("synthetic-cifar")?,
+        Normalization::Standard,
+        &DataSource::new(None),
+    )?;
+    let arch = Arch {
+        input: 3072,
+        width: 10,
+        depth: 100,
+        classes: 10,
+        slope: 0.0,
+        norm: Norm::None,
+    };
+    let start = Instant::now();
+    let mut done = 0;
+    while done < networks {
+        let k = 250.min(networks - done);
+        let mut streams = member_streams(1, "bench-paper", done, k);
+        let (net, _) = initialize(
+            &Initializer::He(WeightDist::Normal),
+            &arch,
+            &mut streams,
+            None,
+        )?;
+        let _ = layer_moments(&net, &cifar.train_x, false, false);
+        done += k;
+    }
+    let per_net = start.elapsed().as_secs_f64() / networks as f64;
+    let meta_step = metainit_step(3072, 10, 100, 250, 2)? / 250.0;
+    let fig2_random = 50_000.0 * per_net;
+    let fig2_meta = 1000.0 * (per_net + 500.0 * meta_step);
+    println!(
+        "  Fig. 2: {networks} networks on 50,000 x 3,072 inputs: {per_net:.3} s per network -> 50,000 networks {:.0} min; MetaInit {:.4} s per network-step -> 1,000 networks {:.0} min; Fig. 2 in all {:.0} min",
+        fig2_random / 60.0,
+        meta_step,
+        fig2_meta / 60.0,
+        (fig2_random + fig2_meta) / 60.0
+    );
+    drop(cifar);
+
+    // Figs. 1 and 3 at width 10: the paper's configs with 20 of the 500 steps (and 20
+    // MetaInit steps), times 25.
+    let scale = |text: &str| {
+        text.replace("steps: 500", "steps: 20")
+            .replace("metainit", "{name: metainit, steps: 20}")
+    };
+    let fig1 = |dataset: &str| {
+        crate::cmd::reproduce::PAPER
+            .iter()
+            .find(|(f, _)| f.starts_with("fig1-mnist"))
+            .map(|(_, t)| scale(t).replace("dataset: mnist", &format!("dataset: {dataset}")))
+            .expect("embedded")
+    };
+    let t1m = timed_run(&fig1("synthetic"), None)? * 25.0;
+    let t1c = timed_run(&fig1("synthetic-cifar"), None)? * 25.0;
+    println!(
+        "  Fig. 1 (330 runs each): MNIST shape {:.0} min, CIFAR-10 shape {:.0} min",
+        t1m / 60.0,
+        t1c / 60.0
+    );
+    let fig3_10 = crate::cmd::reproduce::PAPER
+        .iter()
+        .find(|(f, _)| f.starts_with("fig3-width10"))
+        .expect("embedded")
+        .1;
+    let t3a = timed_run(
+        &scale(fig3_10).replace("dataset: cifar10", "dataset: synthetic-cifar"),
+        None,
+    )? * 25.0;
+    println!(
+        "  Fig. 3, width 10 (66 shapes x 30 runs): {:.0} min",
+        t3a / 60.0
+    );
+
+    // Fig. 3 at width 200: time per training step at two depths, linear in depth.
+    let step_time = |depth: usize, inits: &str| -> Result<f64> {
+        let yaml = format!(
+            "kind: train\ndataset: synthetic-cifar\ninit: {inits}\nwidth: 200\ndepth: {depth}\nlr: 1.0e-5\nrepeats: 5\nsteps: 4\nbatch_size: 90\n"
+        );
+        let few = timed_run(&yaml, None)?;
+        let more = timed_run(&yaml.replace("steps: 4", "steps: 8"), None)?;
+        Ok((more - few) / 4.0)
+    };
+    let inits = "[he_normal, glorot_normal, orthogonal, gsm, zero]";
+    let (s50, s100) = (step_time(50, inits)?, step_time(100, inits)?);
+    let per_layer = ((s100 - s50) / 50.0).max(0.0);
+    let base = (s50 - 50.0 * per_layer).max(0.0);
+    let depths: Vec<f64> = (0..=10).map(|i| 50.0 * i as f64).collect();
+    let train200: f64 = depths
+        .iter()
+        .map(|d| 500.0 * (base + per_layer * d) * 30.0 / 25.0)
+        .sum();
+    let meta200 = metainit_step(3072, 200, 50, 5, 1)?;
+    let meta200_all: f64 = depths
+        .iter()
+        .map(|d| 500.0 * meta200 * (d.max(1.0) / 50.0))
+        .sum();
+    println!(
+        "  Fig. 3, width 200: a training step of 25 runs takes {:.3} s at depth 50 and {:.3} s at depth 100 -> 11 depths x 30 runs x 500 steps {:.0} min, plus MetaInit for 5 runs per depth {:.0} min",
+        s50,
+        s100,
+        train200 / 60.0,
+        meta200_all / 60.0
+    );
+    let total = fig2_random + fig2_meta + t1m + t1c + t3a + train200 + meta200_all;
+    println!(
+        "  the whole paper (Figs. 1, 2, 3): about {:.1} hours",
+        total / 3600.0
+    );
+    Ok(())
+}
+
 pub struct BenchOptions {
     pub dataset: String,
     pub networks: usize,
@@ -271,7 +421,10 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         let rate = fig2(&data, opts.networks, opts.ensemble, &p)?;
         if want("single") {
             let per = one_at_a_time(&data, 3)?;
-            println!("  ensemble speed-up per network: {:.1}x", per * rate);
+            println!(
+                "  initlab is {:.0}x faster per network than one network at a time",
+                per * rate
+            );
         }
     }
     if want("metainit") {
@@ -281,6 +434,34 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     }
     if want("train") {
         training(&data, 10, 100, 30, 500)?;
+    }
+    if want("data") {
+        let start = Instant::now();
+        let _ = Dataset::load(
+            name,
+            Normalization::Standard,
+            &DataSource::new(opts.data_dir.clone()),
+        )?;
+        println!(
+            "loading and normalising {} (train + test): {:.2} s",
+            name,
+            start.elapsed().as_secs_f64()
+        );
+        let start = Instant::now();
+        let st =
+            crate::experiment::input_stats::estimate(&data, WeightDist::Normal, 10_000_000, 1)?;
+        println!(
+            "input statistics from {} samples: {:.2} s (kappa0 {:.4} +- {:.4}, c0 {:.4} +- {:.4})",
+            st.samples,
+            start.elapsed().as_secs_f64(),
+            st.kappa0,
+            st.kappa0_se,
+            st.c0,
+            st.c0_se
+        );
+    }
+    if opts.sections.iter().any(|x| x == "paper") {
+        paper_scale(opts.networks)?;
     }
     Ok(())
 }

@@ -184,7 +184,7 @@ pub fn evaluate(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) 
 
 /// [`evaluate`] through the fused narrow-network kernel, where it applies.
 pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64>, Vec<f64>)> {
-    use crate::net::fused::{evaluate as kernel, EvalWeights};
+    use crate::net::fused::{EvalWeights, evaluate as kernel};
     let a = net.arch;
     if a.norm != crate::net::Norm::None || a.depth == 0 || a.width > 16 {
         return None;
@@ -215,14 +215,23 @@ pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64
         let h0 = b0.addmm(&w0, &x.narrow(0, start, len).tr()).contiguous(); // [K·W, n]
         // SAFETY: h0 is a contiguous f32 CPU tensor that outlives the slice.
         let view = unsafe { std::slice::from_raw_parts(h0.data_ptr() as *const f32, h0.numel()) };
-        let part = kernel(view, &weights, &labels[start as usize..(start + len) as usize], k, len as usize)?;
+        let part = kernel(
+            view,
+            &weights,
+            &labels[start as usize..(start + len) as usize],
+            k,
+            len as usize,
+        )?;
         for (j, (l, c)) in part.into_iter().enumerate() {
             loss[j] += l;
             correct[j] += c;
         }
         start += len;
     }
-    Some((loss.iter().map(|l| l / n as f64).collect(), correct.iter().map(|&c| c as f64 / n as f64).collect()))
+    Some((
+        loss.iter().map(|l| l / n as f64).collect(),
+        correct.iter().map(|&c| c as f64 / n as f64).collect(),
+    ))
 }
 
 /// [`evaluate`] with libtorch ops (any network).
@@ -418,7 +427,12 @@ pub fn narrow_path(net: &Ensemble) -> bool {
 /// Training of narrow networks: the first layer is a libtorch batched GEMM, the
 /// rest (hidden layers, loss and their backward pass) the hand-written kernel,
 /// whose gradients are written straight into the flat gradient buffer.
-fn train_narrow(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts: &TrainOptions) -> Result<Vec<MemberResult>> {
+fn train_narrow(
+    net: &Ensemble,
+    data: &Dataset,
+    shuffle: Vec<Stream>,
+    opts: &TrainOptions,
+) -> Result<Vec<MemberResult>> {
     let _guard = tch::no_grad_guard();
     // The kernel runs on rayon's threads; libtorch's few small ops here run on the
     // calling thread, so that idle OpenMP workers do not spin against rayon's.
@@ -429,8 +443,13 @@ fn train_narrow(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts: &Tra
     result
 }
 
-fn train_narrow_inner(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts: &TrainOptions) -> Result<Vec<MemberResult>> {
-    use crate::net::narrow_train::{ensemble_step, MemberGrads, MemberSlices};
+fn train_narrow_inner(
+    net: &Ensemble,
+    data: &Dataset,
+    shuffle: Vec<Stream>,
+    opts: &TrainOptions,
+) -> Result<Vec<MemberResult>> {
+    use crate::net::narrow_train::{MemberGrads, MemberSlices, ensemble_step};
     let k = net.members;
     let arch = net.arch;
     let (w, c, input) = (arch.width, arch.classes, arch.input);
@@ -451,22 +470,35 @@ fn train_narrow_inner(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
     let mut results = vec![MemberResult::default(); k];
     let b = opts.batch_size;
-    let mut eval_at: Vec<usize> = opts.eval_at.iter().copied().filter(|&s| s <= opts.steps).collect();
+    let mut eval_at: Vec<usize> = opts
+        .eval_at
+        .iter()
+        .copied()
+        .filter(|&s| s <= opts.steps)
+        .collect();
     eval_at.push(opts.steps);
     eval_at.sort_unstable();
     eval_at.dedup();
     let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
         let (loss, acc) = evaluate(&eval_net, &data.test_x, &data.test_y);
         for (j, r) in results.iter_mut().enumerate() {
-            r.evals.push(Evaluation { step, test_loss: loss[j], test_acc: acc[j] });
+            r.evals.push(Evaluation {
+                step,
+                test_loss: loss[j],
+                test_acc: acc[j],
+            });
         }
     };
     if eval_at.first() == Some(&0) {
         record_eval(0, &mut results);
     }
     let (ki, wi, bi) = (k as i64, w as i64, b as i64);
-    let w0 = flat.narrow(0, layout[0].0 as i64, ki * wi * input as i64).view([ki, wi, input as i64]);
-    let b0 = flat.narrow(0, layout[1].0 as i64, ki * wi).view([ki, wi, 1]);
+    let w0 = flat
+        .narrow(0, layout[0].0 as i64, ki * wi * input as i64)
+        .view([ki, wi, input as i64]);
+    let b0 = flat
+        .narrow(0, layout[1].0 as i64, ki * wi)
+        .view([ki, wi, 1]);
     let mut dz0 = vec![0f32; k * w * b];
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(b));
@@ -504,14 +536,26 @@ fn train_narrow_inner(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts
                     last_b: slice_mut(last + 1, j),
                 })
                 .collect();
-            ensemble_step(w, c, b, arch.slope as f32, z, &labels, &params, grads, &mut dz0)
+            ensemble_step(
+                w,
+                c,
+                b,
+                arch.slope as f32,
+                z,
+                &labels,
+                &params,
+                grads,
+                &mut dz0,
+            )
         };
         // The first layer's gradients: dW₀ = dz₀ · x, db₀ = Σ_batch dz₀.
         let dz = Tensor::from_slice(&dz0).view([ki, wi, bi]);
         let dw0 = dz.bmm(&x); // [K, W, in]
         let db0 = dz.sum_dim_intlist([2i64].as_slice(), false, Kind::Float); // [K, W]
-        grad.narrow(0, layout[0].0 as i64, ki * wi * input as i64).copy_(&dw0.reshape([-1]));
-        grad.narrow(0, layout[1].0 as i64, ki * wi).copy_(&db0.reshape([-1]));
+        grad.narrow(0, layout[0].0 as i64, ki * wi * input as i64)
+            .copy_(&dw0.reshape([-1]));
+        grad.narrow(0, layout[1].0 as i64, ki * wi)
+            .copy_(&db0.reshape([-1]));
         for (j, r) in results.iter_mut().enumerate() {
             r.train_loss.push(losses[j]);
             if r.diverged_at.is_none() && !losses[j].is_finite() {
@@ -520,7 +564,16 @@ fn train_narrow_inner(net: &Ensemble, data: &Dataset, shuffle: Vec<Stream>, opts
         }
         // SAFETY: as above; the four buffers are distinct.
         unsafe {
-            adam_step(slice_mut(&flat), slice_mut(&grad), slice_mut(&m), slice_mut(&v), &segments, &opts.lrs, step, opts);
+            adam_step(
+                slice_mut(&flat),
+                slice_mut(&grad),
+                slice_mut(&m),
+                slice_mut(&v),
+                &segments,
+                &opts.lrs,
+                step,
+                opts,
+            );
         }
         if eval_at.binary_search(&step).is_ok() {
             record_eval(step, &mut results);

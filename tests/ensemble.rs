@@ -27,21 +27,12 @@ fn build(init: &Initializer, a: &Arch, first: usize, k: usize, data: Option<&Ten
 }
 
 fn all_inits() -> Vec<Initializer> {
-    let mut v: Vec<Initializer> = [
-        "he_normal",
-        "he_uniform",
-        "he_bernoulli",
-        "glorot_normal",
-        "lecun_normal",
-        "orthogonal",
-        "gsm",
-        "zero",
-        "zero_star",
-        "identity",
-    ]
-    .iter()
-    .map(|n| serde_yaml::from_str(n).unwrap())
-    .collect();
+    // every closed-form scheme by name, and LSUV with a small batch (MetaInit has its own test)
+    let mut v: Vec<Initializer> = initlab::init::NAMES
+        .iter()
+        .filter(|n| !matches!(**n, "metainit" | "lsuv"))
+        .map(|n| serde_yaml::from_str(n).unwrap())
+        .collect();
     v.push(Initializer::Lsuv(LsuvParams {
         batch: 64,
         ..Default::default()
@@ -389,8 +380,18 @@ fn fused_statistics_equal_plain_libtorch() {
     let (fl, fa) = initlab::train::evaluate_fused(&net, &x, &y).expect("qualifies");
     let (tl, ta) = initlab::train::evaluate_tch(&net, &x, &y);
     for j in 0..5 {
-        assert!((fl[j] - tl[j]).abs() <= 1e-4 * tl[j].abs().max(1.0), "loss {} vs {}", fl[j], tl[j]);
-        assert!((fa[j] - ta[j]).abs() <= 2.0 / 5000.0, "accuracy {} vs {}", fa[j], ta[j]);
+        assert!(
+            (fl[j] - tl[j]).abs() <= 1e-4 * tl[j].abs().max(1.0),
+            "loss {} vs {}",
+            fl[j],
+            tl[j]
+        );
+        assert!(
+            (fa[j] - ta[j]).abs() <= 2.0 / 5000.0,
+            "accuracy {} vs {}",
+            fa[j],
+            ta[j]
+        );
     }
     // layer norm and wide networks take the libtorch path
     let wide = build(
@@ -484,20 +485,36 @@ fn the_narrow_training_kernel_matches_autograd() {
     )
     .unwrap();
     for (width, depth, slope) in [(10usize, 6usize, 0.0), (3, 1, 0.2), (16, 3, 0.0)] {
-        let a = Arch { input: d.features(), width, depth, classes: 10, slope, norm: Norm::None };
+        let a = Arch {
+            input: d.features(),
+            width,
+            depth,
+            classes: 10,
+            slope,
+            norm: Norm::None,
+        };
         let net = build(&Initializer::He(WeightDist::Normal), &a, 0, 4, None);
         assert!(initlab::train::narrow_path(&net));
         let mut opts = initlab::train::TrainOptions::adam(30, 12, vec![1e-2, 3e-3, 1e-3, 3e-2]);
         opts.eval_at = vec![15];
         let kernel = initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
         opts.force_autograd = true;
-        let autograd = initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
+        let autograd =
+            initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
         for (x, y) in kernel.iter().zip(&autograd) {
             for (p, q) in x.train_loss.iter().zip(&y.train_loss) {
-                assert!((p - q).abs() <= 2e-4 * q.abs().max(1.0), "width {width}, depth {depth}: loss {p} vs {q}");
+                assert!(
+                    (p - q).abs() <= 2e-4 * q.abs().max(1.0),
+                    "width {width}, depth {depth}: loss {p} vs {q}"
+                );
             }
             for (e, f) in x.evals.iter().zip(&y.evals) {
-                assert!((e.test_loss - f.test_loss).abs() <= 1e-3 * f.test_loss.max(1.0), "test loss {} vs {}", e.test_loss, f.test_loss);
+                assert!(
+                    (e.test_loss - f.test_loss).abs() <= 1e-3 * f.test_loss.max(1.0),
+                    "test loss {} vs {}",
+                    e.test_loss,
+                    f.test_loss
+                );
             }
         }
     }

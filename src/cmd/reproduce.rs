@@ -11,8 +11,14 @@ use std::path::PathBuf;
 
 /// (file name, text) of the configs of each scale, in the order they run.
 pub const QUICK: &[(&str, &str)] = &[
-    ("theory.yaml", include_str!("../../configs/quick/theory.yaml")),
-    ("kurtosis-mc.yaml", include_str!("../../configs/quick/kurtosis-mc.yaml")),
+    (
+        "theory.yaml",
+        include_str!("../../configs/quick/theory.yaml"),
+    ),
+    (
+        "kurtosis-mc.yaml",
+        include_str!("../../configs/quick/kurtosis-mc.yaml"),
+    ),
     ("fig2.yaml", include_str!("../../configs/quick/fig2.yaml")),
     ("fig3.yaml", include_str!("../../configs/quick/fig3.yaml")),
     ("fig1.yaml", include_str!("../../configs/quick/fig1.yaml")),
@@ -61,13 +67,19 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     if args.scale == "paper" {
         // Say what is missing before hours of work start.
         let source = crate::data::DataSource::new(args.data_dir.clone());
-        let missing: Vec<String> = [crate::data::DatasetName::Mnist, crate::data::DatasetName::Cifar10]
-            .iter()
-            .filter(|d| source.find(**d).is_none())
-            .map(|d| format!("{}", source.missing(*d)))
-            .collect();
+        let missing: Vec<String> = [
+            crate::data::DatasetName::Mnist,
+            crate::data::DatasetName::Cifar10,
+        ]
+        .iter()
+        .filter(|d| source.find(**d).is_none())
+        .map(|d| format!("{}", source.missing(*d)))
+        .collect();
         if !missing.is_empty() {
-            bail!("the paper scale needs MNIST and CIFAR-10:\n{}", missing.join("\n"));
+            bail!(
+                "the paper scale needs MNIST and CIFAR-10:\n{}",
+                missing.join("\n")
+            );
         }
     }
     let started = std::time::Instant::now();
@@ -83,9 +95,15 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
             memory_budget: (available_memory() as f64 * 0.6) as u64,
         };
         eprintln!("== {} ==", config.name);
-        let summary = sweep::run(config, &opts).with_context(|| format!("reproducing {}", config.name))?;
-        let (files, lines) = crate::plot::plot_and_summarise(&summary.out).with_context(|| format!("drawing {}", config.name))?;
-        figures.extend(files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "png")));
+        let summary =
+            sweep::run(config, &opts).with_context(|| format!("reproducing {}", config.name))?;
+        let (files, lines) = crate::plot::plot_and_summarise(&summary.out)
+            .with_context(|| format!("drawing {}", config.name))?;
+        figures.extend(
+            files
+                .into_iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "png")),
+        );
         summaries.extend(lines);
         table.push(format!(
             "{:<14} {:>6} units ({:>5} run now) {:>8.1} s   {}",
@@ -96,7 +114,11 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
             summary.out.display()
         ));
     }
-    println!("reproduction ({} scale) finished in {:.1} s", args.scale, started.elapsed().as_secs_f64());
+    println!(
+        "reproduction ({} scale) finished in {:.1} s",
+        args.scale,
+        started.elapsed().as_secs_f64()
+    );
     println!("\nruns:");
     for l in table {
         println!("  {l}");

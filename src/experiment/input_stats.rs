@@ -248,15 +248,10 @@ impl Experiment for InputStatsExperiment {
         &self.name
     }
     fn resolved(&self) -> serde_yaml::Value {
-        serde_yaml::to_value(&self.points).expect("points serialise")
+        super::resolved_points(&self.points)
     }
     fn jobs(&self) -> Vec<Job> {
-        (0..self.points.len())
-            .map(|i| Job {
-                index: i,
-                units: vec![self.unit(i)],
-            })
-            .collect()
+        super::one_job_per_point(self.points.len(), |i| self.unit(i))
     }
     fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
         let mut out = Vec::new();

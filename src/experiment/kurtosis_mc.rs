@@ -203,7 +203,7 @@ impl Experiment for KurtosisExperiment {
         &self.name
     }
     fn resolved(&self) -> serde_yaml::Value {
-        serde_yaml::to_value(&self.points).expect("points serialise")
+        super::resolved_points(&self.points)
     }
     fn jobs(&self) -> Vec<Job> {
         self.points

@@ -89,6 +89,58 @@ pub fn typed_points<T: DeserializeOwned + Serialize>(
     Ok(out)
 }
 
+/// The architecture of a network on a dataset's inputs (ten classes).
+pub fn dataset_arch(
+    dataset: crate::data::DatasetName,
+    width: usize,
+    depth: usize,
+    slope: f64,
+    norm: crate::net::Norm,
+) -> crate::net::Arch {
+    crate::net::Arch {
+        input: dataset.features(),
+        width,
+        depth,
+        classes: 10,
+        slope,
+        norm,
+    }
+}
+
+/// Names a family of networks for their random streams: everything that decides
+/// a network's weights (not how many are drawn, nor how they are trained).
+pub fn network_key(
+    purpose: &str,
+    dataset: crate::data::DatasetName,
+    init: &crate::init::Initializer,
+    arch: &crate::net::Arch,
+    normalization: crate::data::Normalization,
+) -> String {
+    format!(
+        "{purpose}\n{dataset}\n{}\n{}\n{}\n{}\n{}\n{normalization:?}",
+        serde_yaml::to_string(init).unwrap_or_default(),
+        arch.width,
+        arch.depth,
+        arch.slope,
+        arch.norm.name(),
+    )
+}
+
+/// `config.resolved.yaml`'s entry of an experiment: its typed points.
+pub fn resolved_points<T: Serialize>(points: &[T]) -> serde_yaml::Value {
+    serde_yaml::to_value(points).expect("points serialise")
+}
+
+/// One job of one unit per sweep point.
+pub fn one_job_per_point(points: usize, unit: impl Fn(usize) -> UnitSpec) -> Vec<Job> {
+    (0..points)
+        .map(|i| Job {
+            index: i,
+            units: vec![unit(i)],
+        })
+        .collect()
+}
+
 /// The canonical text of a typed sweep point, the basis of unit ids.
 pub fn canonical<T: Serialize>(kind: &str, point: &T) -> String {
     format!(

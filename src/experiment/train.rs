@@ -61,14 +61,7 @@ fn default_batch() -> usize {
 
 impl TrainPoint {
     pub fn arch(&self) -> Arch {
-        Arch {
-            input: self.dataset.features(),
-            width: self.width,
-            depth: self.depth,
-            classes: 10,
-            slope: self.slope,
-            norm: self.norm,
-        }
+        super::dataset_arch(self.dataset, self.width, self.depth, self.slope, self.norm)
     }
 
     fn validate(&self) -> Result<()> {
@@ -115,15 +108,12 @@ impl TrainPoint {
     /// Names the initial network and data order of repetition r (not the learning
     /// rate or the number of steps: runs that differ only there start alike).
     fn network_key(&self) -> String {
-        format!(
-            "train-network\n{}\n{}\n{}\n{}\n{}\n{}\n{:?}",
+        super::network_key(
+            "train-network",
             self.dataset,
-            serde_yaml::to_string(&self.init).unwrap_or_default(),
-            self.width,
-            self.depth,
-            self.slope,
-            self.norm.name(),
-            self.normalization
+            &self.init,
+            &self.arch(),
+            self.normalization,
         )
     }
 }
@@ -377,7 +367,7 @@ impl Experiment for TrainExperiment {
         &self.name
     }
     fn resolved(&self) -> serde_yaml::Value {
-        serde_yaml::to_value(&self.points).expect("points serialise")
+        super::resolved_points(&self.points)
     }
     fn jobs(&self) -> Vec<Job> {
         self.groups

@@ -59,14 +59,7 @@ fn default_block() -> usize {
 
 impl VariancePoint {
     pub fn arch(&self) -> Arch {
-        Arch {
-            input: self.dataset.features(),
-            width: self.width,
-            depth: self.depth,
-            classes: 10,
-            slope: self.slope,
-            norm: self.norm,
-        }
+        super::dataset_arch(self.dataset, self.width, self.depth, self.slope, self.norm)
     }
 
     fn validate(&self) -> Result<()> {
@@ -89,15 +82,12 @@ impl VariancePoint {
 
     /// Names the family of networks: everything that shapes a network, not how many are drawn.
     pub fn family_key(&self) -> String {
-        format!(
-            "variance-networks\n{}\n{}\n{}\n{}\n{}\n{}\n{:?}",
+        super::network_key(
+            "variance-networks",
             self.dataset,
-            serde_yaml::to_string(&self.init).unwrap_or_default(),
-            self.width,
-            self.depth,
-            self.slope,
-            self.norm.name(),
-            self.normalization
+            &self.init,
+            &self.arch(),
+            self.normalization,
         )
     }
 }
@@ -449,7 +439,7 @@ impl Experiment for VarianceExperiment {
         &self.name
     }
     fn resolved(&self) -> serde_yaml::Value {
-        serde_yaml::to_value(&self.points).expect("points serialise")
+        super::resolved_points(&self.points)
     }
     fn jobs(&self) -> Vec<Job> {
         (0..self.points.len())

@@ -253,7 +253,12 @@ pub fn metainit(
 /// thread each: MetaInit's third-order graph is a long chain of small ops, where
 /// libtorch's own intra-op threads spend their time waiting on each other.
 /// Members are independent, so the split changes nothing in the results.
-fn run_parallel(p: &MetaInitParams, arch: &Arch, start: Vec<Tensor>, streams: &mut [Stream]) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
+fn run_parallel(
+    p: &MetaInitParams,
+    arch: &Arch,
+    start: Vec<Tensor>,
+    streams: &mut [Stream],
+) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
     let k = streams.len();
     let threads = (tch::get_num_threads().max(1) as usize).min(k);
     if threads < 2 {
@@ -271,15 +276,23 @@ fn run_parallel(p: &MetaInitParams, arch: &Arch, start: Vec<Tensor>, streams: &m
             let len = base + usize::from(t < extra);
             let (mine, tail) = rest.split_at_mut(len);
             rest = tail;
-            let chunk: Vec<Tensor> = start.iter().map(|w| w.narrow(0, lo as i64, len as i64).copy()).collect();
+            let chunk: Vec<Tensor> = start
+                .iter()
+                .map(|w| w.narrow(0, lo as i64, len as i64).copy())
+                .collect();
             lo += len;
             handles.push(scope.spawn(move || tch::with_grad(|| run(p, arch, chunk, mine))));
         }
-        handles.into_iter().map(|h| h.join().expect("a MetaInit thread panicked")).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a MetaInit thread panicked"))
+            .collect::<Vec<_>>()
     });
     tch::set_num_threads(previous);
     let layers = parts[0].0.len();
-    let weights = (0..layers).map(|l| Tensor::cat(&parts.iter().map(|part| &part.0[l]).collect::<Vec<_>>(), 0)).collect();
+    let weights = (0..layers)
+        .map(|l| Tensor::cat(&parts.iter().map(|part| &part.0[l]).collect::<Vec<_>>(), 0))
+        .collect();
     let mut failed = Vec::with_capacity(k);
     let mut gq0 = Vec::with_capacity(k);
     let mut gq1 = Vec::with_capacity(k);

@@ -244,7 +244,13 @@ pub struct EvalWeights<'a> {
 /// Per member, over a chunk of `n` samples with first-layer outputs `h0: [K, W, n]`
 /// and `labels: [n]`: the summed cross-entropy and the number of correct argmax
 /// predictions. `None` for widths the kernel does not handle.
-pub fn evaluate(h0: &[f32], weights: &EvalWeights, labels: &[i64], members: usize, n: usize) -> Option<Vec<(f64, u64)>> {
+pub fn evaluate(
+    h0: &[f32],
+    weights: &EvalWeights,
+    labels: &[i64],
+    members: usize,
+    n: usize,
+) -> Option<Vec<(f64, u64)>> {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match weights.width {
@@ -256,7 +262,13 @@ pub fn evaluate(h0: &[f32], weights: &EvalWeights, labels: &[i64], members: usiz
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-fn eval_member<const W: usize>(h0: &[f32], weights: &EvalWeights, labels: &[i64], k: usize, n: usize) -> (f64, u64) {
+fn eval_member<const W: usize>(
+    h0: &[f32],
+    weights: &EvalWeights,
+    labels: &[i64],
+    k: usize,
+    n: usize,
+) -> (f64, u64) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -269,17 +281,37 @@ fn eval_member<const W: usize>(h0: &[f32], weights: &EvalWeights, labels: &[i64]
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn eval_member_avx2<const W: usize>(h0: &[f32], weights: &EvalWeights, labels: &[i64], k: usize, n: usize) -> (f64, u64) {
+unsafe fn eval_member_avx2<const W: usize>(
+    h0: &[f32],
+    weights: &EvalWeights,
+    labels: &[i64],
+    k: usize,
+    n: usize,
+) -> (f64, u64) {
     eval_member_body::<W, true>(h0, weights, labels, k, n)
 }
 
 #[inline(always)]
-fn eval_member_body<const W: usize, const FMA: bool>(h0: &[f32], weights: &EvalWeights, labels: &[i64], k: usize, n: usize) -> (f64, u64) {
+fn eval_member_body<const W: usize, const FMA: bool>(
+    h0: &[f32],
+    weights: &EvalWeights,
+    labels: &[i64],
+    k: usize,
+    n: usize,
+) -> (f64, u64) {
     let hidden = weights.hidden_w.len();
     let c = weights.classes;
     let slope = weights.slope;
-    let ws: Vec<&[f32]> = weights.hidden_w.iter().map(|w| &w[k * W * W..(k + 1) * W * W]).collect();
-    let bs: Vec<&[f32]> = weights.hidden_b.iter().map(|b| &b[k * W..(k + 1) * W]).collect();
+    let ws: Vec<&[f32]> = weights
+        .hidden_w
+        .iter()
+        .map(|w| &w[k * W * W..(k + 1) * W * W])
+        .collect();
+    let bs: Vec<&[f32]> = weights
+        .hidden_b
+        .iter()
+        .map(|b| &b[k * W..(k + 1) * W])
+        .collect();
     let last_w = &weights.last_w[k * c * W..(k + 1) * c * W];
     let last_b = &weights.last_b[k * c..(k + 1) * c];
     let mut loss = 0f64;

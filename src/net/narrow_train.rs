@@ -49,7 +49,9 @@ pub fn member_step(
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { member_step_avx2(width, classes, batch, slope, z0, labels, p, g, dz0) };
+            return unsafe {
+                member_step_avx2(width, classes, batch, slope, z0, labels, p, g, dz0)
+            };
         }
     }
     member_step_body::<false>(width, classes, batch, slope, z0, labels, p, g, dz0)
@@ -228,7 +230,17 @@ pub fn ensemble_step<'a>(
         .zip(dz0.par_chunks_mut(per))
         .enumerate()
         .map(|(k, (mut g, d))| {
-            member_step(width, classes, batch, slope, &z0[k * per..(k + 1) * per], &labels[k * batch..(k + 1) * batch], &params[k], &mut g, d)
+            member_step(
+                width,
+                classes,
+                batch,
+                slope,
+                &z0[k * per..(k + 1) * per],
+                &labels[k * batch..(k + 1) * batch],
+                &params[k],
+                &mut g,
+                d,
+            )
         })
         .collect()
 }
