@@ -1,0 +1,80 @@
+//! Every config shipped in configs/ is valid, and the reproduction embeds them all.
+
+use initlab::cmd::reproduce;
+use initlab::config::Config;
+
+#[test]
+fn shipped_configs_validate_and_are_embedded() {
+    for scale in ["quick", "paper"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(scale);
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".yaml"))
+            .collect();
+        files.sort();
+        for f in &files {
+            let config = Config::load(&dir.join(f)).unwrap();
+            let experiments = initlab::experiment::build(&config)
+                .unwrap_or_else(|e| panic!("{scale}/{f}: {e:#}"));
+            assert!(
+                experiments.iter().map(|e| e.jobs().len()).sum::<usize>() > 0,
+                "{scale}/{f} has no work"
+            );
+        }
+        let embedded = if scale == "quick" {
+            reproduce::QUICK
+        } else {
+            reproduce::PAPER
+        };
+        let mut names: Vec<String> = embedded.iter().map(|(f, _)| f.to_string()).collect();
+        names.sort();
+        assert_eq!(
+            names, files,
+            "reproduce --scale {scale} must run every config of configs/{scale}"
+        );
+        for (f, text) in embedded {
+            assert_eq!(
+                *text,
+                std::fs::read_to_string(dir.join(f)).unwrap(),
+                "{f} embedded as it is on disk"
+            );
+        }
+    }
+    // without Fashion-MNIST the quick scale falls back to synthetic data of its shape
+    for c in reproduce::configs("quick", true).unwrap() {
+        assert!(!c.source_text.contains("fashion-mnist"), "{}", c.name);
+    }
+    // the paper's settings, as PROTOCOL.md states them
+    let paper = reproduce::configs("paper", false).unwrap();
+    let fig2 = paper.iter().find(|c| c.name == "fig2-cifar10").unwrap();
+    let points = initlab::experiment::build(fig2).unwrap();
+    let units: usize = points
+        .iter()
+        .flat_map(|e| e.jobs())
+        .map(|j| j.units.len())
+        .sum();
+    assert_eq!(
+        units,
+        5 * 10_000 / 250 + 1_000 / 250,
+        "10,000 networks per random initialiser, 1,000 MetaInit, in blocks of 250"
+    );
+    let fig1 = paper.iter().find(|c| c.name == "fig1-mnist").unwrap();
+    let runs: usize = initlab::experiment::build(fig1)
+        .unwrap()
+        .iter()
+        .flat_map(|e| e.jobs())
+        .map(|j| j.units.len())
+        .sum();
+    assert_eq!(runs, 330);
+    let fig3 = paper.iter().find(|c| c.name == "fig3-width200").unwrap();
+    let runs: usize = initlab::experiment::build(fig3)
+        .unwrap()
+        .iter()
+        .flat_map(|e| e.jobs())
+        .map(|j| j.units.len())
+        .sum();
+    assert_eq!(runs, 11 * 6 * 5);
+}
