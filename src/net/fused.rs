@@ -136,6 +136,32 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
+/// One hidden layer on a block of samples: h' = W φ(h) + b. The input unit is the
+/// outer loop and the W accumulators stay in registers, so that the multiply-adds
+/// form W independent chains (a row-at-a-time loop is one long dependent chain).
+#[inline(always)]
+fn layer<const W: usize, const FMA: bool>(h: &[[f32; LANES]; W], w: &[f32], b: &[f32], slope: f32) -> [[f32; LANES]; W] {
+    let (w, b) = (&w[..W * W], &b[..W]);
+    let mut acc = [[0f32; LANES]; W];
+    for j in 0..W {
+        acc[j] = [b[j]; LANES];
+    }
+    for i in 0..W {
+        let mut a = [0f32; LANES];
+        for lane in 0..LANES {
+            let x = h[i][lane];
+            a[lane] = if x > 0.0 { x } else { slope * x };
+        }
+        for j in 0..W {
+            let wji = w[j * W + i];
+            for lane in 0..LANES {
+                acc[j][lane] = madd::<FMA>(wji, a[lane], acc[j][lane]);
+            }
+        }
+    }
+    acc
+}
+
 #[inline(always)]
 fn member_body<const W: usize, const FMA: bool>(
     h0: &[f32],
@@ -161,22 +187,21 @@ fn member_body<const W: usize, const FMA: bool>(
     // Chunk-local sums around the first sample's value of each layer (the shift keeps
     // the f64 sums exact enough when the mean dwarfs the spread).
     let mut shift = vec![0f32; layers];
-    let mut s1 = vec![0f64; layers];
-    let mut s2 = vec![0f64; layers];
+    // Per layer and lane, in f64 (squares of tiny deviations would be subnormal in
+    // f32, inexact and very slow; deep Glorot networks get there); lanes summed at
+    // the end. Lanes past the end of the chunk contribute zeros.
+    let mut s1 = vec![[0f64; LANES]; layers];
+    let mut s2 = vec![[0f64; LANES]; layers];
     let mut record = |l: usize, v: &[f32; LANES], valid: usize, first: bool| {
         if first {
             shift[l] = v[0];
         }
-        // in f64: squares of tiny deviations would be subnormal in f32, which is
-        // both inexact and very slow (deep Glorot networks get there)
-        let (mut a, mut b) = (0f64, 0f64);
-        for lane in 0..valid {
-            let d = (v[lane] - shift[l]) as f64;
-            a += d;
-            b += d * d;
+        let (a, b) = (&mut s1[l], &mut s2[l]);
+        for lane in 0..LANES {
+            let d = if lane < valid { (v[lane] - shift[l]) as f64 } else { 0.0 };
+            a[lane] += d;
+            b[lane] += d * d;
         }
-        s1[l] += a;
-        s2[l] += b;
     };
     let mut start = 0;
     while start < n {
@@ -189,24 +214,7 @@ fn member_body<const W: usize, const FMA: bool>(
         let first = start == 0;
         record(0, &h[0], valid, first);
         for l in 0..hidden {
-            let (w, b) = (ws[l], bs[l]);
-            let mut a = [[0f32; LANES]; W];
-            for i in 0..W {
-                for lane in 0..LANES {
-                    let x = h[i][lane];
-                    a[i][lane] = if x > 0.0 { x } else { slope * x };
-                }
-            }
-            for j in 0..W {
-                let mut acc = [b[j]; LANES];
-                for i in 0..W {
-                    let wji = w[j * W + i];
-                    for lane in 0..LANES {
-                        acc[lane] = madd::<FMA>(wji, a[i][lane], acc[lane]);
-                    }
-                }
-                h[j] = acc;
-            }
+            h = layer::<W, FMA>(&h, ws[l], bs[l], slope);
             record(l + 1, &h[0], valid, first);
         }
         // The last layer: only its unit 0 is needed.
@@ -222,10 +230,10 @@ fn member_body<const W: usize, const FMA: bool>(
         start += valid;
     }
     let nf = n as f64;
+    let s1: Vec<f64> = s1.iter().map(|lanes| lanes.iter().sum()).collect();
+    let s2: Vec<f64> = s2.iter().map(|lanes| lanes.iter().sum()).collect();
     let mean = (0..layers).map(|l| shift[l] as f64 + s1[l] / nf).collect();
-    let m2 = (0..layers)
-        .map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0))
-        .collect();
+    let m2 = (0..layers).map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0)).collect();
     (mean, m2)
 }
 
@@ -325,24 +333,7 @@ fn eval_member_body<const W: usize, const FMA: bool>(
             row[..valid].copy_from_slice(&h0[i * n + start..i * n + start + valid]);
         }
         for l in 0..hidden {
-            let (w, b) = (ws[l], bs[l]);
-            let mut a = [[0f32; LANES]; W];
-            for i in 0..W {
-                for lane in 0..LANES {
-                    let x = h[i][lane];
-                    a[i][lane] = if x > 0.0 { x } else { slope * x };
-                }
-            }
-            for j in 0..W {
-                let mut acc = [b[j]; LANES];
-                for i in 0..W {
-                    let wji = w[j * W + i];
-                    for lane in 0..LANES {
-                        acc[lane] = madd::<FMA>(wji, a[i][lane], acc[lane]);
-                    }
-                }
-                h[j] = acc;
-            }
+            h = layer::<W, FMA>(&h, ws[l], bs[l], slope);
         }
         let mut a = [[0f32; LANES]; W];
         for i in 0..W {
