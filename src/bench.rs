@@ -365,15 +365,36 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     // Fig. 3 at width 200: seconds per Adam step of an ensemble of 30 at two depths
     // (the difference of two runs of different lengths, so set-up and evaluation
     // cancel), linear in depth; MetaInit's seconds per step likewise.
-    let cifar = Dataset::load(DatasetName::parse("synthetic-cifar")?, Normalization::Standard, &DataSource::new(None))?;
+    let cifar = Dataset::load(
+        DatasetName::parse("synthetic-cifar")?,
+        Normalization::Standard,
+        &DataSource::new(None),
+    )?;
     let step_time = |depth: usize| -> Result<f64> {
-        let arch = Arch { input: 3072, width: 200, depth, classes: 10, slope: 0.0, norm: Norm::None };
+        let arch = Arch {
+            input: 3072,
+            width: 200,
+            depth,
+            classes: 10,
+            slope: 0.0,
+            norm: Norm::None,
+        };
         let mut streams = member_streams(1, "bench-w200", 0, 30);
-        let (net, _) = initialize(&Initializer::He(WeightDist::Normal), &arch, &mut streams, None)?;
+        let (net, _) = initialize(
+            &Initializer::He(WeightDist::Normal),
+            &arch,
+            &mut streams,
+            None,
+        )?;
         let time_steps = |steps: usize| -> Result<f64> {
             let opts = crate::train::TrainOptions::adam(steps, 90, vec![1e-5; 30]);
             let start = Instant::now();
-            crate::train::train(&net, &cifar, member_streams(1, "bench-w200-shuffle", 0, 30), &opts)?;
+            crate::train::train(
+                &net,
+                &cifar,
+                member_streams(1, "bench-w200-shuffle", 0, 30),
+                &opts,
+            )?;
             Ok(start.elapsed().as_secs_f64())
         };
         Ok((time_steps(6)? - time_steps(2)?) / 4.0)
@@ -383,10 +404,18 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     let base = (s50 - 50.0 * per_layer).max(0.0);
     let depths: Vec<f64> = (0..=10).map(|i| 50.0 * i as f64).collect();
     let train200: f64 = depths.iter().map(|d| 500.0 * (base + per_layer * d)).sum();
-    let m50 = (metainit_step(3072, 200, 50, 5, 3)? * 4.0 - metainit_step(3072, 200, 50, 5, 1)? * 2.0) / 2.0;
-    let meta200_all: f64 = depths.iter().map(|d| 500.0 * m50 * (d.max(1.0) / 50.0)).sum();
-    println!("  Fig. 3, width 200: an Adam step of 30 runs takes {s50:.3} s at depth 50 and {s100:.3} s at depth 100 -> 11 depths x 30 runs x 500 steps {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
-        train200 / 60.0, meta200_all / 60.0);
+    let m50 = (metainit_step(3072, 200, 50, 5, 3)? * 4.0
+        - metainit_step(3072, 200, 50, 5, 1)? * 2.0)
+        / 2.0;
+    let meta200_all: f64 = depths
+        .iter()
+        .map(|d| 500.0 * m50 * (d.max(1.0) / 50.0))
+        .sum();
+    println!(
+        "  Fig. 3, width 200: an Adam step of 30 runs takes {s50:.3} s at depth 50 and {s100:.3} s at depth 100 -> 11 depths x 30 runs x 500 steps {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
+        train200 / 60.0,
+        meta200_all / 60.0
+    );
     let total = fig2_random + fig2_meta + t1m + t1c + t3a + train200 + meta200_all;
     println!(
         "  the whole paper (Figs. 1, 2, 3): about {:.1} hours",

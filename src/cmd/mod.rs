@@ -57,6 +57,8 @@ pub fn set_threads(requested: Option<usize>) -> Result<usize> {
     };
     tch::set_num_threads(threads as i32);
     // initlab's own kernels (fused statistics, narrow training) run on rayon's pool.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
     Ok(threads)
 }

@@ -133,19 +133,26 @@ impl Params {
             loss.requires_grad(),
             "gradient_quotient needs gradients enabled"
         );
-        let flat = |ts: Vec<Tensor>| {
-            Tensor::cat(
-                &ts.iter().map(|t| t.reshape([k, -1])).collect::<Vec<_>>(),
-                1,
-            )
-        };
-        let g = flat(Tensor::run_backward(&[&loss], &params, true, true)); // [K, P]
-        let half_sq = g.square().sum(Kind::Float) / 2.0;
-        let hg = flat(Tensor::run_backward(&[&half_sq], &params, true, true)); // [K, P]
-        let sign = (g.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0).detach();
-        ((&g - hg) / (&g + sign * eps) - 1.0)
-            .abs()
-            .mean_dim([1i64].as_slice(), false, Kind::Float)
+        // Per parameter tensor, no concatenation: the third-order backward of a
+        // `cat` of 200 gradients is 200 zero-filled copies of the whole vector.
+        let g = Tensor::run_backward(&[&loss], &params, true, true);
+        let half_sq = g.iter().map(|t| t.square().sum(Kind::Float)).fold(
+            Tensor::zeros([], (Kind::Float, tch::Device::Cpu)),
+            |a, b| a + b,
+        ) / 2.0;
+        let hg = Tensor::run_backward(&[&half_sq], &params, true, true);
+        let mut total = Tensor::zeros([k], (Kind::Float, tch::Device::Cpu));
+        let mut count = 0i64;
+        for (g, hg) in g.iter().zip(&hg) {
+            let sign = (g.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0).detach();
+            let term = ((g - hg) / (g + sign * eps) - 1.0).abs();
+            count += term.numel() as i64 / k;
+            total = total
+                + term
+                    .reshape([k, -1])
+                    .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        }
+        total / count as f64
     }
 
     fn weights(&self) -> Vec<Tensor> {

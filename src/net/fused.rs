@@ -140,7 +140,12 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 /// outer loop and the W accumulators stay in registers, so that the multiply-adds
 /// form W independent chains (a row-at-a-time loop is one long dependent chain).
 #[inline(always)]
-fn layer<const W: usize, const FMA: bool>(h: &[[f32; LANES]; W], w: &[f32], b: &[f32], slope: f32) -> [[f32; LANES]; W] {
+fn layer<const W: usize, const FMA: bool>(
+    h: &[[f32; LANES]; W],
+    w: &[f32],
+    b: &[f32],
+    slope: f32,
+) -> [[f32; LANES]; W] {
     let (w, b) = (&w[..W * W], &b[..W]);
     let mut acc = [[0f32; LANES]; W];
     for j in 0..W {
@@ -198,7 +203,11 @@ fn member_body<const W: usize, const FMA: bool>(
         }
         let (a, b) = (&mut s1[l], &mut s2[l]);
         for lane in 0..LANES {
-            let d = if lane < valid { (v[lane] - shift[l]) as f64 } else { 0.0 };
+            let d = if lane < valid {
+                (v[lane] - shift[l]) as f64
+            } else {
+                0.0
+            };
             a[lane] += d;
             b[lane] += d * d;
         }
@@ -233,7 +242,9 @@ fn member_body<const W: usize, const FMA: bool>(
     let s1: Vec<f64> = s1.iter().map(|lanes| lanes.iter().sum()).collect();
     let s2: Vec<f64> = s2.iter().map(|lanes| lanes.iter().sum()).collect();
     let mean = (0..layers).map(|l| shift[l] as f64 + s1[l] / nf).collect();
-    let m2 = (0..layers).map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0)).collect();
+    let m2 = (0..layers)
+        .map(|l| (s2[l] - s1[l] * s1[l] / nf).max(0.0))
+        .collect();
     (mean, m2)
 }
 
