@@ -363,7 +363,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     );
 
     // Fig. 3 at width 200: seconds per Adam step of an ensemble of 30 at two depths
-    // (the difference of two runs of different lengths, so set-up and evaluation
+    // (the difference of runs of 24 and 4 steps, so set-up and evaluation
     // cancel), linear in depth; MetaInit's seconds per step likewise.
     let cifar = Dataset::load(
         DatasetName::parse("synthetic-cifar")?,
@@ -397,16 +397,16 @@ pub fn paper_scale(networks: usize) -> Result<()> {
             )?;
             Ok(start.elapsed().as_secs_f64())
         };
-        Ok((time_steps(6)? - time_steps(2)?) / 4.0)
+        Ok((time_steps(24)? - time_steps(4)?) / 20.0)
     };
     let (s50, s100) = (step_time(50)?, step_time(100)?);
     let per_layer = ((s100 - s50) / 50.0).max(0.0);
     let base = (s50 - 50.0 * per_layer).max(0.0);
     let depths: Vec<f64> = (0..=10).map(|i| 50.0 * i as f64).collect();
     let train200: f64 = depths.iter().map(|d| 500.0 * (base + per_layer * d)).sum();
-    let m50 = (metainit_step(3072, 200, 50, 5, 3)? * 4.0
+    let m50 = (metainit_step(3072, 200, 50, 5, 5)? * 6.0
         - metainit_step(3072, 200, 50, 5, 1)? * 2.0)
-        / 2.0;
+        / 4.0;
     let meta200_all: f64 = depths
         .iter()
         .map(|d| 500.0 * m50 * (d.max(1.0) / 50.0))

@@ -519,3 +519,47 @@ fn the_narrow_training_kernel_matches_autograd() {
         }
     }
 }
+
+#[test]
+fn the_hand_written_metainit_step_matches_third_order_autograd() {
+    use initlab::init::metainit::{meta_gradient_autograd, meta_gradient_kernel};
+    tch::manual_seed(11);
+    // Shapes: ReLU and leaky ReLU, depth 0 (one Linear), a wide first layer.
+    for (input, width, depth, slope) in [
+        (12, 6, 4, 0.0),
+        (20, 8, 7, 0.2),
+        (9, 5, 0, 0.0),
+        (40, 3, 3, 0.1),
+    ] {
+        let a = arch(input, width, depth, slope);
+        let k = 3;
+        let mut net = build(&Initializer::He(WeightDist::Normal), &a, 0, k, None);
+        // Uneven norms, as after some MetaInit steps.
+        net.weights = net
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(l, w)| w * (0.7 + 0.15 * l as f64))
+            .collect();
+        let x = Tensor::randn(
+            [k as i64, 32, input as i64],
+            (Kind::Float, tch::Device::Cpu),
+        );
+        let y = Tensor::randint(10, [k as i64, 32], (Kind::Int64, tch::Device::Cpu));
+        let ours = meta_gradient_kernel(&net, &x, &y, 1e-5);
+        let theirs = meta_gradient_autograd(&net, &x, &y, 1e-5);
+        for (m, ((gq1, d1), (gq2, d2))) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (gq1 - gq2).abs() <= 1e-3 * gq2.abs(),
+                "GQ of member {m} (width {width}, depth {depth}): kernel {gq1} vs autograd {gq2}"
+            );
+            let scale = d2.iter().fold(0f64, |s, v| s.max(v.abs()));
+            for (l, (a1, a2)) in d1.iter().zip(d2).enumerate() {
+                assert!(
+                    (a1 - a2).abs() <= 2e-3 * scale,
+                    "<dGQ/dW, W> of member {m}, layer {l} (width {width}, depth {depth}, slope {slope}): kernel {a1} vs autograd {a2}"
+                );
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@
 //! are counted in the report.
 
 use super::dist::WeightDist;
-use super::schemes::draw_stack;
+use super::metainit_kernel as kernel;
 use super::{InitReport, Initializer, schemes};
 use crate::net::{Arch, Ensemble, Norm};
 use crate::seed::Stream;
@@ -185,19 +185,35 @@ fn random_batch(
     input: usize,
     classes: usize,
 ) -> (Tensor, Tensor) {
-    let x = draw_stack(streams, WeightDist::Normal, batch, input);
-    let labels: Vec<i64> = streams
-        .iter_mut()
-        .flat_map(|rng| {
-            (0..batch)
-                .map(|_| rng.random_range(0..classes as i64))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let (x, labels) = random_batch_vec(streams, batch, input, classes);
+    let k = streams.len() as i64;
     (
-        x,
-        Tensor::from_slice(&labels).view([streams.len() as i64, batch as i64]),
+        Tensor::from_slice(&x).view([k, batch as i64, input as i64]),
+        Tensor::from_slice(&labels).view([k, batch as i64]),
     )
+}
+
+/// The same batch as plain vectors (member-major), drawn in parallel.
+fn random_batch_vec(
+    streams: &mut [Stream],
+    batch: usize,
+    input: usize,
+    classes: usize,
+) -> (Vec<f32>, Vec<i64>) {
+    use rayon::prelude::*;
+    let per = batch * input;
+    let mut x = vec![0f32; streams.len() * per];
+    let mut labels = vec![0i64; streams.len() * batch];
+    x.par_chunks_mut(per.max(1))
+        .zip(labels.par_chunks_mut(batch.max(1)))
+        .zip(streams.par_iter_mut())
+        .for_each(|((xs, ys), rng)| {
+            WeightDist::Normal.fill(rng, xs);
+            for y in ys.iter_mut() {
+                *y = rng.random_range(0..classes as i64);
+            }
+        });
+    (x, labels)
 }
 
 /// Runs MetaInit on `streams.len()` members.
@@ -224,7 +240,11 @@ pub fn metainit(
     while !active.is_empty() {
         let mut sub: Vec<Stream> = active.iter().map(|&i| streams[i].clone()).collect();
         let start = schemes::weights(&Initializer::He(WeightDist::Normal), arch, &mut sub)?;
-        let (tuned, failed, gq0, gq1) = run_parallel(p, arch, start, &mut sub);
+        let (tuned, failed, gq0, gq1) = if uses_kernel(p, arch) {
+            run_kernel(p, arch, start, &mut sub)
+        } else {
+            run_parallel(p, arch, start, &mut sub)
+        };
         for (j, &i) in active.iter().enumerate() {
             streams[i] = sub[j].clone();
         }
@@ -387,5 +407,217 @@ fn run(
         }
     }
     let out = params.weights();
+    (out, failed, gq_start, gq_end)
+}
+
+/// Whether the hand-written step ([`super::metainit_kernel`]) runs MetaInit: narrow
+/// networks (where libtorch's per-op cost dominates) and batches in whole lane groups.
+pub fn uses_kernel(p: &MetaInitParams, arch: &Arch) -> bool {
+    arch.width <= 64 && p.batch % kernel::LANES == 0
+}
+
+/// `[input, width, ..., classes]` of `arch`.
+fn unit_dims(arch: &Arch) -> Vec<usize> {
+    let layers = arch.layer_dims();
+    std::iter::once(layers[0].1)
+        .chain(layers.iter().map(|(out, _)| *out))
+        .collect()
+}
+
+/// Per member: (GQ, ⟨∂GQ/∂W_l, W_l⟩ per layer) by the hand-written step, for a batch
+/// of inputs `[K, B, in]` and labels `[K, B]` (zero biases, as MetaInit keeps them).
+pub fn meta_gradient_kernel(
+    net: &Ensemble,
+    x: &Tensor,
+    y: &Tensor,
+    eps: f64,
+) -> Vec<(f64, Vec<f64>)> {
+    let k = net.members;
+    let dims = unit_dims(&net.arch);
+    let weights: Vec<Vec<f32>> = net
+        .weights
+        .iter()
+        .map(|w| Vec::<f32>::try_from(w.flatten(0, -1)).expect("f32 weights"))
+        .collect();
+    let xs = Vec::<f32>::try_from(x.flatten(0, -1)).expect("f32 inputs");
+    let ys = Vec::<i64>::try_from(y.flatten(0, -1)).expect("i64 labels");
+    let batch = ys.len() / k;
+    let zeros: Vec<Vec<f32>> = dims[1..].iter().map(|&n| vec![0.0; n]).collect();
+    (0..k)
+        .map(|i| {
+            let member = kernel::Member {
+                dims: &dims,
+                w: (0..weights.len())
+                    .map(|l| {
+                        let per = dims[l] * dims[l + 1];
+                        &weights[l][i * per..(i + 1) * per]
+                    })
+                    .collect(),
+                b: zeros.iter().map(|b| b.as_slice()).collect(),
+                slope: net.arch.slope as f32,
+            };
+            let per_x = batch * dims[0];
+            kernel::step(
+                &member,
+                &xs[i * per_x..(i + 1) * per_x],
+                &ys[i * batch..(i + 1) * batch],
+                eps as f32,
+                true,
+            )
+        })
+        .collect()
+}
+
+/// The same by libtorch's autograd (third order through `run_backward`).
+pub fn meta_gradient_autograd(
+    net: &Ensemble,
+    x: &Tensor,
+    y: &Tensor,
+    eps: f64,
+) -> Vec<(f64, Vec<f64>)> {
+    tch::with_grad(|| {
+        let params = Params::new(&net.weights, net.arch.slope);
+        let gq = params.gradient_quotient(x, y, eps);
+        let grads = Tensor::run_backward(&[&gq.sum(Kind::Float)], &params.wt, false, false);
+        let dots: Vec<Vec<f64>> = params
+            .wt
+            .iter()
+            .zip(&grads)
+            .map(|(w, g)| {
+                Vec::<f64>::try_from((w.detach() * g).sum_dim_intlist(
+                    [1i64, 2].as_slice(),
+                    false,
+                    Kind::Double,
+                ))
+                .expect("f64")
+            })
+            .collect();
+        let gq = Vec::<f64>::try_from(gq.detach().to_kind(Kind::Double)).expect("f64");
+        (0..net.members)
+            .map(|i| (gq[i], dots.iter().map(|d| d[i]).collect()))
+            .collect()
+    })
+}
+
+/// [`run`] with the hand-written step, members in parallel on rayon's threads: the
+/// same random batches, the same update, the same bookkeeping.
+fn run_kernel(
+    p: &MetaInitParams,
+    arch: &Arch,
+    start: Vec<Tensor>,
+    streams: &mut [Stream],
+) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
+    let k = streams.len();
+    let dims = unit_dims(arch);
+    let layers = dims.len() - 1;
+    let per: Vec<usize> = (0..layers).map(|l| dims[l] * dims[l + 1]).collect();
+    // Member-major weights: member i's layers one after another.
+    let stride: usize = per.iter().sum();
+    let mut flat = vec![0f32; k * stride];
+    let mut offset = 0;
+    for (l, w) in start.iter().enumerate() {
+        let values = Vec::<f32>::try_from(w.flatten(0, -1)).expect("f32 weights");
+        for i in 0..k {
+            flat[i * stride + offset..i * stride + offset + per[l]]
+                .copy_from_slice(&values[i * per[l]..(i + 1) * per[l]]);
+        }
+        offset += per[l];
+    }
+    drop(start);
+    let zeros: Vec<Vec<f32>> = dims[1..].iter().map(|&n| vec![0.0; n]).collect();
+    let mut momentum = vec![0f32; k * layers];
+    let mut failed = vec![false; k];
+    let mut gq_start = vec![f64::NAN; k];
+    let eps = p.eps as f32;
+    let slope = arch.slope as f32;
+    let quotients = |flat: &[f32], streams: &mut [Stream], meta: bool| -> Vec<(f64, Vec<f64>)> {
+        let (xs, ys) = random_batch_vec(streams, p.batch, arch.input, arch.classes);
+        let per_x = p.batch * arch.input;
+        flat.par_chunks(stride)
+            .enumerate()
+            .map(|(i, mine)| {
+                let mut w = Vec::with_capacity(layers);
+                let mut rest = mine;
+                for n in &per {
+                    let (head, tail) = rest.split_at(*n);
+                    w.push(head);
+                    rest = tail;
+                }
+                let member = kernel::Member {
+                    dims: &dims,
+                    w,
+                    b: zeros.iter().map(|b| b.as_slice()).collect(),
+                    slope,
+                };
+                kernel::step(
+                    &member,
+                    &xs[i * per_x..(i + 1) * per_x],
+                    &ys[i * p.batch..(i + 1) * p.batch],
+                    eps,
+                    meta,
+                )
+            })
+            .collect()
+    };
+    for step in 0..p.steps {
+        let results = quotients(&flat, streams, true);
+        for (i, (gq, _)) in results.iter().enumerate() {
+            if step == 0 {
+                gq_start[i] = *gq;
+            }
+            if !gq.is_finite() {
+                failed[i] = true;
+            }
+        }
+        flat.par_chunks_mut(stride)
+            .zip(momentum.par_chunks_mut(layers))
+            .zip(results.par_iter())
+            .zip(failed.par_iter_mut())
+            .for_each(|(((mine, m), (_, dots)), failed)| {
+                if *failed {
+                    return;
+                }
+                let mut rest = &mut *mine;
+                for l in 0..layers {
+                    let (w, tail) = rest.split_at_mut(per[l]);
+                    rest = tail;
+                    let norm = w
+                        .iter()
+                        .map(|v| (*v as f64) * (*v as f64))
+                        .sum::<f64>()
+                        .sqrt();
+                    let s = (dots[l] / norm).signum();
+                    let s = if dots[l] == 0.0 { 0.0 } else { s };
+                    m[l] = m[l] * p.momentum as f32 - (s * p.lr) as f32;
+                    let factor = ((norm + m[l] as f64) / norm) as f32;
+                    for v in w.iter_mut() {
+                        *v *= factor;
+                    }
+                }
+                // A member whose weights are no longer finite has degenerated too.
+                if mine.iter().any(|v| !v.is_finite()) {
+                    *failed = true;
+                }
+            });
+    }
+    let end = quotients(&flat, streams, false);
+    let gq_end: Vec<f64> = end.iter().map(|(gq, _)| *gq).collect();
+    for i in 0..k {
+        if !gq_end[i].is_finite() {
+            failed[i] = true;
+        }
+    }
+    let mut offset = 0;
+    let out = (0..layers)
+        .map(|l| {
+            let mut values = Vec::with_capacity(k * per[l]);
+            for i in 0..k {
+                values.extend_from_slice(&flat[i * stride + offset..i * stride + offset + per[l]]);
+            }
+            offset += per[l];
+            Tensor::from_slice(&values).view([k as i64, dims[l + 1] as i64, dims[l] as i64])
+        })
+        .collect();
     (out, failed, gq_start, gq_end)
 }

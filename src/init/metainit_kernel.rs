@@ -1,0 +1,528 @@
+//! MetaInit's step written out by hand for one member of a (leaky-)ReLU MLP, so
+//! that narrow networks do not pay libtorch's per-op cost on a third-order graph of
+//! thousands of tiny batched products.
+//!
+//! The network is piecewise linear (φ'' = 0 almost everywhere), so with the masks
+//! D_l = φ'(z_l) fixed, only the softmax at the top is non-linear. With L the mean
+//! cross-entropy of a batch, g = ∇L, H its Hessian and Hg the Hessian-vector product
+//! (Pearlmutter's R-operator), the quotient GQ(g, Hg) has the adjoints
+//! Ḡ = ∂GQ/∂g and H̄ = ∂GQ/∂(Hg), and since Hg depends on θ both through H and g,
+//!
+//!   ∇_θ GQ = H (Ḡ + H H̄) + ∇_θ (H̄ᵀ H(θ) g)|_{H̄, g fixed}.
+//!
+//! The first term is two Hessian-vector products; the second is the reverse pass of
+//! a forward pass in hyper-dual numbers along H̄ and g (value, two first-order and
+//! one mixed second-order part), whose mixed part at the loss is H̄ᵀ H g. MetaInit
+//! needs only ⟨∂GQ/∂W_l, W_l⟩ per weight matrix, which this module returns.
+//!
+//! Activations are `[unit][sample]` with the batch in lanes of [`LANES`] samples;
+//! the batch must be a multiple of it (the caller falls back to libtorch otherwise).
+
+/// Samples per lane group: one group is four AVX registers, four independent FMA chains.
+pub const LANES: usize = 32;
+type Lane = [f32; LANES];
+/// Input columns per tile of the wide products (128 lane groups, 16 KB).
+const TILE: usize = 128;
+
+const ZERO: Lane = [0.0; LANES];
+
+/// One member: per layer l, W_l `[dims[l+1]][dims[l]]` row-major and b_l `[dims[l+1]]`.
+pub struct Member<'a> {
+    pub dims: &'a [usize],
+    pub w: Vec<&'a [f32]>,
+    pub b: Vec<&'a [f32]>,
+    pub slope: f32,
+}
+
+/// A vector in parameter space: per layer a matrix and a bias.
+#[derive(Clone)]
+struct ParamVec {
+    w: Vec<Vec<f32>>,
+    b: Vec<Vec<f32>>,
+}
+
+impl ParamVec {
+    fn zeros(dims: &[usize]) -> ParamVec {
+        ParamVec {
+            w: (0..dims.len() - 1)
+                .map(|l| vec![0.0; dims[l + 1] * dims[l]])
+                .collect(),
+            b: (0..dims.len() - 1)
+                .map(|l| vec![0.0; dims[l + 1]])
+                .collect(),
+        }
+    }
+}
+
+/// out[r] += Σ_c w[r][c] · x[c], two rows at a time (eight independent FMA chains,
+/// each input lane group loaded once per pair).
+#[inline(always)]
+fn mat_acc<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
+    let cols = x.len();
+    // Column tiles keep a wide input (the first layer's 3,072 features are 384 KB
+    // of lanes) in L1 across the rows.
+    for lo in (0..cols).step_by(TILE) {
+        let hi = (lo + TILE).min(cols);
+        mat_acc_tile::<FMA>(w, x, out, lo, hi);
+    }
+}
+
+#[inline(always)]
+fn mat_acc_tile<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: usize, hi: usize) {
+    let cols = x.len();
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut r = 0;
+    for pair in &mut pairs {
+        let (row0, row1) = (
+            &w[r * cols..(r + 1) * cols],
+            &w[(r + 1) * cols..(r + 2) * cols],
+        );
+        let (mut acc0, mut acc1) = (pair[0], pair[1]);
+        for c in lo..hi {
+            let (w0, w1, xv) = (row0[c], row1[c], &x[c]);
+            for k in 0..LANES {
+                acc0[k] = madd::<FMA>(w0, xv[k], acc0[k]);
+                acc1[k] = madd::<FMA>(w1, xv[k], acc1[k]);
+            }
+        }
+        pair[0] = acc0;
+        pair[1] = acc1;
+        r += 2;
+    }
+    for o in pairs.into_remainder() {
+        let row = &w[r * cols..(r + 1) * cols];
+        let mut acc = *o;
+        for c in lo..hi {
+            let (wv, xv) = (row[c], &x[c]);
+            for k in 0..LANES {
+                acc[k] = madd::<FMA>(wv, xv[k], acc[k]);
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// out[c] += Σ_r w[r][c] · z[r], two columns at a time.
+#[inline(always)]
+fn mat_t_acc<const FMA: bool>(w: &[f32], z: &[Lane], out: &mut [Lane]) {
+    let cols = out.len();
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut c = 0;
+    for pair in &mut pairs {
+        let (mut acc0, mut acc1) = (pair[0], pair[1]);
+        for (r, zv) in z.iter().enumerate() {
+            let (w0, w1) = (w[r * cols + c], w[r * cols + c + 1]);
+            for k in 0..LANES {
+                acc0[k] = madd::<FMA>(w0, zv[k], acc0[k]);
+                acc1[k] = madd::<FMA>(w1, zv[k], acc1[k]);
+            }
+        }
+        pair[0] = acc0;
+        pair[1] = acc1;
+        c += 2;
+    }
+    for o in pairs.into_remainder() {
+        let mut acc = *o;
+        for (r, zv) in z.iter().enumerate() {
+            let wv = w[r * cols + c];
+            for k in 0..LANES {
+                acc[k] = madd::<FMA>(wv, zv[k], acc[k]);
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// g[r][c] += Σ_samples a[r] · b[c]
+#[inline(always)]
+fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
+    let cols = b.len();
+    for lo in (0..cols).step_by(TILE) {
+        let hi = (lo + TILE).min(cols);
+        for (r, av) in a.iter().enumerate() {
+            outer_row::<FMA>(&mut g[r * cols + lo..r * cols + hi], av, &b[lo..hi]);
+        }
+    }
+}
+
+#[inline(always)]
+fn outer_row<const FMA: bool>(row: &mut [f32], av: &Lane, b: &[Lane]) {
+    {
+        for (gv, bv) in row.iter_mut().zip(b) {
+            let mut part = [0f32; 8];
+            for k in 0..LANES {
+                part[k % 8] = madd::<FMA>(av[k], bv[k], part[k % 8]);
+            }
+            *gv += ((part[0] + part[4]) + (part[2] + part[6]))
+                + ((part[1] + part[5]) + (part[3] + part[7]));
+        }
+    }
+}
+
+/// Zero gradient matrices, one per layer.
+fn acc_zeros(dims: &[usize]) -> Vec<Vec<f32>> {
+    (0..dims.len() - 1)
+        .map(|l| vec![0f32; dims[l + 1] * dims[l]])
+        .collect()
+}
+
+/// gb[r] += Σ_samples a[r]
+#[inline(always)]
+fn rowsum_acc(gb: &mut [f32], a: &[Lane]) {
+    for (g, av) in gb.iter_mut().zip(a) {
+        *g += av.iter().sum::<f32>();
+    }
+}
+
+#[inline(always)]
+fn bias_lanes(b: &[f32]) -> Vec<Lane> {
+    b.iter().map(|&v| [v; LANES]).collect()
+}
+
+#[inline(always)]
+fn masked(d: &[Lane], v: &mut [Lane]) {
+    for (dv, x) in d.iter().zip(v.iter_mut()) {
+        for k in 0..LANES {
+            x[k] *= dv[k];
+        }
+    }
+}
+
+/// The forward and backward pass of one lane group, kept for the later passes.
+struct Group {
+    /// h[l]: the input of layer l (h[0] the data), `dims[l]` units.
+    h: Vec<Vec<Lane>>,
+    /// d[l]: φ'(z_l) for the hidden layers l < layers − 1.
+    d: Vec<Vec<Lane>>,
+    /// Softmax of the logits.
+    p: Vec<Lane>,
+    /// e[l] = ∂L/∂z_l.
+    e: Vec<Vec<Lane>>,
+}
+
+/// Gradient quotient of the batch and, when `meta`, ⟨∂GQ/∂W_l, W_l⟩ per layer.
+/// `x` is `[batch][dims[0]]` row-major, `y` the labels.
+pub fn step(net: &Member, x: &[f32], y: &[i64], eps: f32, meta: bool) -> (f64, Vec<f64>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { step_avx2(net, x, y, eps, meta) };
+        }
+    }
+    step_impl::<false>(net, x, y, eps, meta)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn step_avx2(net: &Member, x: &[f32], y: &[i64], eps: f32, meta: bool) -> (f64, Vec<f64>) {
+    step_impl::<true>(net, x, y, eps, meta)
+}
+
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+#[inline(always)]
+fn step_impl<const FMA: bool>(
+    net: &Member,
+    x: &[f32],
+    y: &[i64],
+    eps: f32,
+    meta: bool,
+) -> (f64, Vec<f64>) {
+    let dims = net.dims;
+    let layers = dims.len() - 1;
+    let batch = y.len();
+    assert!(
+        batch % LANES == 0 && batch > 0,
+        "batch must be a multiple of {LANES}"
+    );
+    let c = 1.0 / batch as f32;
+    let n0 = dims[0];
+
+    // Forward and backward per lane group; the gradient g.
+    let mut g = ParamVec::zeros(dims);
+    let mut gw = acc_zeros(dims);
+    // Plain loops, no closures, in this function and those it inlines: a closure is
+    // compiled without the caller's target features.
+    let mut groups: Vec<Group> = Vec::with_capacity(batch / LANES);
+    for j in 0..batch / LANES {
+        {
+            let mut h0 = vec![ZERO; n0];
+            for k in 0..LANES {
+                let row = &x[(j * LANES + k) * n0..(j * LANES + k + 1) * n0];
+                for (i, v) in row.iter().enumerate() {
+                    h0[i][k] = *v;
+                }
+            }
+            let mut h = vec![h0];
+            let mut d = Vec::with_capacity(layers);
+            let mut logits = Vec::new();
+            for l in 0..layers {
+                let mut z = bias_lanes(net.b[l]);
+                mat_acc::<FMA>(net.w[l], &h[l], &mut z);
+                if l + 1 < layers {
+                    let mut dl = vec![ZERO; z.len()];
+                    for (zv, dv) in z.iter_mut().zip(dl.iter_mut()) {
+                        for k in 0..LANES {
+                            dv[k] = if zv[k] > 0.0 { 1.0 } else { net.slope };
+                            zv[k] *= dv[k];
+                        }
+                    }
+                    d.push(dl);
+                    h.push(z);
+                } else {
+                    logits = z;
+                }
+            }
+            let classes = logits.len();
+            let mut p = vec![ZERO; classes];
+            for k in 0..LANES {
+                let max = logits
+                    .iter()
+                    .map(|v| v[k])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (pv, lv) in p.iter_mut().zip(&logits) {
+                    pv[k] = (lv[k] - max).exp();
+                    sum += pv[k];
+                }
+                for pv in p.iter_mut() {
+                    pv[k] /= sum;
+                }
+            }
+            let mut top = p.clone();
+            for k in 0..LANES {
+                let label = y[j * LANES + k] as usize;
+                top[label][k] -= 1.0;
+                for t in top.iter_mut() {
+                    t[k] *= c;
+                }
+            }
+            let mut e = vec![Vec::new(); layers];
+            e[layers - 1] = top;
+            for l in (1..layers).rev() {
+                let mut t = vec![ZERO; dims[l]];
+                mat_t_acc::<FMA>(net.w[l], &e[l], &mut t);
+                masked(&d[l - 1], &mut t);
+                e[l - 1] = t;
+            }
+            for l in 0..layers {
+                outer_acc::<FMA>(&mut gw[l], &e[l], &h[l]);
+                rowsum_acc(&mut g.b[l], &e[l]);
+            }
+            groups.push(Group { h, d, p, e });
+        }
+    }
+
+    g.w = gw;
+    let hg = hvp::<FMA>(net, &groups, &g, c);
+
+    // GQ and its adjoints Ḡ, H̄.
+    let count: usize = (0..layers).map(|l| dims[l + 1] * (dims[l] + 1)).sum();
+    let inv = 1.0 / count as f32;
+    let mut gq = 0f64;
+    let mut gbar = ParamVec::zeros(dims);
+    let mut hbar = ParamVec::zeros(dims);
+    let mut visit = |gv: &[f32], hv: &[f32], gb: &mut [f32], hb: &mut [f32]| {
+        for i in 0..gv.len() {
+            let s = if gv[i] >= 0.0 { 1.0 } else { -1.0 };
+            let den = gv[i] + eps * s;
+            let q = (gv[i] - hv[i]) / den - 1.0;
+            gq += q.abs() as f64;
+            let sq = if q > 0.0 {
+                1.0
+            } else if q < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            gb[i] = sq * (eps * s + hv[i]) / (den * den) * inv;
+            hb[i] = -sq / den * inv;
+        }
+    };
+    for l in 0..layers {
+        visit(&g.w[l], &hg.w[l], &mut gbar.w[l], &mut hbar.w[l]);
+        visit(&g.b[l], &hg.b[l], &mut gbar.b[l], &mut hbar.b[l]);
+    }
+    let gq = gq / count as f64;
+    if !meta || !gq.is_finite() {
+        return (gq, vec![f64::NAN; layers]);
+    }
+
+    // ∇GQ = H (Ḡ + H H̄) + ∇(H̄ᵀ H g).
+    let mut dir = hvp::<FMA>(net, &groups, &hbar, c);
+    for l in 0..layers {
+        for (a, b) in dir.w[l].iter_mut().zip(&gbar.w[l]) {
+            *a += b;
+        }
+        for (a, b) in dir.b[l].iter_mut().zip(&gbar.b[l]) {
+            *a += b;
+        }
+    }
+    let first = hvp::<FMA>(net, &groups, &dir, c);
+    let third = mixed::<FMA>(net, &groups, &hbar, &g, c);
+    let dots = (0..layers)
+        .map(|l| {
+            net.w[l]
+                .iter()
+                .zip(first.w[l].iter().zip(&third[l]))
+                .map(|(w, (a, b))| *w as f64 * (*a as f64 + *b as f64))
+                .sum()
+        })
+        .collect();
+    (gq, dots)
+}
+
+/// H v by the R-operator over every lane group.
+#[inline(always)]
+fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) -> ParamVec {
+    let dims = net.dims;
+    let layers = dims.len() - 1;
+    let mut out = ParamVec::zeros(dims);
+    let mut ow = acc_zeros(dims);
+    for gr in groups {
+        // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
+        let mut rh: Vec<Vec<Lane>> = vec![Vec::new(); layers];
+        let mut rz_top = Vec::new();
+        for l in 0..layers {
+            let mut rz = bias_lanes(&v.b[l]);
+            mat_acc::<FMA>(&v.w[l], &gr.h[l], &mut rz);
+            if l > 0 {
+                mat_acc::<FMA>(net.w[l], &rh[l], &mut rz);
+            }
+            if l + 1 < layers {
+                masked(&gr.d[l], &mut rz);
+                rh[l + 1] = rz;
+            } else {
+                rz_top = rz;
+            }
+        }
+        // Top: Re = c (p ⊙ Rz − p (p·Rz)).
+        let mut re = gr.p.clone();
+        for k in 0..LANES {
+            let dot: f32 = gr.p.iter().zip(&rz_top).map(|(p, r)| p[k] * r[k]).sum();
+            for (rv, rz) in re.iter_mut().zip(&rz_top) {
+                rv[k] = c * rv[k] * (rz[k] - dot);
+            }
+        }
+        // R-backward.
+        for l in (0..layers).rev() {
+            outer_acc::<FMA>(&mut ow[l], &re, &gr.h[l]);
+            if l > 0 {
+                outer_acc::<FMA>(&mut ow[l], &gr.e[l], &rh[l]);
+            }
+            rowsum_acc(&mut out.b[l], &re);
+            if l > 0 {
+                let mut t = vec![ZERO; dims[l]];
+                mat_t_acc::<FMA>(net.w[l], &re, &mut t);
+                mat_t_acc::<FMA>(&v.w[l], &gr.e[l], &mut t);
+                masked(&gr.d[l - 1], &mut t);
+                re = t;
+            }
+        }
+    }
+    out.w = ow;
+    out
+}
+
+/// ∇_W (aᵀ H(θ) b) with the directions a and b held fixed, per layer, by the
+/// reverse pass of a hyper-dual forward pass (parts: value, along a, along b, mixed).
+#[inline(always)]
+fn mixed<const FMA: bool>(
+    net: &Member,
+    groups: &[Group],
+    a: &ParamVec,
+    b: &ParamVec,
+    c: f32,
+) -> Vec<Vec<f32>> {
+    let dims = net.dims;
+    let layers = dims.len() - 1;
+    let mut out = acc_zeros(dims);
+    for gr in groups {
+        // Forward: ha, hb, hab per layer input (zero at the data).
+        let mut ha: Vec<Vec<Lane>> = vec![vec![ZERO; dims[0]]; 1];
+        let mut hb = ha.clone();
+        let mut hab = ha.clone();
+        let (mut za_top, mut zb_top, mut zab_top) = (Vec::new(), Vec::new(), Vec::new());
+        for l in 0..layers {
+            let mut za = bias_lanes(&a.b[l]);
+            let mut zb = bias_lanes(&b.b[l]);
+            let mut zab = vec![ZERO; dims[l + 1]];
+            mat_acc::<FMA>(&a.w[l], &gr.h[l], &mut za);
+            mat_acc::<FMA>(&b.w[l], &gr.h[l], &mut zb);
+            if l > 0 {
+                mat_acc::<FMA>(net.w[l], &ha[l], &mut za);
+                mat_acc::<FMA>(net.w[l], &hb[l], &mut zb);
+                mat_acc::<FMA>(net.w[l], &hab[l], &mut zab);
+                mat_acc::<FMA>(&a.w[l], &hb[l], &mut zab);
+                mat_acc::<FMA>(&b.w[l], &ha[l], &mut zab);
+            }
+            if l + 1 < layers {
+                masked(&gr.d[l], &mut za);
+                masked(&gr.d[l], &mut zb);
+                masked(&gr.d[l], &mut zab);
+                ha.push(za);
+                hb.push(zb);
+                hab.push(zab);
+            } else {
+                za_top = za;
+                zb_top = zb;
+                zab_top = zab;
+            }
+        }
+        // The mixed part of the loss, Σ_n [z_aᵀ M z_b + e·z_ab] with M = c(diag p − p pᵀ),
+        // and its adjoints at the logits.
+        let classes = gr.p.len();
+        let mut bar = vec![ZERO; classes];
+        let mut bar_a = vec![ZERO; classes];
+        let mut bar_b = vec![ZERO; classes];
+        let mut bar_ab = gr.e[layers - 1].clone();
+        for k in 0..LANES {
+            let p = |i: usize| gr.p[i][k];
+            let pa: f32 = (0..classes).map(|i| p(i) * za_top[i][k]).sum();
+            let pb: f32 = (0..classes).map(|i| p(i) * zb_top[i][k]).sum();
+            let pab: f32 = (0..classes).map(|i| p(i) * zab_top[i][k]).sum();
+            let s: f32 = (0..classes)
+                .map(|i| p(i) * (za_top[i][k] - pa) * (zb_top[i][k] - pb))
+                .sum();
+            for i in 0..classes {
+                let ua = za_top[i][k] - pa;
+                let ub = zb_top[i][k] - pb;
+                bar_a[i][k] = c * p(i) * ub;
+                bar_b[i][k] = c * p(i) * ua;
+                bar[i][k] = c * p(i) * (ua * ub - s) + c * p(i) * (zab_top[i][k] - pab);
+            }
+        }
+        for l in (0..layers).rev() {
+            outer_acc::<FMA>(&mut out[l], &bar, &gr.h[l]);
+            if l == 0 {
+                break;
+            }
+            outer_acc::<FMA>(&mut out[l], &bar_a, &ha[l]);
+            outer_acc::<FMA>(&mut out[l], &bar_b, &hb[l]);
+            outer_acc::<FMA>(&mut out[l], &bar_ab, &hab[l]);
+            let n = dims[l];
+            let (mut t, mut ta, mut tb, mut tab) =
+                (vec![ZERO; n], vec![ZERO; n], vec![ZERO; n], vec![ZERO; n]);
+            mat_t_acc::<FMA>(net.w[l], &bar, &mut t);
+            mat_t_acc::<FMA>(&a.w[l], &bar_a, &mut t);
+            mat_t_acc::<FMA>(&b.w[l], &bar_b, &mut t);
+            mat_t_acc::<FMA>(net.w[l], &bar_a, &mut ta);
+            mat_t_acc::<FMA>(&b.w[l], &bar_ab, &mut ta);
+            mat_t_acc::<FMA>(net.w[l], &bar_b, &mut tb);
+            mat_t_acc::<FMA>(&a.w[l], &bar_ab, &mut tb);
+            mat_t_acc::<FMA>(net.w[l], &bar_ab, &mut tab);
+            for v in [&mut t, &mut ta, &mut tb, &mut tab] {
+                masked(&gr.d[l - 1], v);
+            }
+            bar = t;
+            bar_a = ta;
+            bar_b = tb;
+            bar_ab = tab;
+        }
+    }
+    out
+}
