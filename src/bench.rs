@@ -316,7 +316,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         done += k;
     }
     let per_net = start.elapsed().as_secs_f64() / networks as f64;
-    let meta_step = metainit_step(3072, 10, 100, 250, 2)? / 250.0;
+    let meta_step = metainit_step(3072, 10, 100, 250, 6)? / 250.0;
     let fig2_random = 50_000.0 * per_net;
     let fig2_meta = 1000.0 * (per_net + 500.0 * meta_step);
     println!(
@@ -453,7 +453,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     }
     if want("metainit") {
         for k in [100, 250] {
-            metainit(data.features(), k, 3)?;
+            metainit(data.features(), k, 8)?;
         }
     }
     if want("train") {

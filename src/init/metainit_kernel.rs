@@ -198,6 +198,8 @@ struct Group {
     p: Vec<Lane>,
     /// e[l] = ∂L/∂z_l.
     e: Vec<Vec<Lane>>,
+    /// W_0 x, the first layer's product without its bias.
+    w0x: Vec<Lane>,
 }
 
 /// Gradient quotient of the batch and, when `meta`, ⟨∂GQ/∂W_l, W_l⟩ per layer.
@@ -260,9 +262,18 @@ fn step_impl<const FMA: bool>(
             let mut h = vec![h0];
             let mut d = Vec::with_capacity(layers);
             let mut logits = Vec::new();
+            let mut w0x = Vec::new();
             for l in 0..layers {
-                let mut z = bias_lanes(net.b[l]);
+                let mut z = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &h[l], &mut z);
+                if l == 0 {
+                    w0x = z.clone();
+                }
+                for (zv, bv) in z.iter_mut().zip(net.b[l]) {
+                    for k in 0..LANES {
+                        zv[k] += bv;
+                    }
+                }
                 if l + 1 < layers {
                     let mut dl = vec![ZERO; z.len()];
                     for (zv, dv) in z.iter_mut().zip(dl.iter_mut()) {
@@ -313,12 +324,13 @@ fn step_impl<const FMA: bool>(
                 outer_acc::<FMA>(&mut gw[l], &e[l], &h[l]);
                 rowsum_acc(&mut g.b[l], &e[l]);
             }
-            groups.push(Group { h, d, p, e });
+            groups.push(Group { h, d, p, e, w0x });
         }
     }
 
     g.w = gw;
-    let hg = hvp::<FMA>(net, &groups, &g, c);
+    let along_g = hvp::<FMA>(net, &groups, &g, c, true);
+    let hg = &along_g.hv;
 
     // GQ and its adjoints Ḡ, H̄.
     let count: usize = (0..layers).map(|l| dims[l + 1] * (dims[l] + 1)).sum();
@@ -326,26 +338,9 @@ fn step_impl<const FMA: bool>(
     let mut gq = 0f64;
     let mut gbar = ParamVec::zeros(dims);
     let mut hbar = ParamVec::zeros(dims);
-    let mut visit = |gv: &[f32], hv: &[f32], gb: &mut [f32], hb: &mut [f32]| {
-        for i in 0..gv.len() {
-            let s = if gv[i] >= 0.0 { 1.0 } else { -1.0 };
-            let den = gv[i] + eps * s;
-            let q = (gv[i] - hv[i]) / den - 1.0;
-            gq += q.abs() as f64;
-            let sq = if q > 0.0 {
-                1.0
-            } else if q < 0.0 {
-                -1.0
-            } else {
-                0.0
-            };
-            gb[i] = sq * (eps * s + hv[i]) / (den * den) * inv;
-            hb[i] = -sq / den * inv;
-        }
-    };
     for l in 0..layers {
-        visit(&g.w[l], &hg.w[l], &mut gbar.w[l], &mut hbar.w[l]);
-        visit(&g.b[l], &hg.b[l], &mut gbar.b[l], &mut hbar.b[l]);
+        gq += quotient_adjoints(&g.w[l], &hg.w[l], &mut gbar.w[l], &mut hbar.w[l], eps, inv);
+        gq += quotient_adjoints(&g.b[l], &hg.b[l], &mut gbar.b[l], &mut hbar.b[l], eps, inv);
     }
     let gq = gq / count as f64;
     if !meta || !gq.is_finite() {
@@ -353,7 +348,8 @@ fn step_impl<const FMA: bool>(
     }
 
     // ∇GQ = H (Ḡ + H H̄) + ∇(H̄ᵀ H g).
-    let mut dir = hvp::<FMA>(net, &groups, &hbar, c);
+    let along_hbar = hvp::<FMA>(net, &groups, &hbar, c, true);
+    let mut dir = along_hbar.hv.clone();
     for l in 0..layers {
         for (a, b) in dir.w[l].iter_mut().zip(&gbar.w[l]) {
             *a += b;
@@ -362,10 +358,24 @@ fn step_impl<const FMA: bool>(
             *a += b;
         }
     }
-    let first = hvp::<FMA>(net, &groups, &dir, c);
-    let third = mixed::<FMA>(net, &groups, &hbar, &g, c);
+    // The first layer's parts of H·dir and of the mixed term enter only through
+    // ⟨·, W_0⟩ = Σ_samples (Re_0 + z̄_0)·(W_0 x): no outer products with the data.
+    let first = hvp::<FMA>(net, &groups, &dir, c, false);
+    let (third, bar0) = mixed::<FMA>(net, &groups, &hbar, &g, c, &along_hbar.rz0, &along_g.rz0);
+    let mut dot0 = 0f64;
+    for ((gr, re0), b0) in groups.iter().zip(&first.re0).zip(&bar0) {
+        for ((wx, r), b) in gr.w0x.iter().zip(re0).zip(b0) {
+            for k in 0..LANES {
+                dot0 += wx[k] as f64 * (r[k] as f64 + b[k] as f64);
+            }
+        }
+    }
+    let first = first.hv;
     let dots = (0..layers)
         .map(|l| {
+            if l == 0 {
+                return dot0;
+            }
             net.w[l]
                 .iter()
                 .zip(first.w[l].iter().zip(&third[l]))
@@ -376,13 +386,67 @@ fn step_impl<const FMA: bool>(
     (gq, dots)
 }
 
+/// Σ |q| over one parameter tensor, q = (g − Hg)/(g + ε·sign g) − 1, and the adjoints
+/// Ḡ = ∂GQ/∂g, H̄ = ∂GQ/∂(Hg) with GQ = Σ|q| · `inv` (one division per entry,
+/// branch-free, eight partial sums so that it vectorises).
+#[inline(always)]
+fn quotient_adjoints(
+    gv: &[f32],
+    hv: &[f32],
+    gb: &mut [f32],
+    hb: &mut [f32],
+    eps: f32,
+    inv: f32,
+) -> f64 {
+    let mut sums = [0f64; 8];
+    for (i, (((g, h), gbi), hbi)) in gv
+        .iter()
+        .zip(hv)
+        .zip(gb.iter_mut())
+        .zip(hb.iter_mut())
+        .enumerate()
+    {
+        let s = if *g >= 0.0 { 1.0 } else { -1.0 };
+        let r = 1.0 / (g + eps * s);
+        let q = (g - h) * r - 1.0;
+        sums[i % 8] += q.abs() as f64;
+        let sq = if q > 0.0 {
+            1.0
+        } else if q < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        *gbi = sq * (eps * s + h) * r * r * inv;
+        *hbi = -sq * r * inv;
+    }
+    sums.iter().sum()
+}
+
+/// A Hessian-vector product with what its first layer leaves for reuse: per lane
+/// group the R-forward pre-activation Rz_0 = V_0 x + v_b (the hyper-dual pass needs
+/// exactly that along the same direction) and Re_0, whose outer product with the
+/// data is the first layer's part of Hv (`hv.w[0]` is zero when that product is skipped).
+struct FirstLayer {
+    hv: ParamVec,
+    rz0: Vec<Vec<Lane>>,
+    re0: Vec<Vec<Lane>>,
+}
+
 /// H v by the R-operator over every lane group.
 #[inline(always)]
-fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) -> ParamVec {
+fn hvp<const FMA: bool>(
+    net: &Member,
+    groups: &[Group],
+    v: &ParamVec,
+    c: f32,
+    first_outer: bool,
+) -> FirstLayer {
     let dims = net.dims;
     let layers = dims.len() - 1;
     let mut out = ParamVec::zeros(dims);
     let mut ow = acc_zeros(dims);
+    let (mut rz0s, mut re0s) = (Vec::new(), Vec::new());
     for gr in groups {
         // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
         let mut rh: Vec<Vec<Lane>> = vec![Vec::new(); layers];
@@ -392,6 +456,8 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
             mat_acc::<FMA>(&v.w[l], &gr.h[l], &mut rz);
             if l > 0 {
                 mat_acc::<FMA>(net.w[l], &rh[l], &mut rz);
+            } else {
+                rz0s.push(rz.clone());
             }
             if l + 1 < layers {
                 masked(&gr.d[l], &mut rz);
@@ -410,9 +476,13 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
         }
         // R-backward.
         for l in (0..layers).rev() {
-            outer_acc::<FMA>(&mut ow[l], &re, &gr.h[l]);
+            if l > 0 || first_outer {
+                outer_acc::<FMA>(&mut ow[l], &re, &gr.h[l]);
+            }
             if l > 0 {
                 outer_acc::<FMA>(&mut ow[l], &gr.e[l], &rh[l]);
+            } else {
+                re0s.push(re.clone());
             }
             rowsum_acc(&mut out.b[l], &re);
             if l > 0 {
@@ -425,7 +495,11 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
         }
     }
     out.w = ow;
-    out
+    FirstLayer {
+        hv: out,
+        rz0: rz0s,
+        re0: re0s,
+    }
 }
 
 /// ∇_W (aᵀ H(θ) b) with the directions a and b held fixed, per layer, by the
@@ -437,23 +511,31 @@ fn mixed<const FMA: bool>(
     a: &ParamVec,
     b: &ParamVec,
     c: f32,
-) -> Vec<Vec<f32>> {
+    za0: &[Vec<Lane>],
+    zb0: &[Vec<Lane>],
+) -> (Vec<Vec<f32>>, Vec<Vec<Lane>>) {
     let dims = net.dims;
     let layers = dims.len() - 1;
     let mut out = acc_zeros(dims);
-    for gr in groups {
+    let mut bar0 = Vec::with_capacity(groups.len());
+    for (j, gr) in groups.iter().enumerate() {
         // Forward: ha, hb, hab per layer input (zero at the data).
         let mut ha: Vec<Vec<Lane>> = vec![vec![ZERO; dims[0]]; 1];
         let mut hb = ha.clone();
         let mut hab = ha.clone();
         let (mut za_top, mut zb_top, mut zab_top) = (Vec::new(), Vec::new(), Vec::new());
         for l in 0..layers {
-            let mut za = bias_lanes(&a.b[l]);
-            let mut zb = bias_lanes(&b.b[l]);
+            // At the first layer z_a and z_b are the R-forward pre-activations of
+            // the Hessian-vector products along a and b, computed there already.
+            let (mut za, mut zb) = if l == 0 {
+                (za0[j].clone(), zb0[j].clone())
+            } else {
+                (bias_lanes(&a.b[l]), bias_lanes(&b.b[l]))
+            };
             let mut zab = vec![ZERO; dims[l + 1]];
-            mat_acc::<FMA>(&a.w[l], &gr.h[l], &mut za);
-            mat_acc::<FMA>(&b.w[l], &gr.h[l], &mut zb);
             if l > 0 {
+                mat_acc::<FMA>(&a.w[l], &gr.h[l], &mut za);
+                mat_acc::<FMA>(&b.w[l], &gr.h[l], &mut zb);
                 mat_acc::<FMA>(net.w[l], &ha[l], &mut za);
                 mat_acc::<FMA>(net.w[l], &hb[l], &mut zb);
                 mat_acc::<FMA>(net.w[l], &hab[l], &mut zab);
@@ -497,10 +579,11 @@ fn mixed<const FMA: bool>(
             }
         }
         for l in (0..layers).rev() {
-            outer_acc::<FMA>(&mut out[l], &bar, &gr.h[l]);
             if l == 0 {
+                bar0.push(bar);
                 break;
             }
+            outer_acc::<FMA>(&mut out[l], &bar, &gr.h[l]);
             outer_acc::<FMA>(&mut out[l], &bar_a, &ha[l]);
             outer_acc::<FMA>(&mut out[l], &bar_b, &hb[l]);
             outer_acc::<FMA>(&mut out[l], &bar_ab, &hab[l]);
@@ -524,5 +607,5 @@ fn mixed<const FMA: bool>(
             bar_ab = tab;
         }
     }
-    out
+    (out, bar0)
 }
