@@ -263,6 +263,41 @@ pub fn evaluate_tch(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f6
     (loss, acc)
 }
 
+/// The steps after which to evaluate: the requested ones within the run, and the last.
+fn eval_schedule(opts: &TrainOptions) -> Vec<usize> {
+    let mut eval_at: Vec<usize> = opts
+        .eval_at
+        .iter()
+        .copied()
+        .filter(|&s| s <= opts.steps)
+        .collect();
+    eval_at.push(opts.steps);
+    eval_at.sort_unstable();
+    eval_at.dedup();
+    eval_at
+}
+
+/// Each member's test loss and accuracy after `step`.
+fn push_evaluation(results: &mut [MemberResult], step: usize, (loss, acc): (Vec<f64>, Vec<f64>)) {
+    for (j, r) in results.iter_mut().enumerate() {
+        r.evals.push(Evaluation {
+            step,
+            test_loss: loss[j],
+            test_acc: acc[j],
+        });
+    }
+}
+
+/// Each member's training loss of `step`; the first non-finite one marks divergence.
+fn push_losses(results: &mut [MemberResult], losses: &[f32], step: usize) {
+    for (r, &loss) in results.iter_mut().zip(losses) {
+        r.train_loss.push(loss);
+        if r.diverged_at.is_none() && !loss.is_finite() {
+            r.diverged_at = Some(step);
+        }
+    }
+}
+
 /// Trains `net` (consumed; its parameters are copied into the flat buffer) and
 /// returns each member's curve and evaluations.
 pub fn train(
@@ -301,24 +336,9 @@ pub fn train(
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
     let mut results = vec![MemberResult::default(); k];
     let b = opts.batch_size as i64;
-    let mut eval_at: Vec<usize> = opts
-        .eval_at
-        .iter()
-        .copied()
-        .filter(|&s| s <= opts.steps)
-        .collect();
-    eval_at.push(opts.steps);
-    eval_at.sort_unstable();
-    eval_at.dedup();
+    let eval_at = eval_schedule(opts);
     let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
-        let (loss, acc) = evaluate(&work, &data.test_x, &data.test_y);
-        for (j, r) in results.iter_mut().enumerate() {
-            r.evals.push(Evaluation {
-                step,
-                test_loss: loss[j],
-                test_acc: acc[j],
-            });
-        }
+        push_evaluation(results, step, evaluate(&work, &data.test_x, &data.test_y));
     };
     if eval_at.first() == Some(&0) {
         record_eval(0, &mut results);
@@ -336,12 +356,7 @@ pub fn train(
             0,
         ); // [P·K], flat's layout
         let values = Vec::<f32>::try_from(losses.detach())?;
-        for (j, r) in results.iter_mut().enumerate() {
-            r.train_loss.push(values[j]);
-            if r.diverged_at.is_none() && !values[j].is_finite() {
-                r.diverged_at = Some(step);
-            }
-        }
+        push_losses(&mut results, &values, step);
         // SAFETY: flat, grad, m and v are distinct contiguous f32 CPU tensors and no
         // libtorch operation runs while the slices live.
         unsafe {
@@ -470,24 +485,13 @@ fn train_narrow_inner(
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
     let mut results = vec![MemberResult::default(); k];
     let b = opts.batch_size;
-    let mut eval_at: Vec<usize> = opts
-        .eval_at
-        .iter()
-        .copied()
-        .filter(|&s| s <= opts.steps)
-        .collect();
-    eval_at.push(opts.steps);
-    eval_at.sort_unstable();
-    eval_at.dedup();
+    let eval_at = eval_schedule(opts);
     let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
-        let (loss, acc) = evaluate(&eval_net, &data.test_x, &data.test_y);
-        for (j, r) in results.iter_mut().enumerate() {
-            r.evals.push(Evaluation {
-                step,
-                test_loss: loss[j],
-                test_acc: acc[j],
-            });
-        }
+        push_evaluation(
+            results,
+            step,
+            evaluate(&eval_net, &data.test_x, &data.test_y),
+        );
     };
     if eval_at.first() == Some(&0) {
         record_eval(0, &mut results);
@@ -556,12 +560,7 @@ fn train_narrow_inner(
             .copy_(&dw0.reshape([-1]));
         grad.narrow(0, layout[1].0 as i64, ki * wi)
             .copy_(&db0.reshape([-1]));
-        for (j, r) in results.iter_mut().enumerate() {
-            r.train_loss.push(losses[j]);
-            if r.diverged_at.is_none() && !losses[j].is_finite() {
-                r.diverged_at = Some(step);
-            }
-        }
+        push_losses(&mut results, &losses, step);
         // SAFETY: as above; the four buffers are distinct.
         unsafe {
             adam_step(
