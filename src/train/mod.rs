@@ -13,6 +13,8 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
+pub mod wide;
+
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     pub steps: usize,
@@ -318,6 +320,9 @@ pub fn train(
     }
     if narrow_path(net) && !opts.force_autograd {
         return train_narrow(net, data, shuffle, opts);
+    }
+    if wide::applies(net) && !opts.force_autograd {
+        return wide::train(net, data, shuffle, opts);
     }
     // All parameters in one flat buffer; each parameter a leaf living inside it.
     // Gradients come back from `run_backward` and are packed into one flat buffer,

@@ -1,0 +1,201 @@
+//! Training of networks without normalisation through explicit forward and
+//! backward passes. libtorch's batched GEMMs write into buffers allocated once per
+//! run (the weight and bias gradients straight into the flat buffer that Adam
+//! reads); the activation, its derivative and the loss are plain loops. Through
+//! autograd a wide network paid more for its fresh tensors every step (page
+//! faults on each new buffer) and for packing the gradients into one buffer than
+//! for its GEMMs.
+
+use super::{
+    MemberResult, Shuffler, TrainOptions, adam_step, eval_schedule, evaluate, member_segments,
+    push_evaluation, push_losses, slice_mut,
+};
+use crate::data::Dataset;
+use crate::net::{Ensemble, Norm};
+use crate::seed::Stream;
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+/// Whether [`train`] handles `net` (no normalisation layers).
+pub fn applies(net: &Ensemble) -> bool {
+    net.arch.norm == Norm::None
+}
+
+/// Leaky ReLU in place: h ← h if h > 0, else slope·h.
+fn activate(h: &mut [f32], slope: f32) {
+    // Branch-free, so that it compiles to vector blends.
+    for v in h {
+        *v = if *v > 0.0 { *v } else { *v * slope };
+    }
+}
+
+/// The activation's backward pass in place, from its output `h` (leaky ReLU with a
+/// slope ≥ 0 keeps the sign): g ← g if h > 0, else slope·g.
+fn activate_backward(g: &mut [f32], h: &[f32], slope: f32) {
+    for (g, &h) in g.iter_mut().zip(h) {
+        *g = if h > 0.0 { *g } else { *g * slope };
+    }
+}
+
+/// Each member's mean cross-entropy of `logits: [K, B, C]` against `labels: [K·B]`;
+/// replaces the logits by the loss's gradient with respect to them, (softmax − onehot)/B.
+fn cross_entropy_backward(logits: &mut [f32], labels: &[i64], k: usize, b: usize) -> Vec<f32> {
+    let c = logits.len() / (k * b);
+    let mut losses = vec![0f32; k];
+    for (member, loss) in losses.iter_mut().enumerate() {
+        let mut total = 0f64;
+        for s in 0..b {
+            let row = &mut logits[(member * b + s) * c..(member * b + s + 1) * c];
+            let y = labels[member * b + s] as usize;
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = row.iter().map(|&z| ((z - max) as f64).exp()).sum();
+            total += sum.ln() + (max - row[y]) as f64;
+            for (j, z) in row.iter_mut().enumerate() {
+                let p = (((*z - max) as f64).exp() / sum) as f32;
+                *z = (p - if j == y { 1.0 } else { 0.0 }) / b as f32;
+            }
+        }
+        *loss = (total / b as f64) as f32;
+    }
+    losses
+}
+
+/// Checks that an `_out` op wrote into `out`'s own storage (a shape mismatch would
+/// have made libtorch reallocate it, away from the flat buffers).
+fn into(out: &Tensor, result: Tensor) {
+    assert_eq!(
+        out.data_ptr(),
+        result.data_ptr(),
+        "an _out op reallocated its output"
+    );
+}
+
+/// An f32 view of a contiguous CPU tensor.
+///
+/// # Safety
+/// As [`slice_mut`]: contiguous f32 on the CPU, and nothing else touches it meanwhile.
+unsafe fn view(t: &Tensor) -> &[f32] {
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
+}
+
+/// Trains `net` (no normalisation, any width and depth) as [`super::train`] does.
+pub fn train(
+    net: &Ensemble,
+    data: &Dataset,
+    shuffle: Vec<Stream>,
+    opts: &TrainOptions,
+) -> Result<Vec<MemberResult>> {
+    let _guard = tch::no_grad_guard();
+    let k = net.members;
+    let arch = net.arch;
+    let dims = arch.layer_dims(); // (out, in) of every Linear layer
+    let depth = arch.depth;
+    let slope = arch.slope as f32;
+    let b = opts.batch_size;
+    let (ki, bi) = (k as i64, b as i64);
+    let flat = net.to_flat();
+    let grad = flat.zeros_like();
+    let m = flat.zeros_like();
+    let v = flat.zeros_like();
+    let segments = member_segments(net);
+    // Views of parameter i (in `parameters()` order: W₀, b₀, W₁, b₁, …) of a flat buffer.
+    let mut offsets = Vec::new();
+    let mut offset = 0i64;
+    for t in net.parameters() {
+        offsets.push(offset);
+        offset += t.numel() as i64;
+    }
+    let part = |buf: &Tensor, i: usize, shape: &[i64]| {
+        let n: i64 = shape.iter().product();
+        buf.narrow(0, offsets[i], n).view(shape)
+    };
+    let (mut weights, mut biases, mut grad_w, mut grad_b) = (vec![], vec![], vec![], vec![]);
+    for (l, &(out, inp)) in dims.iter().enumerate() {
+        let (o, i) = (out as i64, inp as i64);
+        weights.push(part(&flat, 2 * l, &[ki, o, i]));
+        biases.push(part(&flat, 2 * l + 1, &[ki, 1, o]));
+        grad_w.push(part(&grad, 2 * l, &[ki, o, i]));
+        grad_b.push(part(&grad, 2 * l + 1, &[ki, o]));
+    }
+    let opts_f = (Kind::Float, tch::Device::Cpu);
+    let x_buf = Tensor::empty([ki * bi, arch.input as i64], opts_f);
+    let x = x_buf.view([ki, bi, arch.input as i64]);
+    // Every hidden layer's output after the activation, kept for the backward pass.
+    let acts: Vec<Tensor> = dims[..depth]
+        .iter()
+        .map(|&(out, _)| Tensor::empty([ki, bi, out as i64], opts_f))
+        .collect();
+    let logits = Tensor::empty([ki, bi, arch.classes as i64], opts_f);
+    let back = [0, 1].map(|_| Tensor::empty([ki, bi, arch.width as i64], opts_f));
+
+    let eval_net = net.view_flat(&flat);
+    let mut shuffler = Shuffler::new(shuffle, data.train_len());
+    let mut results = vec![MemberResult::default(); k];
+    let eval_at = eval_schedule(opts);
+    let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
+        push_evaluation(
+            results,
+            step,
+            evaluate(&eval_net, &data.test_x, &data.test_y),
+        );
+    };
+    if eval_at.first() == Some(&0) {
+        record_eval(0, &mut results);
+    }
+    for step in 1..=opts.steps {
+        let idx = Tensor::from_slice(&shuffler.next(b));
+        into(&x_buf, data.train_x.index_select_out(&x_buf, 0, &idx));
+        let labels = Vec::<i64>::try_from(data.train_y.index_select(0, &idx))?;
+        // Forward: z_l = h_{l−1} W_lᵀ + b_l, h_l = φ(z_l) in place.
+        for l in 0..=depth {
+            let input = if l == 0 { &x } else { &acts[l - 1] };
+            let out = if l == depth { &logits } else { &acts[l] };
+            into(
+                out,
+                biases[l].baddbmm_out(out, input, &weights[l].transpose(1, 2)),
+            );
+            if l < depth {
+                // SAFETY: acts[l] is a contiguous f32 CPU tensor that nothing else uses now.
+                activate(unsafe { slice_mut(out) }, slope);
+            }
+        }
+        // SAFETY: as above, for the logits buffer.
+        let losses = cross_entropy_backward(unsafe { slice_mut(&logits) }, &labels, k, b);
+        push_losses(&mut results, &losses, step);
+        // Backward: dW_l = g_lᵀ h_{l−1}, db_l = Σ_batch g_l, g_{l−1} = φ'·(g_l W_l).
+        let mut g = &logits;
+        for l in (0..=depth).rev() {
+            let input = if l == 0 { &x } else { &acts[l - 1] };
+            into(&grad_w[l], g.transpose(1, 2).bmm_out(&grad_w[l], input));
+            into(
+                &grad_b[l],
+                g.sum_intlist_out(&grad_b[l], [1i64].as_slice(), false, Kind::Float),
+            );
+            if l > 0 {
+                let next = &back[l % 2];
+                into(next, g.bmm_out(next, &weights[l]));
+                // SAFETY: next and acts[l − 1] are distinct contiguous f32 CPU tensors.
+                unsafe { activate_backward(slice_mut(next), view(&acts[l - 1]), slope) };
+                g = next;
+            }
+        }
+        // SAFETY: flat, grad, m and v are distinct contiguous f32 CPU tensors and no
+        // libtorch operation runs while the slices live.
+        unsafe {
+            adam_step(
+                slice_mut(&flat),
+                slice_mut(&grad),
+                slice_mut(&m),
+                slice_mut(&v),
+                &segments,
+                &opts.lrs,
+                step,
+                opts,
+            );
+        }
+        if eval_at.binary_search(&step).is_ok() {
+            record_eval(step, &mut results);
+        }
+    }
+    Ok(results)
+}
