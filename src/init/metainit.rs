@@ -19,7 +19,8 @@ use super::{InitReport, Initializer, schemes};
 use crate::net::{Arch, Ensemble, Norm};
 use crate::seed::Stream;
 use anyhow::{Result, bail};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -207,13 +208,20 @@ fn random_batch_vec(
     x.par_chunks_mut(per.max(1))
         .zip(labels.par_chunks_mut(batch.max(1)))
         .zip(streams.par_iter_mut())
-        .for_each(|((xs, ys), rng)| {
-            WeightDist::Normal.fill(rng, xs);
-            for y in ys.iter_mut() {
-                *y = rng.random_range(0..classes as i64);
-            }
-        });
+        .for_each(|((xs, ys), rng)| member_batch(rng, classes, xs, ys));
     (x, labels)
+}
+
+/// One member's batch from its stream: standard-normal inputs `xs` (`[B][in]`) and
+/// uniform labels `ys`. A batch is up to 10⁵ normals per member and step, drawn from
+/// a xoshiro generator seeded from the member's stream (ChaCha's refills took as
+/// long as the sampling).
+fn member_batch(rng: &mut Stream, classes: usize, xs: &mut [f32], ys: &mut [i64]) {
+    let mut fast = Xoshiro256PlusPlus::seed_from_u64(rng.random());
+    WeightDist::Normal.fill(&mut fast, xs);
+    for y in ys.iter_mut() {
+        *y = rng.random_range(0..classes as i64);
+    }
 }
 
 /// Runs MetaInit on `streams.len()` members.
@@ -532,11 +540,14 @@ fn run_kernel(
     let eps = p.eps as f32;
     let slope = arch.slope as f32;
     let quotients = |flat: &[f32], streams: &mut [Stream], meta: bool| -> Vec<(f64, Vec<f64>)> {
-        let (xs, ys) = random_batch_vec(streams, p.batch, arch.input, arch.classes);
-        let per_x = p.batch * arch.input;
+        // Each member's batch is drawn in its own task, just before its step, so
+        // that it is still in cache (the same numbers as `random_batch_vec`).
         flat.par_chunks(stride)
-            .enumerate()
-            .map(|(i, mine)| {
+            .zip(streams.par_iter_mut())
+            .map(|(mine, rng)| {
+                let mut xs = vec![0f32; p.batch * arch.input];
+                let mut ys = vec![0i64; p.batch];
+                member_batch(rng, arch.classes, &mut xs, &mut ys);
                 let mut w = Vec::with_capacity(layers);
                 let mut rest = mine;
                 for n in &per {
@@ -550,13 +561,7 @@ fn run_kernel(
                     b: zeros.iter().map(|b| b.as_slice()).collect(),
                     slope,
                 };
-                kernel::step(
-                    &member,
-                    &xs[i * per_x..(i + 1) * per_x],
-                    &ys[i * p.batch..(i + 1) * p.batch],
-                    eps,
-                    meta,
-                )
+                kernel::step(&member, &xs, &ys, eps, meta)
             })
             .collect()
     };
