@@ -472,6 +472,10 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 flop / s / 1e9
             );
         }
+        let m50 = (metainit_step(data.features(), 200, 50, 5, 5)? * 6.0
+            - metainit_step(data.features(), 200, 50, 5, 1)? * 2.0)
+            / 4.0;
+        println!("MetaInit width 200, depth 50, 5 networks: {m50:.3} s per step");
     }
     if want("data") {
         let start = Instant::now();
