@@ -256,8 +256,8 @@ struct Group {
     p: Vec<Lane>,
     /// e[l] = ∂L/∂z_l.
     e: Vec<Vec<Lane>>,
-    /// W_0 x, the first layer's product without its bias.
-    w0x: Vec<Lane>,
+    /// wh[l] = W_l h_l, every layer's product without its bias (for ⟨·, W_l⟩).
+    wh: Vec<Vec<Lane>>,
 }
 
 /// Gradient quotient of the batch and, when `meta`, ⟨∂GQ/∂W_l, W_l⟩ per layer.
@@ -326,13 +326,11 @@ fn step_impl<const FMA: bool>(
             let mut h = vec![h0];
             let mut d = Vec::with_capacity(layers);
             let mut logits = Vec::new();
-            let mut w0x = Vec::new();
+            let mut wh = Vec::with_capacity(layers);
             for l in 0..layers {
                 let mut z = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &h[l], &mut z);
-                if l == 0 {
-                    w0x = z.clone();
-                }
+                wh.push(z.clone());
                 for (zv, bv) in z.iter_mut().zip(net.b[l]) {
                     for k in 0..LANES {
                         zv[k] += bv;
@@ -388,12 +386,12 @@ fn step_impl<const FMA: bool>(
                 outer_acc::<FMA>(&mut gw[l], &e[l], &h[l]);
                 rowsum_acc(&mut g.b[l], &e[l]);
             }
-            groups.push(Group { h, d, p, e, w0x });
+            groups.push(Group { h, d, p, e, wh });
         }
     }
 
     g.w = gw;
-    let along_g = hvp::<FMA>(net, &groups, &g, c, true);
+    let along_g = hvp::<FMA>(net, &groups, &g, c, false);
     let hg = &along_g.hv;
 
     // GQ and its adjoints Ḡ, H̄.
@@ -412,7 +410,7 @@ fn step_impl<const FMA: bool>(
     }
 
     // ∇GQ = H (Ḡ + H H̄) + ∇(H̄ᵀ H g).
-    let along_hbar = hvp::<FMA>(net, &groups, &hbar, c, true);
+    let along_hbar = hvp::<FMA>(net, &groups, &hbar, c, false);
     let mut dir = along_hbar.hv.clone();
     for l in 0..layers {
         for (a, b) in dir.w[l].iter_mut().zip(&gbar.w[l]) {
@@ -422,32 +420,41 @@ fn step_impl<const FMA: bool>(
             *a += b;
         }
     }
-    // The first layer's parts of H·dir and of the mixed term enter only through
-    // ⟨·, W_0⟩ = Σ_samples (Re_0 + z̄_0)·(W_0 x): no outer products with the data.
-    let first = hvp::<FMA>(net, &groups, &dir, c, false);
+    // H·dir and the mixed term enter only through ⟨·, W_l⟩, and an outer product
+    // a ⊗ h_l has ⟨a ⊗ h_l, W_l⟩ = a·(W_l h_l): no outer products at all, and at the
+    // first layer none with the data: ⟨·, W_0⟩ = Σ_samples (Re_0 + z̄_0)·(W_0 x).
+    let first = hvp::<FMA>(net, &groups, &dir, c, true);
     let (third, bar0) = mixed::<FMA>(net, &groups, &hbar, &g, c, &along_hbar.rz0, &along_g.rz0);
     let mut dot0 = 0f64;
     for ((gr, re0), b0) in groups.iter().zip(&first.re0).zip(&bar0) {
-        for ((wx, r), b) in gr.w0x.iter().zip(re0).zip(b0) {
+        for ((wx, r), b) in gr.wh[0].iter().zip(re0).zip(b0) {
             for k in 0..LANES {
                 dot0 += wx[k] as f64 * (r[k] as f64 + b[k] as f64);
             }
         }
     }
-    let first = first.hv;
     let dots = (0..layers)
         .map(|l| {
             if l == 0 {
-                return dot0;
+                dot0
+            } else {
+                first.dots[l] + third[l]
             }
-            net.w[l]
-                .iter()
-                .zip(first.w[l].iter().zip(&third[l]))
-                .map(|(w, (a, b))| *w as f64 * (*a as f64 + *b as f64))
-                .sum()
         })
         .collect();
     (gq, dots)
+}
+
+/// Σ over units and lanes of a ⊙ b, in f64.
+#[inline(always)]
+fn lane_dot(a: &[Lane], b: &[Lane]) -> f64 {
+    let mut acc = ZERO;
+    for (av, bv) in a.iter().zip(b) {
+        for k in 0..LANES {
+            acc[k] += av[k] * bv[k];
+        }
+    }
+    acc.iter().map(|&v| v as f64).sum()
 }
 
 /// Σ |q| over one parameter tensor, q = (g − Hg)/(g + ε·sign g) − 1, and the adjoints
@@ -510,6 +517,8 @@ struct FirstLayer {
     hv: ParamVec,
     rz0: Vec<Vec<Lane>>,
     re0: Vec<Vec<Lane>>,
+    /// With `dots_only`: ⟨(Hv)_l, W_l⟩ for l ≥ 1 (and `hv` left zero).
+    dots: Vec<f64>,
 }
 
 /// H v by the R-operator over every lane group.
@@ -519,12 +528,13 @@ fn hvp<const FMA: bool>(
     groups: &[Group],
     v: &ParamVec,
     c: f32,
-    first_outer: bool,
+    dots_only: bool,
 ) -> FirstLayer {
     let dims = net.dims;
     let layers = dims.len() - 1;
     let mut out = ParamVec::zeros(dims);
     let mut ow = acc_zeros(dims);
+    let mut dots = vec![0f64; layers];
     let (mut rz0s, mut re0s) = (Vec::new(), Vec::new());
     for gr in groups {
         // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
@@ -533,7 +543,17 @@ fn hvp<const FMA: bool>(
         for l in 0..layers {
             let mut rz = bias_lanes(&v.b[l]);
             mat_acc::<FMA>(&v.w[l], &gr.h[l], &mut rz);
-            if l > 0 {
+            if l > 0 && dots_only {
+                // ⟨e_l ⊗ Rh_l, W_l⟩ = e_l·(W_l Rh_l).
+                let mut wrh = vec![ZERO; dims[l + 1]];
+                mat_acc::<FMA>(net.w[l], &rh[l], &mut wrh);
+                dots[l] += lane_dot(&gr.e[l], &wrh);
+                for (a, b) in rz.iter_mut().zip(&wrh) {
+                    for k in 0..LANES {
+                        a[k] += b[k];
+                    }
+                }
+            } else if l > 0 {
                 mat_acc::<FMA>(net.w[l], &rh[l], &mut rz);
             } else {
                 rz0s.push(rz.clone());
@@ -555,12 +575,18 @@ fn hvp<const FMA: bool>(
         }
         // R-backward.
         for l in (0..layers).rev() {
-            if l > 0 || first_outer {
-                outer_acc::<FMA>(&mut ow[l], &re, &gr.h[l]);
-            }
-            if l > 0 {
-                outer_acc::<FMA>(&mut ow[l], &gr.e[l], &rh[l]);
+            if dots_only {
+                if l > 0 {
+                    // ⟨Re_l ⊗ h_l, W_l⟩ = Re_l·(W_l h_l).
+                    dots[l] += lane_dot(&re, &gr.wh[l]);
+                }
             } else {
+                outer_acc::<FMA>(&mut ow[l], &re, &gr.h[l]);
+                if l > 0 {
+                    outer_acc::<FMA>(&mut ow[l], &gr.e[l], &rh[l]);
+                }
+            }
+            if l == 0 {
                 re0s.push(re.clone());
             }
             rowsum_acc(&mut out.b[l], &re);
@@ -578,11 +604,13 @@ fn hvp<const FMA: bool>(
         hv: out,
         rz0: rz0s,
         re0: re0s,
+        dots,
     }
 }
 
-/// ∇_W (aᵀ H(θ) b) with the directions a and b held fixed, per layer, by the
-/// reverse pass of a hyper-dual forward pass (parts: value, along a, along b, mixed).
+/// ⟨∇_{W_l} (aᵀ H(θ) b), W_l⟩ with the directions a and b held fixed, for layers
+/// l ≥ 1, by the reverse pass of a hyper-dual forward pass (parts: value, along a,
+/// along b, mixed); and the adjoint at the first layer's output per lane group.
 #[inline(always)]
 fn mixed<const FMA: bool>(
     net: &Member,
@@ -592,10 +620,10 @@ fn mixed<const FMA: bool>(
     c: f32,
     za0: &[Vec<Lane>],
     zb0: &[Vec<Lane>],
-) -> (Vec<Vec<f32>>, Vec<Vec<Lane>>) {
+) -> (Vec<f64>, Vec<Vec<Lane>>) {
     let dims = net.dims;
     let layers = dims.len() - 1;
-    let mut out = acc_zeros(dims);
+    let mut dots = vec![0f64; layers];
     let mut bar0 = Vec::with_capacity(groups.len());
     for (j, gr) in groups.iter().enumerate() {
         // Forward: ha, hb, hab per layer input (zero at the data, never read there).
@@ -603,6 +631,8 @@ fn mixed<const FMA: bool>(
         let mut hb = ha.clone();
         let mut hab = ha.clone();
         let (mut za_top, mut zb_top, mut zab_top) = (Vec::new(), Vec::new(), Vec::new());
+        // W_l ha_l, W_l hb_l, W_l hab_l per layer, kept for ⟨·, W_l⟩ in the reverse pass.
+        let (mut wa, mut wb, mut wab) = (vec![Vec::new()], vec![Vec::new()], vec![Vec::new()]);
         for l in 0..layers {
             // At the first layer z_a and z_b are the R-forward pre-activations of
             // the Hessian-vector products along a and b, computed there already.
@@ -613,13 +643,24 @@ fn mixed<const FMA: bool>(
             };
             let mut zab = vec![ZERO; dims[l + 1]];
             if l > 0 {
+                let n = dims[l + 1];
+                let (mut ta, mut tb) = (vec![ZERO; n], vec![ZERO; n]);
                 mat_acc::<FMA>(&a.w[l], &gr.h[l], &mut za);
                 mat_acc::<FMA>(&b.w[l], &gr.h[l], &mut zb);
-                mat_acc::<FMA>(net.w[l], &ha[l], &mut za);
-                mat_acc::<FMA>(net.w[l], &hb[l], &mut zb);
+                mat_acc::<FMA>(net.w[l], &ha[l], &mut ta);
+                mat_acc::<FMA>(net.w[l], &hb[l], &mut tb);
                 mat_acc::<FMA>(net.w[l], &hab[l], &mut zab);
+                wab.push(zab.clone());
                 mat_acc::<FMA>(&a.w[l], &hb[l], &mut zab);
                 mat_acc::<FMA>(&b.w[l], &ha[l], &mut zab);
+                for r in 0..n {
+                    for k in 0..LANES {
+                        za[r][k] += ta[r][k];
+                        zb[r][k] += tb[r][k];
+                    }
+                }
+                wa.push(ta);
+                wb.push(tb);
             }
             if l + 1 < layers {
                 masked(&gr.d[l], &mut za);
@@ -662,10 +703,11 @@ fn mixed<const FMA: bool>(
                 bar0.push(bar);
                 break;
             }
-            outer_acc::<FMA>(&mut out[l], &bar, &gr.h[l]);
-            outer_acc::<FMA>(&mut out[l], &bar_a, &ha[l]);
-            outer_acc::<FMA>(&mut out[l], &bar_b, &hb[l]);
-            outer_acc::<FMA>(&mut out[l], &bar_ab, &hab[l]);
+            // ⟨bar ⊗ h + bar_a ⊗ ha + bar_b ⊗ hb + bar_ab ⊗ hab, W_l⟩.
+            dots[l] += lane_dot(&bar, &gr.wh[l])
+                + lane_dot(&bar_a, &wa[l])
+                + lane_dot(&bar_b, &wb[l])
+                + lane_dot(&bar_ab, &wab[l]);
             let n = dims[l];
             let (mut t, mut ta, mut tb, mut tab) =
                 (vec![ZERO; n], vec![ZERO; n], vec![ZERO; n], vec![ZERO; n]);
@@ -686,5 +728,5 @@ fn mixed<const FMA: bool>(
             bar_ab = tab;
         }
     }
-    (out, bar0)
+    (dots, bar0)
 }
