@@ -167,6 +167,53 @@ pub fn member_segments(net: &Ensemble) -> Vec<(usize, usize, usize)> {
     out
 }
 
+/// An ensemble's parameters in one flat buffer (`Ensemble::to_flat`'s layout),
+/// with a gradient buffer of that layout and Adam's moments.
+struct FlatAdam {
+    flat: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    segments: Vec<(usize, usize, usize)>,
+}
+
+impl FlatAdam {
+    fn new(net: &Ensemble) -> FlatAdam {
+        let flat = net.to_flat();
+        FlatAdam {
+            grad: flat.zeros_like(),
+            m: flat.zeros_like(),
+            v: flat.zeros_like(),
+            segments: member_segments(net),
+            flat,
+        }
+    }
+
+    /// Adam's step number `step` with the gradient `grad` (flat's layout; usually `self.grad`).
+    fn apply(&self, grad: &Tensor, step: usize, opts: &TrainOptions) {
+        assert_eq!(
+            grad.numel(),
+            self.flat.numel(),
+            "gradient of another layout"
+        );
+        // SAFETY: flat, m and v are this struct's distinct contiguous f32 CPU tensors,
+        // grad is contiguous f32 of the same length and not one of them, and no
+        // libtorch operation runs while the slices live.
+        unsafe {
+            adam_step(
+                slice_mut(&self.flat),
+                slice_mut(grad),
+                slice_mut(&self.m),
+                slice_mut(&self.v),
+                &self.segments,
+                &opts.lrs,
+                step,
+                opts,
+            );
+        }
+    }
+}
+
 /// A mutable f32 view of a contiguous CPU tensor's storage.
 ///
 /// # Safety
@@ -328,16 +375,13 @@ pub fn train(
     // Gradients come back from `run_backward` and are packed into one flat buffer,
     // so that Adam is one fused pass. Batch-norm statistics are private copies, so
     // the caller's ensemble is left as it was.
-    let flat = net.to_flat();
-    let work = net.leaves_in(&flat);
+    let adam = FlatAdam::new(net);
+    let work = net.leaves_in(&adam.flat);
     let params: Vec<Tensor> = work
         .parameters()
         .into_iter()
         .map(|t| t.shallow_clone())
         .collect();
-    let m = flat.zeros_like();
-    let v = flat.zeros_like();
-    let segments = member_segments(net);
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
     let mut results = vec![MemberResult::default(); k];
     let b = opts.batch_size as i64;
@@ -362,20 +406,7 @@ pub fn train(
         ); // [P·K], flat's layout
         let values = Vec::<f32>::try_from(losses.detach())?;
         push_losses(&mut results, &values, step);
-        // SAFETY: flat, grad, m and v are distinct contiguous f32 CPU tensors and no
-        // libtorch operation runs while the slices live.
-        unsafe {
-            adam_step(
-                slice_mut(&flat),
-                slice_mut(&grad),
-                slice_mut(&m),
-                slice_mut(&v),
-                &segments,
-                &opts.lrs,
-                step,
-                opts,
-            );
-        }
+        adam.apply(&grad, step, opts);
         if eval_at.binary_search(&step).is_ok() {
             record_eval(step, &mut results);
         }
@@ -473,11 +504,8 @@ fn train_narrow_inner(
     let k = net.members;
     let arch = net.arch;
     let (w, c, input) = (arch.width, arch.classes, arch.input);
-    let flat = net.to_flat();
-    let grad = flat.zeros_like();
-    let m = flat.zeros_like();
-    let v = flat.zeros_like();
-    let segments = member_segments(net);
+    let adam = FlatAdam::new(net);
+    let (flat, grad) = (&adam.flat, &adam.grad);
     // (offset, elements per member) of every parameter tensor, in flat order.
     let mut layout = Vec::new();
     let mut offset = 0;
@@ -566,19 +594,7 @@ fn train_narrow_inner(
         grad.narrow(0, layout[1].0 as i64, ki * wi)
             .copy_(&db0.reshape([-1]));
         push_losses(&mut results, &losses, step);
-        // SAFETY: as above; the four buffers are distinct.
-        unsafe {
-            adam_step(
-                slice_mut(&flat),
-                slice_mut(&grad),
-                slice_mut(&m),
-                slice_mut(&v),
-                &segments,
-                &opts.lrs,
-                step,
-                opts,
-            );
-        }
+        adam.apply(grad, step, opts);
         if eval_at.binary_search(&step).is_ok() {
             record_eval(step, &mut results);
         }

@@ -7,8 +7,8 @@
 //! for its GEMMs.
 
 use super::{
-    MemberResult, Shuffler, TrainOptions, adam_step, eval_schedule, evaluate, member_segments,
-    push_evaluation, push_losses, slice_mut,
+    FlatAdam, MemberResult, Shuffler, TrainOptions, eval_schedule, evaluate, push_evaluation,
+    push_losses, slice_mut,
 };
 use crate::data::Dataset;
 use crate::net::{Ensemble, Norm};
@@ -93,11 +93,8 @@ pub fn train(
     let slope = arch.slope as f32;
     let b = opts.batch_size;
     let (ki, bi) = (k as i64, b as i64);
-    let flat = net.to_flat();
-    let grad = flat.zeros_like();
-    let m = flat.zeros_like();
-    let v = flat.zeros_like();
-    let segments = member_segments(net);
+    let adam = FlatAdam::new(net);
+    let (flat, grad) = (&adam.flat, &adam.grad);
     // Views of parameter i (in `parameters()` order: W₀, b₀, W₁, b₁, …) of a flat buffer.
     let mut offsets = Vec::new();
     let mut offset = 0i64;
@@ -179,20 +176,7 @@ pub fn train(
                 g = next;
             }
         }
-        // SAFETY: flat, grad, m and v are distinct contiguous f32 CPU tensors and no
-        // libtorch operation runs while the slices live.
-        unsafe {
-            adam_step(
-                slice_mut(&flat),
-                slice_mut(&grad),
-                slice_mut(&m),
-                slice_mut(&v),
-                &segments,
-                &opts.lrs,
-                step,
-                opts,
-            );
-        }
+        adam.apply(grad, step, opts);
         if eval_at.binary_search(&step).is_ok() {
             record_eval(step, &mut results);
         }
