@@ -8,7 +8,7 @@ use crate::data::{DataSource, Dataset, DatasetName, Normalization};
 use crate::experiment::variance::layer_moments;
 use crate::init::dist::WeightDist;
 use crate::init::{Initializer, MetaInitParams, initialize, member_streams};
-use crate::net::{Arch, Norm};
+use crate::net::{Arch, Ensemble, Norm};
 use anyhow::Result;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -95,13 +95,7 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
         let mut done = 0;
         while done < count {
             let k = ensemble.min(count - done);
-            let mut streams = member_streams(1, "bench", done, k);
-            let (net, _) = initialize(
-                &Initializer::He(WeightDist::Normal),
-                &arch,
-                &mut streams,
-                None,
-            )?;
+            let net = he_networks(&arch, "bench", done, k)?;
             if fused {
                 let _ = layer_moments(&net, x, false, false);
             } else {
@@ -137,13 +131,7 @@ pub fn fig2(data: &Dataset, networks: usize, ensemble: usize, peaks: &Peaks) -> 
     // Where the time goes, on one ensemble and one chunk of inputs.
     let _g = tch::no_grad_guard();
     let k = ensemble.min(networks) as i64;
-    let mut streams = member_streams(1, "bench", 0, k as usize);
-    let (net, _) = initialize(
-        &Initializer::He(WeightDist::Normal),
-        &arch,
-        &mut streams,
-        None,
-    )?;
+    let net = he_networks(&arch, "bench", 0, k as usize)?;
     let chunk = x.narrow(
         0,
         0,
@@ -178,13 +166,7 @@ pub fn one_at_a_time(data: &Dataset, networks: usize) -> Result<f64> {
     };
     let start = Instant::now();
     for i in 0..networks {
-        let mut streams = member_streams(1, "bench", i, 1);
-        let (net, _) = initialize(
-            &Initializer::He(WeightDist::Normal),
-            &arch,
-            &mut streams,
-            None,
-        )?;
+        let net = he_networks(&arch, "bench", i, 1)?;
         let _ = crate::experiment::variance::layer_moments_tch(&net, &data.train_x, false, false);
     }
     let per = start.elapsed().as_secs_f64() / networks as f64;
@@ -239,13 +221,7 @@ pub fn training(data: &Dataset, width: usize, depth: usize, k: usize, steps: usi
         slope: 0.0,
         norm: Norm::None,
     };
-    let mut streams = member_streams(1, "bench-train", 0, k);
-    let (net, _) = initialize(
-        &Initializer::He(WeightDist::Normal),
-        &arch,
-        &mut streams,
-        None,
-    )?;
+    let net = he_networks(&arch, "bench-train", 0, k)?;
     let shuffles = member_streams(1, "bench-shuffle", 0, k);
     let opts = crate::train::TrainOptions::adam(steps, 90, vec![1e-4; k]);
     let start = Instant::now();
@@ -305,13 +281,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     let mut done = 0;
     while done < networks {
         let k = 250.min(networks - done);
-        let mut streams = member_streams(1, "bench-paper", done, k);
-        let (net, _) = initialize(
-            &Initializer::He(WeightDist::Normal),
-            &arch,
-            &mut streams,
-            None,
-        )?;
+        let net = he_networks(&arch, "bench-paper", done, k)?;
         let _ = layer_moments(&net, &cifar.train_x, false, false);
         done += k;
     }
@@ -376,9 +346,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     let base = (s50 - 50.0 * per_layer).max(0.0);
     let depths: Vec<f64> = (0..=10).map(|i| 50.0 * i as f64).collect();
     let train200: f64 = depths.iter().map(|d| 500.0 * (base + per_layer * d)).sum();
-    let m50 = (metainit_step(3072, 200, 50, 5, 5)? * 6.0
-        - metainit_step(3072, 200, 50, 5, 1)? * 2.0)
-        / 4.0;
+    let m50 = wide_metainit_step(3072)?;
     let meta200_all: f64 = depths
         .iter()
         .map(|d| 500.0 * m50 * (d.max(1.0) / 50.0))
@@ -396,6 +364,26 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     Ok(())
 }
 
+/// Members `first..first + k` of the He-normal family `label` of shape `arch`.
+fn he_networks(arch: &Arch, label: &str, first: usize, k: usize) -> Result<Ensemble> {
+    let mut streams = member_streams(1, label, first, k);
+    let (net, _) = initialize(
+        &Initializer::He(WeightDist::Normal),
+        arch,
+        &mut streams,
+        None,
+    )?;
+    Ok(net)
+}
+
+/// Seconds per MetaInit step of 5 width-200, depth-50 networks (the difference of
+/// runs of 5 steps and 1 step, so set-up cancels).
+fn wide_metainit_step(features: usize) -> Result<f64> {
+    Ok((metainit_step(features, 200, 50, 5, 5)? * 6.0
+        - metainit_step(features, 200, 50, 5, 1)? * 2.0)
+        / 4.0)
+}
+
 /// Seconds per Adam step of an ensemble of 30 width-200 networks of `depth` on
 /// `data` (the difference of runs of 24 and 4 steps, so set-up and evaluation cancel).
 pub fn wide_step(data: &Dataset, depth: usize) -> Result<f64> {
@@ -407,13 +395,7 @@ pub fn wide_step(data: &Dataset, depth: usize) -> Result<f64> {
         slope: 0.0,
         norm: Norm::None,
     };
-    let mut streams = member_streams(1, "bench-w200", 0, 30);
-    let (net, _) = initialize(
-        &Initializer::He(WeightDist::Normal),
-        &arch,
-        &mut streams,
-        None,
-    )?;
+    let net = he_networks(&arch, "bench-w200", 0, 30)?;
     let time_steps = |steps: usize| -> Result<f64> {
         let opts = crate::train::TrainOptions::adam(steps, 90, vec![1e-5; 30]);
         let start = Instant::now();
@@ -472,9 +454,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 flop / s / 1e9
             );
         }
-        let m50 = (metainit_step(data.features(), 200, 50, 5, 5)? * 6.0
-            - metainit_step(data.features(), 200, 50, 5, 1)? * 2.0)
-            / 4.0;
+        let m50 = wide_metainit_step(data.features())?;
         println!("MetaInit width 200, depth 50, 5 networks: {m50:.3} s per step");
     }
     if want("data") {

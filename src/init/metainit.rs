@@ -544,25 +544,26 @@ fn run_kernel(
         // that it is still in cache (the same numbers as `random_batch_vec`).
         flat.par_chunks(stride)
             .zip(streams.par_iter_mut())
-            .map(|(mine, rng)| {
-                let mut xs = vec![0f32; p.batch * arch.input];
-                let mut ys = vec![0i64; p.batch];
-                member_batch(rng, arch.classes, &mut xs, &mut ys);
-                let mut w = Vec::with_capacity(layers);
-                let mut rest = mine;
-                for n in &per {
-                    let (head, tail) = rest.split_at(*n);
-                    w.push(head);
-                    rest = tail;
-                }
-                let member = kernel::Member {
-                    dims: &dims,
-                    w,
-                    b: zeros.iter().map(|b| b.as_slice()).collect(),
-                    slope,
-                };
-                kernel::step(&member, &xs, &ys, eps, meta)
-            })
+            .map_init(
+                || (vec![0f32; p.batch * arch.input], vec![0i64; p.batch]),
+                |(xs, ys), (mine, rng)| {
+                    member_batch(rng, arch.classes, xs, ys);
+                    let mut w = Vec::with_capacity(layers);
+                    let mut rest = mine;
+                    for n in &per {
+                        let (head, tail) = rest.split_at(*n);
+                        w.push(head);
+                        rest = tail;
+                    }
+                    let member = kernel::Member {
+                        dims: &dims,
+                        w,
+                        b: zeros.iter().map(|b| b.as_slice()).collect(),
+                        slope,
+                    };
+                    kernel::step(&member, xs, ys, eps, meta)
+                },
+            )
             .collect()
     };
     for step in 0..p.steps {

@@ -512,12 +512,13 @@ fn quotient_adjoints(
 /// A Hessian-vector product with what its first layer leaves for reuse: per lane
 /// group the R-forward pre-activation Rz_0 = V_0 x + v_b (the hyper-dual pass needs
 /// exactly that along the same direction) and Re_0, whose outer product with the
-/// data is the first layer's part of Hv (`hv.w[0]` is zero when that product is skipped).
+/// data is the first layer's part of Hv.
 struct FirstLayer {
+    /// Hv itself (no layers with `dots_only`).
     hv: ParamVec,
     rz0: Vec<Vec<Lane>>,
     re0: Vec<Vec<Lane>>,
-    /// With `dots_only`: ⟨(Hv)_l, W_l⟩ for l ≥ 1 (and `hv` left zero).
+    /// With `dots_only`: ⟨(Hv)_l, W_l⟩ for l ≥ 1.
     dots: Vec<f64>,
 }
 
@@ -532,8 +533,10 @@ fn hvp<const FMA: bool>(
 ) -> FirstLayer {
     let dims = net.dims;
     let layers = dims.len() - 1;
-    let mut out = ParamVec::zeros(dims);
-    let mut ow = acc_zeros(dims);
+    // Hv's matrices and biases only when they are wanted.
+    let shape: &[usize] = if dots_only { &[0] } else { dims };
+    let mut out = ParamVec::zeros(shape);
+    let mut ow = acc_zeros(shape);
     let mut dots = vec![0f64; layers];
     let (mut rz0s, mut re0s) = (Vec::new(), Vec::new());
     for gr in groups {
@@ -589,7 +592,9 @@ fn hvp<const FMA: bool>(
             if l == 0 {
                 re0s.push(re.clone());
             }
-            rowsum_acc(&mut out.b[l], &re);
+            if !dots_only {
+                rowsum_acc(&mut out.b[l], &re);
+            }
             if l > 0 {
                 let mut t = vec![ZERO; dims[l]];
                 mat_t_acc::<FMA>(net.w[l], &re, &mut t);

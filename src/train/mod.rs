@@ -189,20 +189,14 @@ impl FlatAdam {
         }
     }
 
-    /// Adam's step number `step` with the gradient `grad` (flat's layout; usually `self.grad`).
-    fn apply(&self, grad: &Tensor, step: usize, opts: &TrainOptions) {
-        assert_eq!(
-            grad.numel(),
-            self.flat.numel(),
-            "gradient of another layout"
-        );
-        // SAFETY: flat, m and v are this struct's distinct contiguous f32 CPU tensors,
-        // grad is contiguous f32 of the same length and not one of them, and no
-        // libtorch operation runs while the slices live.
+    /// Adam's step number `step` with the gradient in `self.grad`.
+    fn apply(&self, step: usize, opts: &TrainOptions) {
+        // SAFETY: flat, grad, m and v are this struct's distinct contiguous f32 CPU
+        // tensors, and no libtorch operation runs while the slices live.
         unsafe {
             adam_step(
                 slice_mut(&self.flat),
-                slice_mut(grad),
+                slice_mut(&self.grad),
                 slice_mut(&self.m),
                 slice_mut(&self.v),
                 &self.segments,
@@ -312,37 +306,55 @@ pub fn evaluate_tch(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f6
     (loss, acc)
 }
 
-/// The steps after which to evaluate: the requested ones within the run, and the last.
-fn eval_schedule(opts: &TrainOptions) -> Vec<usize> {
-    let mut eval_at: Vec<usize> = opts
-        .eval_at
-        .iter()
-        .copied()
-        .filter(|&s| s <= opts.steps)
-        .collect();
-    eval_at.push(opts.steps);
-    eval_at.sort_unstable();
-    eval_at.dedup();
-    eval_at
+/// Each member's training curve and test-set evaluations as a run goes on.
+struct Record {
+    results: Vec<MemberResult>,
+    /// The steps after which to evaluate: the requested ones within the run, and the last.
+    eval_at: Vec<usize>,
 }
 
-/// Each member's test loss and accuracy after `step`.
-fn push_evaluation(results: &mut [MemberResult], step: usize, (loss, acc): (Vec<f64>, Vec<f64>)) {
-    for (j, r) in results.iter_mut().enumerate() {
-        r.evals.push(Evaluation {
-            step,
-            test_loss: loss[j],
-            test_acc: acc[j],
-        });
+impl Record {
+    /// A record for `k` members, with the evaluation before training when asked for.
+    fn new(k: usize, opts: &TrainOptions, net: &Ensemble, data: &Dataset) -> Record {
+        let mut eval_at: Vec<usize> = opts
+            .eval_at
+            .iter()
+            .copied()
+            .filter(|&s| s <= opts.steps)
+            .collect();
+        eval_at.push(opts.steps);
+        eval_at.sort_unstable();
+        eval_at.dedup();
+        let mut record = Record {
+            results: vec![MemberResult::default(); k],
+            eval_at,
+        };
+        record.evaluate_if_due(0, net, data);
+        record
     }
-}
 
-/// Each member's training loss of `step`; the first non-finite one marks divergence.
-fn push_losses(results: &mut [MemberResult], losses: &[f32], step: usize) {
-    for (r, &loss) in results.iter_mut().zip(losses) {
-        r.train_loss.push(loss);
-        if r.diverged_at.is_none() && !loss.is_finite() {
-            r.diverged_at = Some(step);
+    /// Each member's training loss of `step`; the first non-finite one marks divergence.
+    fn losses(&mut self, step: usize, losses: &[f32]) {
+        for (r, &loss) in self.results.iter_mut().zip(losses) {
+            r.train_loss.push(loss);
+            if r.diverged_at.is_none() && !loss.is_finite() {
+                r.diverged_at = Some(step);
+            }
+        }
+    }
+
+    /// Each member's test loss and accuracy after `step`, if `step` is in the schedule.
+    fn evaluate_if_due(&mut self, step: usize, net: &Ensemble, data: &Dataset) {
+        if self.eval_at.binary_search(&step).is_err() {
+            return;
+        }
+        let (loss, acc) = evaluate(net, &data.test_x, &data.test_y);
+        for (j, r) in self.results.iter_mut().enumerate() {
+            r.evals.push(Evaluation {
+                step,
+                test_loss: loss[j],
+                test_acc: acc[j],
+            });
         }
     }
 }
@@ -383,15 +395,8 @@ pub fn train(
         .map(|t| t.shallow_clone())
         .collect();
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
-    let mut results = vec![MemberResult::default(); k];
     let b = opts.batch_size as i64;
-    let eval_at = eval_schedule(opts);
-    let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
-        push_evaluation(results, step, evaluate(&work, &data.test_x, &data.test_y));
-    };
-    if eval_at.first() == Some(&0) {
-        record_eval(0, &mut results);
-    }
+    let mut record = Record::new(k, opts, &work, data);
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(opts.batch_size));
         let x = data.train_x.index_select(0, &idx).view([k as i64, b, -1]); // [K, B, in]
@@ -400,18 +405,17 @@ pub fn train(
         let losses = Ensemble::cross_entropy(&logits, &y); // [K]
         let total = losses.sum(Kind::Float);
         let grads = Tensor::run_backward(&[&total], &params, false, false);
-        let grad = Tensor::cat(
+        let _ = Tensor::cat_out(
+            &adam.grad,
             &grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
             0,
         ); // [P·K], flat's layout
         let values = Vec::<f32>::try_from(losses.detach())?;
-        push_losses(&mut results, &values, step);
-        adam.apply(&grad, step, opts);
-        if eval_at.binary_search(&step).is_ok() {
-            record_eval(step, &mut results);
-        }
+        record.losses(step, &values);
+        adam.apply(step, opts);
+        record.evaluate_if_due(step, &work, data);
     }
-    Ok(results)
+    Ok(record.results)
 }
 
 #[cfg(test)]
@@ -514,21 +518,10 @@ fn train_narrow_inner(
         layout.push((offset, per));
         offset += per * k;
     }
-    let eval_net = net.view_flat(&flat);
+    let eval_net = net.view_flat(flat);
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
-    let mut results = vec![MemberResult::default(); k];
     let b = opts.batch_size;
-    let eval_at = eval_schedule(opts);
-    let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
-        push_evaluation(
-            results,
-            step,
-            evaluate(&eval_net, &data.test_x, &data.test_y),
-        );
-    };
-    if eval_at.first() == Some(&0) {
-        record_eval(0, &mut results);
-    }
+    let mut record = Record::new(k, opts, &eval_net, data);
     let (ki, wi, bi) = (k as i64, w as i64, b as i64);
     let w0 = flat
         .narrow(0, layout[0].0 as i64, ki * wi * input as i64)
@@ -593,11 +586,9 @@ fn train_narrow_inner(
             .copy_(&dw0.reshape([-1]));
         grad.narrow(0, layout[1].0 as i64, ki * wi)
             .copy_(&db0.reshape([-1]));
-        push_losses(&mut results, &losses, step);
-        adam.apply(grad, step, opts);
-        if eval_at.binary_search(&step).is_ok() {
-            record_eval(step, &mut results);
-        }
+        record.losses(step, &losses);
+        adam.apply(step, opts);
+        record.evaluate_if_due(step, &eval_net, data);
     }
-    Ok(results)
+    Ok(record.results)
 }

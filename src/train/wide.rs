@@ -6,10 +6,7 @@
 //! faults on each new buffer) and for packing the gradients into one buffer than
 //! for its GEMMs.
 
-use super::{
-    FlatAdam, MemberResult, Shuffler, TrainOptions, eval_schedule, evaluate, push_evaluation,
-    push_losses, slice_mut,
-};
+use super::{FlatAdam, MemberResult, Record, Shuffler, TrainOptions, slice_mut};
 use crate::data::Dataset;
 use crate::net::{Ensemble, Norm};
 use crate::seed::Stream;
@@ -125,20 +122,9 @@ pub fn train(
     let logits = Tensor::empty([ki, bi, arch.classes as i64], opts_f);
     let back = [0, 1].map(|_| Tensor::empty([ki, bi, arch.width as i64], opts_f));
 
-    let eval_net = net.view_flat(&flat);
+    let eval_net = net.view_flat(flat);
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
-    let mut results = vec![MemberResult::default(); k];
-    let eval_at = eval_schedule(opts);
-    let record_eval = |step: usize, results: &mut Vec<MemberResult>| {
-        push_evaluation(
-            results,
-            step,
-            evaluate(&eval_net, &data.test_x, &data.test_y),
-        );
-    };
-    if eval_at.first() == Some(&0) {
-        record_eval(0, &mut results);
-    }
+    let mut record = Record::new(k, opts, &eval_net, data);
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(b));
         into(&x_buf, data.train_x.index_select_out(&x_buf, 0, &idx));
@@ -158,7 +144,7 @@ pub fn train(
         }
         // SAFETY: as above, for the logits buffer.
         let losses = cross_entropy_backward(unsafe { slice_mut(&logits) }, &labels, k, b);
-        push_losses(&mut results, &losses, step);
+        record.losses(step, &losses);
         // Backward: dW_l = g_lᵀ h_{l−1}, db_l = Σ_batch g_l, g_{l−1} = φ'·(g_l W_l).
         let mut g = &logits;
         for l in (0..=depth).rev() {
@@ -176,10 +162,8 @@ pub fn train(
                 g = next;
             }
         }
-        adam.apply(grad, step, opts);
-        if eval_at.binary_search(&step).is_ok() {
-            record_eval(step, &mut results);
-        }
+        adam.apply(step, opts);
+        record.evaluate_if_due(step, &eval_net, data);
     }
-    Ok(results)
+    Ok(record.results)
 }
