@@ -91,26 +91,10 @@ pub fn train(
     let b = opts.batch_size;
     let (ki, bi) = (k as i64, b as i64);
     let adam = FlatAdam::new(net);
-    let (flat, grad) = (&adam.flat, &adam.grad);
-    // Views of parameter i (in `parameters()` order: W₀, b₀, W₁, b₁, …) of a flat buffer.
-    let mut offsets = Vec::new();
-    let mut offset = 0i64;
-    for t in net.parameters() {
-        offsets.push(offset);
-        offset += t.numel() as i64;
-    }
-    let part = |buf: &Tensor, i: usize, shape: &[i64]| {
-        let n: i64 = shape.iter().product();
-        buf.narrow(0, offsets[i], n).view(shape)
-    };
-    let (mut weights, mut biases, mut grad_w, mut grad_b) = (vec![], vec![], vec![], vec![]);
-    for (l, &(out, inp)) in dims.iter().enumerate() {
-        let (o, i) = (out as i64, inp as i64);
-        weights.push(part(&flat, 2 * l, &[ki, o, i]));
-        biases.push(part(&flat, 2 * l + 1, &[ki, 1, o]));
-        grad_w.push(part(&grad, 2 * l, &[ki, o, i]));
-        grad_b.push(part(&grad, 2 * l + 1, &[ki, o]));
-    }
+    // The parameters and their gradients as ensembles of views into the flat buffers.
+    let params = net.view_flat(&adam.flat);
+    let grads = net.view_flat(&adam.grad);
+    let biases: Vec<Tensor> = params.biases.iter().map(|b| b.unsqueeze(1)).collect(); // [K, 1, out]
     let opts_f = (Kind::Float, tch::Device::Cpu);
     let x_buf = Tensor::empty([ki * bi, arch.input as i64], opts_f);
     let x = x_buf.view([ki, bi, arch.input as i64]);
@@ -122,9 +106,8 @@ pub fn train(
     let logits = Tensor::empty([ki, bi, arch.classes as i64], opts_f);
     let back = [0, 1].map(|_| Tensor::empty([ki, bi, arch.width as i64], opts_f));
 
-    let eval_net = net.view_flat(flat);
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
-    let mut record = Record::new(k, opts, &eval_net, data);
+    let mut record = Record::new(k, opts, &params, data);
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(b));
         into(&x_buf, data.train_x.index_select_out(&x_buf, 0, &idx));
@@ -135,7 +118,7 @@ pub fn train(
             let out = if l == depth { &logits } else { &acts[l] };
             into(
                 out,
-                biases[l].baddbmm_out(out, input, &weights[l].transpose(1, 2)),
+                biases[l].baddbmm_out(out, input, &params.weights[l].transpose(1, 2)),
             );
             if l < depth {
                 // SAFETY: acts[l] is a contiguous f32 CPU tensor that nothing else uses now.
@@ -149,21 +132,22 @@ pub fn train(
         let mut g = &logits;
         for l in (0..=depth).rev() {
             let input = if l == 0 { &x } else { &acts[l - 1] };
-            into(&grad_w[l], g.transpose(1, 2).bmm_out(&grad_w[l], input));
+            let (gw, gb) = (&grads.weights[l], &grads.biases[l]);
+            into(gw, g.transpose(1, 2).bmm_out(gw, input));
             into(
-                &grad_b[l],
-                g.sum_intlist_out(&grad_b[l], [1i64].as_slice(), false, Kind::Float),
+                gb,
+                g.sum_intlist_out(gb, [1i64].as_slice(), false, Kind::Float),
             );
             if l > 0 {
                 let next = &back[l % 2];
-                into(next, g.bmm_out(next, &weights[l]));
+                into(next, g.bmm_out(next, &params.weights[l]));
                 // SAFETY: next and acts[l − 1] are distinct contiguous f32 CPU tensors.
                 unsafe { activate_backward(slice_mut(next), view(&acts[l - 1]), slope) };
                 g = next;
             }
         }
         adam.apply(step, opts);
-        record.evaluate_if_due(step, &eval_net, data);
+        record.evaluate_if_due(step, &params, data);
     }
     Ok(record.results)
 }
