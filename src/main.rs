@@ -4,6 +4,11 @@
 use clap::Parser;
 use initlab::cli::Cli;
 
+// Rust's own small buffers (MetaInit's kernel allocates many per step) come from
+// mimalloc; libtorch's tensors still use the system allocator tuned below.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     initlab::tune_allocator();
     let cli = Cli::parse();

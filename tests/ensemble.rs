@@ -572,3 +572,19 @@ fn the_hand_written_metainit_step_matches_third_order_autograd() {
         }
     }
 }
+
+#[test]
+fn metainit_batches_go_between_rows_and_lanes_both_ways() {
+    use initlab::init::metainit_kernel::{LANES, lanes_to_rows, rows_to_lanes};
+    let (batch, n) = (2 * LANES, 37);
+    let rows: Vec<f32> = (0..batch * n).map(|i| i as f32).collect();
+    let lanes = rows_to_lanes(&rows, batch, n);
+    // Sample s, feature f sits in group s / LANES, lane s % LANES of feature f.
+    for s in [0, 1, LANES - 1, LANES, batch - 1] {
+        for f in [0, 16, n - 1] {
+            let at = (s / LANES) * n * LANES + f * LANES + s % LANES;
+            assert_eq!(lanes[at], rows[s * n + f], "sample {s}, feature {f}");
+        }
+    }
+    assert_eq!(lanes_to_rows(&lanes, batch, n), rows);
+}

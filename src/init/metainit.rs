@@ -208,12 +208,19 @@ fn random_batch_vec(
     x.par_chunks_mut(per.max(1))
         .zip(labels.par_chunks_mut(batch.max(1)))
         .zip(streams.par_iter_mut())
-        .for_each(|((xs, ys), rng)| member_batch(rng, classes, xs, ys));
+        .for_each(|((xs, ys), rng)| {
+            member_batch(rng, classes, xs, ys);
+            // The kernel reads the draws lane-major; the same batch, row-major here.
+            if batch % kernel::LANES == 0 {
+                let rows = kernel::lanes_to_rows(xs, batch, input);
+                xs.copy_from_slice(&rows);
+            }
+        });
     (x, labels)
 }
 
-/// One member's batch from its stream: standard-normal inputs `xs` (`[B][in]`) and
-/// uniform labels `ys`. A batch is up to 10⁵ normals per member and step, drawn from
+/// One member's batch from its stream: iid standard-normal inputs `xs` (read
+/// lane-major by the kernel, row-major `[B][in]` otherwise) and uniform labels `ys`. A batch is up to 10⁵ normals per member and step, drawn from
 /// a xoshiro generator seeded from the member's stream (ChaCha's refills took as
 /// long as the sampling).
 fn member_batch(rng: &mut Stream, classes: usize, xs: &mut [f32], ys: &mut [i64]) {
@@ -222,6 +229,23 @@ fn member_batch(rng: &mut Stream, classes: usize, xs: &mut [f32], ys: &mut [i64]
     for y in ys.iter_mut() {
         *y = rng.random_range(0..classes as i64);
     }
+}
+
+/// Σ v² in f64, in eight partial sums so that it vectorises.
+fn sum_squares(w: &[f32]) -> f64 {
+    let mut part = [0f64; 8];
+    let mut blocks = w.chunks_exact(8);
+    for block in &mut blocks {
+        for (p, v) in part.iter_mut().zip(block) {
+            *p += (*v as f64) * (*v as f64);
+        }
+    }
+    let rest: f64 = blocks
+        .remainder()
+        .iter()
+        .map(|v| (*v as f64) * (*v as f64))
+        .sum();
+    part.iter().sum::<f64>() + rest
 }
 
 /// Runs MetaInit on `streams.len()` members.
@@ -561,7 +585,7 @@ fn run_kernel(
                         b: zeros.iter().map(|b| b.as_slice()).collect(),
                         slope,
                     };
-                    kernel::step(&member, xs, ys, eps, meta)
+                    kernel::step_lanes(&member, xs, ys, eps, meta)
                 },
             )
             .collect()
@@ -588,11 +612,7 @@ fn run_kernel(
                 for l in 0..layers {
                     let (w, tail) = rest.split_at_mut(per[l]);
                     rest = tail;
-                    let norm = w
-                        .iter()
-                        .map(|v| (*v as f64) * (*v as f64))
-                        .sum::<f64>()
-                        .sqrt();
+                    let norm = sum_squares(w).sqrt();
                     let s = (dots[l] / norm).signum();
                     let s = if dots[l] == 0.0 { 0.0 } else { s };
                     m[l] = m[l] * p.momentum as f32 - (s * p.lr) as f32;

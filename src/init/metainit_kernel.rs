@@ -217,19 +217,19 @@ fn hsum8(p: &[f32; 8]) -> f32 {
     ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]))
 }
 
-/// Zero gradient matrices, one per layer.
-fn acc_zeros(dims: &[usize]) -> Vec<Vec<f32>> {
-    (0..dims.len() - 1)
-        .map(|l| vec![0f32; dims[l + 1] * dims[l]])
-        .collect()
-}
-
 /// gb[r] += Σ_samples a[r]
 #[inline(always)]
 fn rowsum_acc(gb: &mut [f32], a: &[Lane]) {
     for (g, av) in gb.iter_mut().zip(a) {
         *g += av.iter().sum::<f32>();
     }
+}
+
+/// `buf` as `n` zero lanes, in the allocation it already has.
+#[inline(always)]
+fn zeroed(buf: &mut Vec<Lane>, n: usize) {
+    buf.clear();
+    buf.resize(n, ZERO);
 }
 
 #[inline(always)]
@@ -247,8 +247,10 @@ fn masked(d: &[Lane], v: &mut [Lane]) {
 }
 
 /// The forward and backward pass of one lane group, kept for the later passes.
-struct Group {
-    /// h[l]: the input of layer l (h[0] the data), `dims[l]` units.
+struct Group<'x> {
+    /// The group's data, `dims[0]` lanes, borrowed from the caller's batch.
+    x: &'x [Lane],
+    /// h[l]: the input of layer l ≥ 1, `dims[l]` units (h[0] empty: see `input`).
     h: Vec<Vec<Lane>>,
     /// d[l]: φ'(z_l) for the hidden layers l < layers − 1.
     d: Vec<Vec<Lane>>,
@@ -260,9 +262,28 @@ struct Group {
     wh: Vec<Vec<Lane>>,
 }
 
+impl Group<'_> {
+    /// The input of layer l.
+    #[inline(always)]
+    fn input(&self, l: usize) -> &[Lane] {
+        if l == 0 { self.x } else { &self.h[l] }
+    }
+}
+
 /// Gradient quotient of the batch and, when `meta`, ⟨∂GQ/∂W_l, W_l⟩ per layer.
 /// `x` is `[batch][dims[0]]` row-major, `y` the labels.
 pub fn step(net: &Member, x: &[f32], y: &[i64], eps: f32, meta: bool) -> (f64, Vec<f64>) {
+    let lanes = rows_to_lanes(x, y.len(), net.dims[0]);
+    step_lanes(net, &lanes, y, eps, meta)
+}
+
+/// [`step`] with the batch already lane-major: per group of [`LANES`] samples,
+/// `[dims[0]][LANES]` (see [`rows_to_lanes`]). MetaInit draws its iid batch straight
+/// into this layout and so never transposes it.
+pub fn step_lanes(net: &Member, x: &[f32], y: &[i64], eps: f32, meta: bool) -> (f64, Vec<f64>) {
+    assert_eq!(x.len(), y.len() * net.dims[0], "batch and labels disagree");
+    let (x, rest) = x.as_chunks::<LANES>();
+    assert!(rest.is_empty(), "batch must be a multiple of {LANES}");
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -275,7 +296,7 @@ pub fn step(net: &Member, x: &[f32], y: &[i64], eps: f32, meta: bool) -> (f64, V
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn step_avx2(net: &Member, x: &[f32], y: &[i64], eps: f32, meta: bool) -> (f64, Vec<f64>) {
+unsafe fn step_avx2(net: &Member, x: &[Lane], y: &[i64], eps: f32, meta: bool) -> (f64, Vec<f64>) {
     step_impl::<true>(net, x, y, eps, meta)
 }
 
@@ -287,7 +308,7 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 #[inline(always)]
 fn step_impl<const FMA: bool>(
     net: &Member,
-    x: &[f32],
+    x: &[Lane],
     y: &[i64],
     eps: f32,
     meta: bool,
@@ -304,32 +325,19 @@ fn step_impl<const FMA: bool>(
 
     // Forward and backward per lane group; the gradient g.
     let mut g = ParamVec::zeros(dims);
-    let mut gw = acc_zeros(dims);
     // Plain loops, no closures, in this function and those it inlines: a closure is
     // compiled without the caller's target features.
     let mut groups: Vec<Group> = Vec::with_capacity(batch / LANES);
     for j in 0..batch / LANES {
         {
-            // Transposed into lanes in blocks of 16 features: 32 rows read side by
-            // side (one cache line each) while each lane is written whole.
-            let mut h0 = vec![ZERO; n0];
-            let rows = &x[j * LANES * n0..(j + 1) * LANES * n0];
-            for lo in (0..n0).step_by(16) {
-                let hi = (lo + 16).min(n0);
-                for k in 0..LANES {
-                    let row = &rows[k * n0 + lo..k * n0 + hi];
-                    for (lane, v) in h0[lo..hi].iter_mut().zip(row) {
-                        lane[k] = *v;
-                    }
-                }
-            }
-            let mut h = vec![h0];
+            let xg = &x[j * n0..(j + 1) * n0];
+            let mut h = vec![Vec::new()];
             let mut d = Vec::with_capacity(layers);
             let mut logits = Vec::new();
             let mut wh = Vec::with_capacity(layers);
             for l in 0..layers {
                 let mut z = vec![ZERO; dims[l + 1]];
-                mat_acc::<FMA>(net.w[l], &h[l], &mut z);
+                mat_acc::<FMA>(net.w[l], if l == 0 { xg } else { &h[l] }, &mut z);
                 wh.push(z.clone());
                 for (zv, bv) in z.iter_mut().zip(net.b[l]) {
                     for k in 0..LANES {
@@ -383,14 +391,20 @@ fn step_impl<const FMA: bool>(
                 e[l - 1] = t;
             }
             for l in 0..layers {
-                outer_acc::<FMA>(&mut gw[l], &e[l], &h[l]);
+                outer_acc::<FMA>(&mut g.w[l], &e[l], if l == 0 { xg } else { &h[l] });
                 rowsum_acc(&mut g.b[l], &e[l]);
             }
-            groups.push(Group { h, d, p, e, wh });
+            groups.push(Group {
+                x: xg,
+                h,
+                d,
+                p,
+                e,
+                wh,
+            });
         }
     }
 
-    g.w = gw;
     let along_g = hvp::<FMA>(net, &groups, &g, c, false);
     let hg = &along_g.hv;
 
@@ -411,7 +425,7 @@ fn step_impl<const FMA: bool>(
 
     // ∇GQ = H (Ḡ + H H̄) + ∇(H̄ᵀ H g).
     let along_hbar = hvp::<FMA>(net, &groups, &hbar, c, false);
-    let mut dir = along_hbar.hv.clone();
+    let mut dir = along_hbar.hv;
     for l in 0..layers {
         for (a, b) in dir.w[l].iter_mut().zip(&gbar.w[l]) {
             *a += b;
@@ -443,6 +457,49 @@ fn step_impl<const FMA: bool>(
         })
         .collect();
     (gq, dots)
+}
+
+/// A row-major batch `[batch][n]` in the lane-major layout of [`step_lanes`], in
+/// blocks of 16 features: 32 rows read side by side (one cache line each) while
+/// each lane is written whole.
+pub fn rows_to_lanes(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
+    assert!(batch % LANES == 0, "batch must be a multiple of {LANES}");
+    assert_eq!(x.len(), batch * n, "batch and features disagree");
+    let mut out = vec![0f32; x.len()];
+    for (rows, lanes) in x
+        .chunks_exact(LANES * n)
+        .zip(out.chunks_exact_mut(LANES * n))
+    {
+        let (lanes, _) = lanes.as_chunks_mut::<LANES>();
+        for lo in (0..n).step_by(16) {
+            let hi = (lo + 16).min(n);
+            for k in 0..LANES {
+                for (lane, v) in lanes[lo..hi].iter_mut().zip(&rows[k * n + lo..k * n + hi]) {
+                    lane[k] = *v;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`rows_to_lanes`].
+pub fn lanes_to_rows(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
+    assert!(batch % LANES == 0, "batch must be a multiple of {LANES}");
+    assert_eq!(x.len(), batch * n, "batch and features disagree");
+    let mut out = vec![0f32; x.len()];
+    for (lanes, rows) in x
+        .chunks_exact(LANES * n)
+        .zip(out.chunks_exact_mut(LANES * n))
+    {
+        let (lanes, _) = lanes.as_chunks::<LANES>();
+        for (f, lane) in lanes.iter().enumerate() {
+            for k in 0..LANES {
+                rows[k * n + f] = lane[k];
+            }
+        }
+    }
+    out
 }
 
 /// Σ over units and lanes of a ⊙ b, in f64.
@@ -536,19 +593,20 @@ fn hvp<const FMA: bool>(
     // Hv's matrices and biases only when they are wanted.
     let shape: &[usize] = if dots_only { &[0] } else { dims };
     let mut out = ParamVec::zeros(shape);
-    let mut ow = acc_zeros(shape);
     let mut dots = vec![0f64; layers];
     let (mut rz0s, mut re0s) = (Vec::new(), Vec::new());
+    // Scratch reused across layers and groups.
+    let (mut wrh, mut t) = (Vec::new(), Vec::new());
     for gr in groups {
         // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
         let mut rh: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         let mut rz_top = Vec::new();
         for l in 0..layers {
             let mut rz = bias_lanes(&v.b[l]);
-            mat_acc::<FMA>(&v.w[l], &gr.h[l], &mut rz);
+            mat_acc::<FMA>(&v.w[l], gr.input(l), &mut rz);
             if l > 0 && dots_only {
                 // ⟨e_l ⊗ Rh_l, W_l⟩ = e_l·(W_l Rh_l).
-                let mut wrh = vec![ZERO; dims[l + 1]];
+                zeroed(&mut wrh, dims[l + 1]);
                 mat_acc::<FMA>(net.w[l], &rh[l], &mut wrh);
                 dots[l] += lane_dot(&gr.e[l], &wrh);
                 for (a, b) in rz.iter_mut().zip(&wrh) {
@@ -584,9 +642,9 @@ fn hvp<const FMA: bool>(
                     dots[l] += lane_dot(&re, &gr.wh[l]);
                 }
             } else {
-                outer_acc::<FMA>(&mut ow[l], &re, &gr.h[l]);
+                outer_acc::<FMA>(&mut out.w[l], &re, gr.input(l));
                 if l > 0 {
-                    outer_acc::<FMA>(&mut ow[l], &gr.e[l], &rh[l]);
+                    outer_acc::<FMA>(&mut out.w[l], &gr.e[l], &rh[l]);
                 }
             }
             if l == 0 {
@@ -596,15 +654,14 @@ fn hvp<const FMA: bool>(
                 rowsum_acc(&mut out.b[l], &re);
             }
             if l > 0 {
-                let mut t = vec![ZERO; dims[l]];
+                zeroed(&mut t, dims[l]);
                 mat_t_acc::<FMA>(net.w[l], &re, &mut t);
                 mat_t_acc::<FMA>(&v.w[l], &gr.e[l], &mut t);
                 masked(&gr.d[l - 1], &mut t);
-                re = t;
+                std::mem::swap(&mut re, &mut t);
             }
         }
     }
-    out.w = ow;
     FirstLayer {
         hv: out,
         rz0: rz0s,
@@ -630,6 +687,8 @@ fn mixed<const FMA: bool>(
     let layers = dims.len() - 1;
     let mut dots = vec![0f64; layers];
     let mut bar0 = Vec::with_capacity(groups.len());
+    // Scratch for the reverse pass, reused across layers and groups.
+    let (mut t, mut ta, mut tb, mut tab) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (j, gr) in groups.iter().enumerate() {
         // Forward: ha, hb, hab per layer input (zero at the data, never read there).
         let mut ha: Vec<Vec<Lane>> = vec![Vec::new()];
@@ -650,8 +709,8 @@ fn mixed<const FMA: bool>(
             if l > 0 {
                 let n = dims[l + 1];
                 let (mut ta, mut tb) = (vec![ZERO; n], vec![ZERO; n]);
-                mat_acc::<FMA>(&a.w[l], &gr.h[l], &mut za);
-                mat_acc::<FMA>(&b.w[l], &gr.h[l], &mut zb);
+                mat_acc::<FMA>(&a.w[l], gr.input(l), &mut za);
+                mat_acc::<FMA>(&b.w[l], gr.input(l), &mut zb);
                 mat_acc::<FMA>(net.w[l], &ha[l], &mut ta);
                 mat_acc::<FMA>(net.w[l], &hb[l], &mut tb);
                 mat_acc::<FMA>(net.w[l], &hab[l], &mut zab);
@@ -714,8 +773,9 @@ fn mixed<const FMA: bool>(
                 + lane_dot(&bar_b, &wb[l])
                 + lane_dot(&bar_ab, &wab[l]);
             let n = dims[l];
-            let (mut t, mut ta, mut tb, mut tab) =
-                (vec![ZERO; n], vec![ZERO; n], vec![ZERO; n], vec![ZERO; n]);
+            for v in [&mut t, &mut ta, &mut tb, &mut tab] {
+                zeroed(v, n);
+            }
             mat_t_acc::<FMA>(net.w[l], &bar, &mut t);
             mat_t_acc::<FMA>(&a.w[l], &bar_a, &mut t);
             mat_t_acc::<FMA>(&b.w[l], &bar_b, &mut t);
@@ -727,10 +787,10 @@ fn mixed<const FMA: bool>(
             for v in [&mut t, &mut ta, &mut tb, &mut tab] {
                 masked(&gr.d[l - 1], v);
             }
-            bar = t;
-            bar_a = ta;
-            bar_b = tb;
-            bar_ab = tab;
+            std::mem::swap(&mut bar, &mut t);
+            std::mem::swap(&mut bar_a, &mut ta);
+            std::mem::swap(&mut bar_b, &mut tb);
+            std::mem::swap(&mut bar_ab, &mut tab);
         }
     }
     (dots, bar0)
