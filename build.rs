@@ -32,8 +32,32 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".to_string());
+    // "-dirty" when the files the binary is built from differ from that commit,
+    // so that a result never claims a commit it was not made by.
+    let sources = ["src", "build.rs", "Cargo.toml", "Cargo.lock", "assets"];
+    let dirty = commit != "unknown"
+        && std::process::Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=all", "--"])
+            .args(sources)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .is_some_and(|o| !o.stdout.is_empty());
+    let commit = if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    };
     println!("cargo:rustc-env=INITLAB_GIT_COMMIT={commit}");
-    for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+    for path in [
+        ".git/HEAD",
+        ".git/refs/heads",
+        ".git/packed-refs",
+        ".git/index",
+    ]
+    .into_iter()
+    .chain(sources)
+    {
         if std::path::Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

@@ -13,7 +13,8 @@ use std::time::{Instant, SystemTime};
 
 /// The version of libtorch this binary was built against.
 pub const LIBTORCH_VERSION: &str = env!("INITLAB_LIBTORCH_VERSION");
-/// The git commit this binary was built from ("unknown" outside a checkout).
+/// The git commit this binary was built from ("unknown" outside a checkout), with
+/// "-dirty" when its sources (src/, build.rs, Cargo.toml, Cargo.lock, assets/) differed.
 pub const GIT_COMMIT: &str = env!("INITLAB_GIT_COMMIT");
 
 /// One invocation of `initlab run` (or reproduce) on this directory.

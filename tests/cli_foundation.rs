@@ -168,6 +168,36 @@ fn run_writes_a_run_directory_and_resumes() {
         assert!(meta.get(key).is_some(), "metadata lacks {key}");
     }
     assert_eq!(meta["seed"], 3);
+    // The commit is the checkout's HEAD, marked dirty when the binary's sources
+    // differ from it (cargo test has just built it from this tree).
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(head) = git(&["rev-parse", "--short=12", "HEAD"]) {
+        let changed = git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--",
+            "src",
+            "build.rs",
+            "Cargo.toml",
+            "Cargo.lock",
+            "assets",
+        ])
+        .unwrap();
+        let expected = if changed.is_empty() {
+            head
+        } else {
+            format!("{head}-dirty")
+        };
+        assert_eq!(meta["git_commit"], expected);
+    }
     let inv = &meta["invocations"][0];
     assert_eq!(inv["status"], "complete");
     assert!(inv["threads"].as_i64().unwrap() >= 1);
