@@ -220,9 +220,10 @@ fn random_batch_vec(
 }
 
 /// One member's batch from its stream: iid standard-normal inputs `xs` (read
-/// lane-major by the kernel, row-major `[B][in]` otherwise) and uniform labels `ys`. A batch is up to 10⁵ normals per member and step, drawn from
-/// a xoshiro generator seeded from the member's stream (ChaCha's refills took as
-/// long as the sampling).
+/// lane-major by the kernel, row-major `[B][in]` otherwise) and uniform labels
+/// `ys`. A batch is up to 10⁵ normals per member and step, drawn from a xoshiro
+/// generator seeded from the member's stream (ChaCha's refills took as long as the
+/// sampling).
 fn member_batch(rng: &mut Stream, classes: usize, xs: &mut [f32], ys: &mut [i64]) {
     let mut fast = Xoshiro256PlusPlus::seed_from_u64(rng.random());
     WeightDist::Normal.fill(&mut fast, xs);

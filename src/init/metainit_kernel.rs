@@ -463,9 +463,7 @@ fn step_impl<const FMA: bool>(
 /// blocks of 16 features: 32 rows read side by side (one cache line each) while
 /// each lane is written whole.
 pub fn rows_to_lanes(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
-    assert!(batch % LANES == 0, "batch must be a multiple of {LANES}");
-    assert_eq!(x.len(), batch * n, "batch and features disagree");
-    let mut out = vec![0f32; x.len()];
+    let mut out = layout_buffer(x, batch, n);
     for (rows, lanes) in x
         .chunks_exact(LANES * n)
         .zip(out.chunks_exact_mut(LANES * n))
@@ -483,11 +481,16 @@ pub fn rows_to_lanes(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
     out
 }
 
-/// The inverse of [`rows_to_lanes`].
-pub fn lanes_to_rows(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
+/// The output of a layout conversion of `x`, a batch of `batch` samples of `n` features.
+fn layout_buffer(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
     assert!(batch % LANES == 0, "batch must be a multiple of {LANES}");
     assert_eq!(x.len(), batch * n, "batch and features disagree");
-    let mut out = vec![0f32; x.len()];
+    vec![0f32; x.len()]
+}
+
+/// The inverse of [`rows_to_lanes`].
+pub fn lanes_to_rows(x: &[f32], batch: usize, n: usize) -> Vec<f32> {
+    let mut out = layout_buffer(x, batch, n);
     for (lanes, rows) in x
         .chunks_exact(LANES * n)
         .zip(out.chunks_exact_mut(LANES * n))
@@ -708,23 +711,23 @@ fn mixed<const FMA: bool>(
             let mut zab = vec![ZERO; dims[l + 1]];
             if l > 0 {
                 let n = dims[l + 1];
-                let (mut ta, mut tb) = (vec![ZERO; n], vec![ZERO; n]);
+                let (mut w_ha, mut w_hb) = (vec![ZERO; n], vec![ZERO; n]);
                 mat_acc::<FMA>(&a.w[l], gr.input(l), &mut za);
                 mat_acc::<FMA>(&b.w[l], gr.input(l), &mut zb);
-                mat_acc::<FMA>(net.w[l], &ha[l], &mut ta);
-                mat_acc::<FMA>(net.w[l], &hb[l], &mut tb);
+                mat_acc::<FMA>(net.w[l], &ha[l], &mut w_ha);
+                mat_acc::<FMA>(net.w[l], &hb[l], &mut w_hb);
                 mat_acc::<FMA>(net.w[l], &hab[l], &mut zab);
                 wab.push(zab.clone());
                 mat_acc::<FMA>(&a.w[l], &hb[l], &mut zab);
                 mat_acc::<FMA>(&b.w[l], &ha[l], &mut zab);
                 for r in 0..n {
                     for k in 0..LANES {
-                        za[r][k] += ta[r][k];
-                        zb[r][k] += tb[r][k];
+                        za[r][k] += w_ha[r][k];
+                        zb[r][k] += w_hb[r][k];
                     }
                 }
-                wa.push(ta);
-                wb.push(tb);
+                wa.push(w_ha);
+                wb.push(w_hb);
             }
             if l + 1 < layers {
                 masked(&gr.d[l], &mut za);
