@@ -433,7 +433,29 @@ pub struct BenchOptions {
     pub data_dir: Option<std::path::PathBuf>,
 }
 
+/// The sections `--only` may name.
+pub const SECTIONS: [&str; 8] = [
+    "fig2",
+    "single",
+    "metainit",
+    "train",
+    "data",
+    "wide",
+    "wide-metainit",
+    "paper",
+];
+
 pub fn run(opts: &BenchOptions) -> Result<()> {
+    if let Some(bad) = opts
+        .sections
+        .iter()
+        .find(|s| !SECTIONS.contains(&s.as_str()))
+    {
+        anyhow::bail!(
+            "unknown benchmark section {bad:?}: --only takes a comma-separated list of {}",
+            SECTIONS.join(", ")
+        );
+    }
     let name = DatasetName::parse(&opts.dataset)?;
     let data = Dataset::load(
         name,
@@ -460,7 +482,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     if want("train") {
         training(&data, 10, 100, 30, 500)?;
     }
-    if opts.sections.iter().any(|x| x == "wide") {
+    let named = |s: &str| opts.sections.iter().any(|x| x == s);
+    if named("wide") {
         for depth in [50, 100] {
             let s = wide_step(&data, depth)?;
             let flop = 6.0 * 30.0 * 90.0 * 200.0 * 200.0 * depth as f64;
@@ -469,6 +492,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 flop / s / 1e9
             );
         }
+    }
+    if named("wide") || named("wide-metainit") {
         let m50 = wide_metainit_step(data.features())?;
         println!("MetaInit width 200, depth 50, 5 networks: {m50:.3} s per step");
     }
@@ -497,7 +522,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             st.c0_se
         );
     }
-    if opts.sections.iter().any(|x| x == "paper") {
+    if named("paper") {
         paper_scale(opts.networks)?;
     }
     Ok(())

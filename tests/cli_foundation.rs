@@ -136,6 +136,15 @@ fn theory_rejects_bad_input_without_output() {
     );
 }
 
+#[test]
+fn bench_refuses_an_unknown_section() {
+    let e = fails(&["bench", "--only", "metainit,wide-metanit"]);
+    assert!(
+        e.contains("\"wide-metanit\"") && e.contains("wide-metainit, paper"),
+        "{e}"
+    );
+}
+
 const THEORY_CONFIG: &str =
     "name: sweep\nseed: 3\nkind: theory\nwidth: [2, 10]\ndepth: 20\nkappa_w: [1.0, 1.8, 3.0]\n";
 

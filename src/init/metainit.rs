@@ -446,7 +446,7 @@ fn run(
 /// Whether the hand-written step ([`super::metainit_kernel`]) runs MetaInit: narrow
 /// networks (where libtorch's per-op cost dominates) and batches in whole lane groups.
 pub fn uses_kernel(p: &MetaInitParams, arch: &Arch) -> bool {
-    arch.width <= 64 && p.batch % kernel::LANES == 0
+    arch.width <= 256 && p.batch % kernel::LANES == 0
 }
 
 /// `[input, width, ..., classes]` of `arch`.

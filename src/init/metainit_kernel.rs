@@ -23,6 +23,25 @@ pub const LANES: usize = 32;
 type Lane = [f32; LANES];
 /// Input columns per tile of the wide products (128 lane groups, 16 KB).
 const TILE: usize = 128;
+/// Inputs up to this many columns are not tiled: their lanes stay in L1 whole
+/// (256 lane groups, 32 KB), and a row read end to end streams best from memory.
+const UNTILED: usize = 256;
+/// Floats per cache line.
+const LINE: usize = 16;
+
+/// Asks for the cache line holding `p` ahead of its use (a hint: never faults).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault, whatever
+    // the address.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 const ZERO: Lane = [0.0; LANES];
 
@@ -61,8 +80,9 @@ fn mat_acc<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
     let cols = x.len();
     // Column tiles keep a wide input (the first layer's 3,072 features are 384 KB
     // of lanes) in L1 across the rows.
-    for lo in (0..cols).step_by(TILE) {
-        let hi = (lo + TILE).min(cols);
+    let tile = if cols <= UNTILED { cols.max(1) } else { TILE };
+    for lo in (0..cols).step_by(tile) {
+        let hi = (lo + tile).min(cols);
         mat_acc_tile::<FMA>(w, x, out, lo, hi);
     }
 }
@@ -70,9 +90,20 @@ fn mat_acc<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
 #[inline(always)]
 fn mat_acc_tile<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: usize, hi: usize) {
     let cols = x.len();
+    let rows = out.len();
     let mut pairs = out.chunks_exact_mut(2);
     let mut r = 0;
     for pair in &mut pairs {
+        // The next pair's part of W, fetched while this pair computes: W is read
+        // once per product and, at width 200, comes from beyond L2.
+        if r + 4 <= rows {
+            let next = w[(r + 2) * cols..(r + 4) * cols].as_ptr();
+            for row in 0..2 {
+                for c in (lo..hi).step_by(LINE) {
+                    prefetch(next.wrapping_add(row * cols + c));
+                }
+            }
+        }
         let (row0, row1) = (
             &w[r * cols..(r + 1) * cols],
             &w[(r + 1) * cols..(r + 2) * cols],
@@ -102,15 +133,33 @@ fn mat_acc_tile<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: us
     }
 }
 
-/// out[c] += Σ_r w[r][c] · z[r], two columns at a time.
+/// out[c] += Σ_r w[r][c] · z[r], two columns at a time, over blocks of rows: a
+/// pair's column of W touches one cache line per row, and a block's lines and lanes
+/// stay in L1 across the pairs (all 200 rows of a wide layer would not).
 #[inline(always)]
 fn mat_t_acc<const FMA: bool>(w: &[f32], z: &[Lane], out: &mut [Lane]) {
+    const ROWS: usize = 64;
+    for lo in (0..z.len()).step_by(ROWS) {
+        let hi = (lo + ROWS).min(z.len());
+        mat_t_block::<FMA>(w, &z[lo..hi], lo, out);
+    }
+}
+
+/// [`mat_t_acc`] for the rows `first..first + z.len()`.
+#[inline(always)]
+fn mat_t_block<const FMA: bool>(w: &[f32], z: &[Lane], first: usize, out: &mut [Lane]) {
     let cols = out.len();
     let mut pairs = out.chunks_exact_mut(2);
     let mut c = 0;
     for pair in &mut pairs {
         let (mut acc0, mut acc1) = (pair[0], pair[1]);
-        for (r, zv) in z.iter().enumerate() {
+        // The first pair of each line's columns fetches the next line of every row.
+        let ahead = c % LINE == 0 && c + LINE < cols;
+        for (i, zv) in z.iter().enumerate() {
+            let r = first + i;
+            if ahead {
+                prefetch(w[r * cols + c + LINE..].as_ptr());
+            }
             let (w0, w1) = (w[r * cols + c], w[r * cols + c + 1]);
             for k in 0..LANES {
                 acc0[k] = madd::<FMA>(w0, zv[k], acc0[k]);
@@ -123,8 +172,8 @@ fn mat_t_acc<const FMA: bool>(w: &[f32], z: &[Lane], out: &mut [Lane]) {
     }
     for o in pairs.into_remainder() {
         let mut acc = *o;
-        for (r, zv) in z.iter().enumerate() {
-            let wv = w[r * cols + c];
+        for (i, zv) in z.iter().enumerate() {
+            let wv = w[(first + i) * cols + c];
             for k in 0..LANES {
                 acc[k] = madd::<FMA>(wv, zv[k], acc[k]);
             }
@@ -712,13 +761,16 @@ fn mixed<const FMA: bool>(
             if l > 0 {
                 let n = dims[l + 1];
                 let (mut w_ha, mut w_hb) = (vec![ZERO; n], vec![ZERO; n]);
-                mat_acc::<FMA>(&a.w[l], gr.input(l), &mut za);
-                mat_acc::<FMA>(&b.w[l], gr.input(l), &mut zb);
+                // Grouped by matrix, so that each comes from memory once (a wide
+                // network's weights do not stay in cache from one layer to the next);
+                // every sum keeps its order.
                 mat_acc::<FMA>(net.w[l], &ha[l], &mut w_ha);
                 mat_acc::<FMA>(net.w[l], &hb[l], &mut w_hb);
                 mat_acc::<FMA>(net.w[l], &hab[l], &mut zab);
                 wab.push(zab.clone());
+                mat_acc::<FMA>(&a.w[l], gr.input(l), &mut za);
                 mat_acc::<FMA>(&a.w[l], &hb[l], &mut zab);
+                mat_acc::<FMA>(&b.w[l], gr.input(l), &mut zb);
                 mat_acc::<FMA>(&b.w[l], &ha[l], &mut zab);
                 for r in 0..n {
                     for k in 0..LANES {
@@ -779,14 +831,15 @@ fn mixed<const FMA: bool>(
             for v in [&mut t, &mut ta, &mut tb, &mut tab] {
                 zeroed(v, n);
             }
+            // Grouped by matrix, as in the forward pass; each sum keeps its order.
             mat_t_acc::<FMA>(net.w[l], &bar, &mut t);
-            mat_t_acc::<FMA>(&a.w[l], &bar_a, &mut t);
-            mat_t_acc::<FMA>(&b.w[l], &bar_b, &mut t);
             mat_t_acc::<FMA>(net.w[l], &bar_a, &mut ta);
-            mat_t_acc::<FMA>(&b.w[l], &bar_ab, &mut ta);
             mat_t_acc::<FMA>(net.w[l], &bar_b, &mut tb);
-            mat_t_acc::<FMA>(&a.w[l], &bar_ab, &mut tb);
             mat_t_acc::<FMA>(net.w[l], &bar_ab, &mut tab);
+            mat_t_acc::<FMA>(&a.w[l], &bar_a, &mut t);
+            mat_t_acc::<FMA>(&a.w[l], &bar_ab, &mut tb);
+            mat_t_acc::<FMA>(&b.w[l], &bar_b, &mut t);
+            mat_t_acc::<FMA>(&b.w[l], &bar_ab, &mut ta);
             for v in [&mut t, &mut ta, &mut tb, &mut tab] {
                 masked(&gr.d[l - 1], v);
             }
