@@ -28,6 +28,9 @@ const TILE: usize = 128;
 const UNTILED: usize = 256;
 /// Floats per cache line.
 const LINE: usize = 16;
+/// Matrices of at least this many floats (beyond L1) are prefetched ahead of use;
+/// a narrow network's stay in cache.
+const PREFETCH_MIN: usize = 8192;
 
 /// Asks for the cache line holding `p` ahead of its use (a hint: never faults).
 #[inline(always)]
@@ -96,7 +99,7 @@ fn mat_acc_tile<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: us
     for pair in &mut pairs {
         // The next pair's part of W, fetched while this pair computes: W is read
         // once per product and, at width 200, comes from beyond L2.
-        if r + 4 <= rows {
+        if w.len() >= PREFETCH_MIN && r + 4 <= rows {
             let next = w[(r + 2) * cols..(r + 4) * cols].as_ptr();
             for row in 0..2 {
                 for c in (lo..hi).step_by(LINE) {
@@ -154,7 +157,7 @@ fn mat_t_block<const FMA: bool>(w: &[f32], z: &[Lane], first: usize, out: &mut [
     for pair in &mut pairs {
         let (mut acc0, mut acc1) = (pair[0], pair[1]);
         // The first pair of each line's columns fetches the next line of every row.
-        let ahead = c % LINE == 0 && c + LINE < cols;
+        let ahead = w.len() >= PREFETCH_MIN && c % LINE == 0 && c + LINE < cols;
         for (i, zv) in z.iter().enumerate() {
             let r = first + i;
             if ahead {
