@@ -347,27 +347,34 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         t3a / 60.0
     );
 
-    // Fig. 3 at width 200: seconds per Adam step of an ensemble of 30 at two depths
-    // (the difference of runs of 24 and 4 steps, so set-up and evaluation
-    // cancel), linear in depth; MetaInit's seconds per step likewise.
+    // Fig. 3 at width 200: seconds per Adam step of an ensemble of 30 at depths 10
+    // and 100 (the difference of runs of 24 and 4 steps, so set-up and evaluation
+    // cancel), linear in depth; MetaInit's seconds per step at depth 50, proportional
+    // to depth. Each the median of three runs, alternated: on a VM whose timings
+    // drift by 15-30%, a line through two single runs at depths 50 and 100 gave
+    // anywhere from 112 to 276 min.
     let cifar = Dataset::load(
         DatasetName::parse("synthetic-cifar")?,
         Normalization::Standard,
         &DataSource::new(None),
     )?;
-    let step_time = |depth: usize| wide_step(&cifar, depth);
-    let (s50, s100) = (step_time(50)?, step_time(100)?);
-    let per_layer = ((s100 - s50) / 50.0).max(0.0);
-    let base = (s50 - 50.0 * per_layer).max(0.0);
+    let (mut t10, mut t100, mut m) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        t10.push(wide_step(&cifar, 10)?);
+        t100.push(wide_step(&cifar, 100)?);
+        m.push(wide_metainit_step(3072)?);
+    }
+    let (s10, s100, m50) = (median(t10), median(t100), median(m));
+    let per_layer = ((s100 - s10) / 90.0).max(0.0);
+    let base = (s10 - 10.0 * per_layer).max(0.0);
     let depths: Vec<f64> = (0..=10).map(|i| 50.0 * i as f64).collect();
     let train200: f64 = depths.iter().map(|d| 500.0 * (base + per_layer * d)).sum();
-    let m50 = wide_metainit_step(3072)?;
     let meta200_all: f64 = depths
         .iter()
         .map(|d| 500.0 * m50 * (d.max(1.0) / 50.0))
         .sum();
     println!(
-        "  Fig. 3, width 200: an Adam step of 30 runs takes {s50:.3} s at depth 50 and {s100:.3} s at depth 100 -> 11 depths x 30 runs x 500 steps {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
+        "  Fig. 3, width 200 (medians of 3 runs): an Adam step of 30 runs takes {s10:.3} s at depth 10 and {s100:.3} s at depth 100 -> 11 depths x 30 runs x 500 steps {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
         train200 / 60.0,
         meta200_all / 60.0
     );
@@ -377,6 +384,12 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         total / 3600.0
     );
     Ok(())
+}
+
+/// The median of a few timings.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Members `first..first + k` of the He-normal family `label` of shape `arch`.
