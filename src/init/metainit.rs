@@ -443,8 +443,10 @@ fn run(
     (out, failed, gq_start, gq_end)
 }
 
-/// Whether the hand-written step ([`super::metainit_kernel`]) runs MetaInit: narrow
-/// networks (where libtorch's per-op cost dominates) and batches in whole lane groups.
+/// Whether the hand-written step ([`super::metainit_kernel`]) runs MetaInit: batches in
+/// whole lane groups, up to width 256. Narrow networks would otherwise pay libtorch's
+/// per-op cost; at width 200 the step is still about twice as fast as autograd
+/// (`initlab bench --only wide-metainit`).
 pub fn uses_kernel(p: &MetaInitParams, arch: &Arch) -> bool {
     arch.width <= 256 && p.batch % kernel::LANES == 0
 }
