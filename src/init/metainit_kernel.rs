@@ -77,10 +77,64 @@ impl ParamVec {
     }
 }
 
+/// Products with at least this many rows and this many weights are split in two
+/// halves by `rayon::join` (disjoint outputs, so results are unchanged): when the
+/// pool has an idle thread (5 members on 2 threads leave one idle for the last
+/// member), it takes a half; otherwise the caller runs both.
+const SPLIT_ROWS: usize = 64;
+const SPLIT_MIN: usize = 16384;
+
+/// Whether a product of `rows` outputs over `cols` inputs is split.
+#[inline(always)]
+fn split(rows: usize, cols: usize) -> bool {
+    rows >= SPLIT_ROWS && rows * cols >= SPLIT_MIN
+}
+
+/// An even index near the middle of `n`.
+#[inline(always)]
+fn middle(n: usize) -> usize {
+    (n / 2) & !1
+}
+
 /// out[r] += Σ_c w[r][c] · x[c], two rows at a time (eight independent FMA chains,
 /// each input lane group loaded once per pair).
 #[inline(always)]
 fn mat_acc<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
+    let (rows, cols) = (out.len(), x.len());
+    if split(rows, cols) {
+        let half = middle(rows);
+        let (o1, o2) = out.split_at_mut(half);
+        let (w1, w2) = w.split_at(half * cols);
+        rayon::join(
+            || mat_acc_part::<FMA>(w1, x, o1),
+            || mat_acc_part::<FMA>(w2, x, o2),
+        );
+    } else {
+        mat_acc_whole::<FMA>(w, x, out);
+    }
+}
+
+/// A half of a split [`mat_acc`], in a closure: closures are compiled without the
+/// caller's target features, so the AVX2 code is called by name.
+fn mat_acc_part<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs.
+        unsafe { mat_acc_avx2(w, x, out) };
+        return;
+    }
+    mat_acc_whole::<false>(w, x, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mat_acc_avx2(w: &[f32], x: &[Lane], out: &mut [Lane]) {
+    mat_acc_whole::<true>(w, x, out);
+}
+
+/// [`mat_acc`] on one thread.
+#[inline(always)]
+fn mat_acc_whole<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
     let cols = x.len();
     // Column tiles keep a wide input (the first layer's 3,072 features are 384 KB
     // of lanes) in L1 across the rows.
@@ -140,21 +194,62 @@ fn mat_acc_tile<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: us
 /// out[c] += Σ_r w[r][c] · z[r], two columns at a time, over blocks of rows: a
 /// pair's column of W touches one cache line per row, and a block's lines and lanes
 /// stay in L1 across the pairs (all 200 rows of a wide layer would not).
+/// Split like [`mat_acc`], by output columns.
 #[inline(always)]
 fn mat_t_acc<const FMA: bool>(w: &[f32], z: &[Lane], out: &mut [Lane]) {
-    const ROWS: usize = 64;
-    for lo in (0..z.len()).step_by(ROWS) {
-        let hi = (lo + ROWS).min(z.len());
-        mat_t_block::<FMA>(w, &z[lo..hi], lo, out);
+    let cols = out.len();
+    if split(cols, z.len()) {
+        let half = middle(cols);
+        let (o1, o2) = out.split_at_mut(half);
+        rayon::join(
+            || mat_t_part::<FMA>(w, z, cols, 0, o1),
+            || mat_t_part::<FMA>(w, z, cols, half, o2),
+        );
+    } else {
+        mat_t_cols::<FMA>(w, z, cols, 0, out);
     }
 }
 
-/// [`mat_t_acc`] for the rows `first..first + z.len()`.
+/// A half of a split [`mat_t_acc`] (see [`mat_acc_part`]).
+fn mat_t_part<const FMA: bool>(w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs.
+        unsafe { mat_t_avx2(w, z, cols, c0, out) };
+        return;
+    }
+    mat_t_cols::<false>(w, z, cols, c0, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mat_t_avx2(w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane]) {
+    mat_t_cols::<true>(w, z, cols, c0, out);
+}
+
+/// [`mat_t_acc`] on one thread for the output columns `c0..c0 + out.len()` of W,
+/// whose rows are `cols` long.
 #[inline(always)]
-fn mat_t_block<const FMA: bool>(w: &[f32], z: &[Lane], first: usize, out: &mut [Lane]) {
-    let cols = out.len();
+fn mat_t_cols<const FMA: bool>(w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane]) {
+    const ROWS: usize = 64;
+    for lo in (0..z.len()).step_by(ROWS) {
+        let hi = (lo + ROWS).min(z.len());
+        mat_t_block::<FMA>(w, &z[lo..hi], lo, cols, c0, out);
+    }
+}
+
+/// [`mat_t_cols`] for the rows `first..first + z.len()`.
+#[inline(always)]
+fn mat_t_block<const FMA: bool>(
+    w: &[f32],
+    z: &[Lane],
+    first: usize,
+    cols: usize,
+    c0: usize,
+    out: &mut [Lane],
+) {
     let mut pairs = out.chunks_exact_mut(2);
-    let mut c = 0;
+    let mut c = c0;
     for pair in &mut pairs {
         let (mut acc0, mut acc1) = (pair[0], pair[1]);
         // The first pair of each line's columns fetches the next line of every row.
@@ -186,9 +281,43 @@ fn mat_t_block<const FMA: bool>(w: &[f32], z: &[Lane], first: usize, out: &mut [
     }
 }
 
-/// g[r][c] += Σ_samples a[r] · b[c]
+/// g[r][c] += Σ_samples a[r] · b[c]; split like [`mat_acc`], by rows.
 #[inline(always)]
 fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
+    let (rows, cols) = (a.len(), b.len());
+    if split(rows, cols) {
+        let half = middle(rows);
+        let (g1, g2) = g.split_at_mut(half * cols);
+        let (a1, a2) = a.split_at(half);
+        rayon::join(
+            || outer_part::<FMA>(g1, a1, b),
+            || outer_part::<FMA>(g2, a2, b),
+        );
+    } else {
+        outer_whole::<FMA>(g, a, b);
+    }
+}
+
+/// A half of a split [`outer_acc`] (see [`mat_acc_part`]).
+fn outer_part<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs.
+        unsafe { outer_avx2(g, a, b) };
+        return;
+    }
+    outer_whole::<false>(g, a, b);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn outer_avx2(g: &mut [f32], a: &[Lane], b: &[Lane]) {
+    outer_whole::<true>(g, a, b);
+}
+
+/// [`outer_acc`] on one thread.
+#[inline(always)]
+fn outer_whole<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
     let cols = b.len();
     for lo in (0..cols).step_by(TILE) {
         let hi = (lo + TILE).min(cols);
