@@ -96,6 +96,39 @@ fn middle(n: usize) -> usize {
     (n / 2) & !1
 }
 
+/// Defines `$part`, one half of a split product: it runs `$whole` in a closure, and
+/// closures are compiled without their caller's target features, so the AVX2 + FMA
+/// instance is called through `$avx2`, a function of its own that has them.
+macro_rules! split_half {
+    ($part:ident, $avx2:ident, $whole:ident, ($($arg:ident: $ty:ty),*)) => {
+        fn $part<const FMA: bool>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if FMA {
+                // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA
+                // CPUs.
+                unsafe { $avx2($($arg),*) };
+                return;
+            }
+            $whole::<false>($($arg),*);
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2($($arg: $ty),*) {
+            $whole::<true>($($arg),*);
+        }
+    };
+}
+
+split_half!(mat_acc_part, mat_acc_avx2, mat_acc_whole, (w: &[f32], x: &[Lane], out: &mut [Lane]));
+split_half!(
+    mat_t_part,
+    mat_t_avx2,
+    mat_t_cols,
+    (w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane])
+);
+split_half!(outer_part, outer_avx2, outer_whole, (g: &mut [f32], a: &[Lane], b: &[Lane]));
+
 /// out[r] += Σ_c w[r][c] · x[c], two rows at a time (eight independent FMA chains,
 /// each input lane group loaded once per pair).
 #[inline(always)]
@@ -112,24 +145,6 @@ fn mat_acc<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
     } else {
         mat_acc_whole::<FMA>(w, x, out);
     }
-}
-
-/// A half of a split [`mat_acc`], in a closure: closures are compiled without the
-/// caller's target features, so the AVX2 code is called by name.
-fn mat_acc_part<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs.
-        unsafe { mat_acc_avx2(w, x, out) };
-        return;
-    }
-    mat_acc_whole::<false>(w, x, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn mat_acc_avx2(w: &[f32], x: &[Lane], out: &mut [Lane]) {
-    mat_acc_whole::<true>(w, x, out);
 }
 
 /// [`mat_acc`] on one thread.
@@ -210,23 +225,6 @@ fn mat_t_acc<const FMA: bool>(w: &[f32], z: &[Lane], out: &mut [Lane]) {
     }
 }
 
-/// A half of a split [`mat_t_acc`] (see [`mat_acc_part`]).
-fn mat_t_part<const FMA: bool>(w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane]) {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs.
-        unsafe { mat_t_avx2(w, z, cols, c0, out) };
-        return;
-    }
-    mat_t_cols::<false>(w, z, cols, c0, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn mat_t_avx2(w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane]) {
-    mat_t_cols::<true>(w, z, cols, c0, out);
-}
-
 /// [`mat_t_acc`] on one thread for the output columns `c0..c0 + out.len()` of W,
 /// whose rows are `cols` long.
 #[inline(always)]
@@ -253,7 +251,7 @@ fn mat_t_block<const FMA: bool>(
     for pair in &mut pairs {
         let (mut acc0, mut acc1) = (pair[0], pair[1]);
         // The first pair of each line's columns fetches the next line of every row.
-        let ahead = w.len() >= PREFETCH_MIN && c % LINE == 0 && c + LINE < cols;
+        let ahead = w.len() >= PREFETCH_MIN && c.is_multiple_of(LINE) && c + LINE < cols;
         for (i, zv) in z.iter().enumerate() {
             let r = first + i;
             if ahead {
@@ -296,23 +294,6 @@ fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
     } else {
         outer_whole::<FMA>(g, a, b);
     }
-}
-
-/// A half of a split [`outer_acc`] (see [`mat_acc_part`]).
-fn outer_part<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
-    #[cfg(target_arch = "x86_64")]
-    if FMA {
-        // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs.
-        unsafe { outer_avx2(g, a, b) };
-        return;
-    }
-    outer_whole::<false>(g, a, b);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn outer_avx2(g: &mut [f32], a: &[Lane], b: &[Lane]) {
-    outer_whole::<true>(g, a, b);
 }
 
 /// [`outer_acc`] on one thread.
