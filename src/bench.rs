@@ -313,21 +313,27 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     );
     drop(cifar);
 
-    // Figs. 1 and 3 at width 10: the paper's configs with 20 of the 500 steps (and 20
-    // MetaInit steps), times 25.
-    let scale = |text: &str| {
-        text.replace("steps: 500", "steps: 20")
-            .replace("metainit", "{name: metainit, steps: 20}")
+    // Figs. 1 and 3 at width 10: the paper's configs with 20 and with 40 of the 500
+    // steps (and as many MetaInit steps); the difference is 20 steps' time, the rest
+    // (loading, set-up, the final evaluation) happens once.
+    let scale = |text: &str, steps: usize| {
+        text.replace("steps: 500", &format!("steps: {steps}"))
+            .replace("metainit", &format!("{{name: metainit, steps: {steps}}}"))
+    };
+    let extrapolated = |text: &str| -> Result<f64> {
+        let t20 = timed_run(&scale(text, 20), None)?;
+        let t40 = timed_run(&scale(text, 40), None)?;
+        Ok(t20 + 24.0 * (t40 - t20).max(0.0))
     };
     let fig1 = |dataset: &str| {
         crate::cmd::reproduce::PAPER
             .iter()
             .find(|(f, _)| f.starts_with("fig1-mnist"))
-            .map(|(_, t)| scale(t).replace("dataset: mnist", &format!("dataset: {dataset}")))
+            .map(|(_, t)| t.replace("dataset: mnist", &format!("dataset: {dataset}")))
             .expect("embedded")
     };
-    let t1m = timed_run(&fig1("synthetic"), None)? * 25.0;
-    let t1c = timed_run(&fig1("synthetic-cifar"), None)? * 25.0;
+    let t1m = extrapolated(&fig1("synthetic"))?;
+    let t1c = extrapolated(&fig1("synthetic-cifar"))?;
     println!(
         "  Fig. 1 (330 runs each): MNIST shape {:.0} min, CIFAR-10 shape {:.0} min",
         t1m / 60.0,
@@ -338,10 +344,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         .find(|(f, _)| f.starts_with("fig3-width10"))
         .expect("embedded")
         .1;
-    let t3a = timed_run(
-        &scale(fig3_10).replace("dataset: cifar10", "dataset: synthetic-cifar"),
-        None,
-    )? * 25.0;
+    let t3a = extrapolated(&fig3_10.replace("dataset: cifar10", "dataset: synthetic-cifar"))?;
     println!(
         "  Fig. 3, width 10 (66 shapes x 30 runs): {:.0} min",
         t3a / 60.0
@@ -349,32 +352,43 @@ pub fn paper_scale(networks: usize) -> Result<()> {
 
     // Fig. 3 at width 200: seconds per Adam step of an ensemble of 30 at depths 10
     // and 100 (the difference of runs of 24 and 4 steps, so set-up and evaluation
-    // cancel), linear in depth; MetaInit's seconds per step at depth 50, proportional
-    // to depth. Each the median of three runs, alternated: on a VM whose timings
-    // drift by 15-30%, a line through two single runs at depths 50 and 100 gave
-    // anywhere from 112 to 276 min.
+    // cancel), and of the final evaluation on 10,000 test samples, linear in depth;
+    // MetaInit's seconds per step at depth 50, proportional to depth. Each the
+    // median of three runs, alternated: on a VM whose timings drift by 15-30%, a
+    // line through two single runs at depths 50 and 100 gave anywhere from 112 to
+    // 276 min.
     let cifar = Dataset::load(
         DatasetName::parse("synthetic-cifar")?,
         Normalization::Standard,
         &DataSource::new(None),
     )?;
     let (mut t10, mut t100, mut m) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut e10, mut e100) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         t10.push(wide_step(&cifar, 10)?);
+        e10.push(wide_eval(&cifar, 10)?);
         t100.push(wide_step(&cifar, 100)?);
+        e100.push(wide_eval(&cifar, 100)?);
         m.push(wide_metainit_step(3072)?);
     }
     let (s10, s100, m50) = (median(t10), median(t100), median(m));
-    let per_layer = ((s100 - s10) / 90.0).max(0.0);
-    let base = (s10 - 10.0 * per_layer).max(0.0);
+    let (v10, v100) = (median(e10), median(e100));
+    // A line through the timings at depths 10 and 100, evaluated at `d`.
+    let line = |at10: f64, at100: f64, d: f64| {
+        let per_layer = ((at100 - at10) / 90.0).max(0.0);
+        (at10 - 10.0 * per_layer).max(0.0) + per_layer * d
+    };
     let depths: Vec<f64> = (0..=10).map(|i| 50.0 * i as f64).collect();
-    let train200: f64 = depths.iter().map(|d| 500.0 * (base + per_layer * d)).sum();
+    let train200: f64 = depths
+        .iter()
+        .map(|&d| 500.0 * line(s10, s100, d) + line(v10, v100, d))
+        .sum();
     let meta200_all: f64 = depths
         .iter()
         .map(|d| 500.0 * m50 * (d.max(1.0) / 50.0))
         .sum();
     println!(
-        "  Fig. 3, width 200 (medians of 3 runs): an Adam step of 30 runs takes {s10:.3} s at depth 10 and {s100:.3} s at depth 100 -> 11 depths x 30 runs x 500 steps {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
+        "  Fig. 3, width 200 (medians of 3 runs): an Adam step of 30 runs takes {s10:.3} s at depth 10 and {s100:.3} s at depth 100, their evaluation on 10,000 test samples {v10:.1} and {v100:.1} s -> 11 depths x 30 runs x 500 steps and an evaluation {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
         train200 / 60.0,
         meta200_all / 60.0
     );
@@ -412,18 +426,31 @@ fn wide_metainit_step(features: usize) -> Result<f64> {
         / 4.0)
 }
 
-/// Seconds per Adam step of an ensemble of 30 width-200 networks of `depth` on
-/// `data` (the difference of runs of 24 and 4 steps, so set-up and evaluation cancel).
-pub fn wide_step(data: &Dataset, depth: usize) -> Result<f64> {
-    let arch = Arch {
+/// Seconds to evaluate an ensemble of 30 width-200 networks of `depth` on the
+/// test set of `data`, as training does after its last step.
+pub fn wide_eval(data: &Dataset, depth: usize) -> Result<f64> {
+    let net = he_networks(&wide_arch(data, depth), "bench-w200", 0, 30)?;
+    let start = Instant::now();
+    let _ = crate::train::evaluate(&net, &data.test_x, &data.test_y);
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The width-200 networks of Fig. 3 at `depth`, on inputs of `data`'s shape.
+fn wide_arch(data: &Dataset, depth: usize) -> Arch {
+    Arch {
         input: data.features(),
         width: 200,
         depth,
         classes: 10,
         slope: 0.0,
         norm: Norm::None,
-    };
-    let net = he_networks(&arch, "bench-w200", 0, 30)?;
+    }
+}
+
+/// Seconds per Adam step of an ensemble of 30 width-200 networks of `depth` on
+/// `data` (the difference of runs of 24 and 4 steps, so set-up and evaluation cancel).
+pub fn wide_step(data: &Dataset, depth: usize) -> Result<f64> {
+    let net = he_networks(&wide_arch(data, depth), "bench-w200", 0, 30)?;
     let time_steps = |steps: usize| -> Result<f64> {
         let opts = crate::train::TrainOptions::adam(steps, 90, vec![1e-5; 30]);
         let start = Instant::now();
@@ -505,6 +532,13 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 flop / s / 1e9
             );
         }
+        let s = wide_eval(&data, 100)?;
+        let flop = 2.0 * 30.0 * data.test_len() as f64 * 200.0 * 200.0 * 100.0;
+        println!(
+            "evaluation of 30 width-200, depth-100 networks on {} test samples: {s:.1} s (hidden layers {:.0} GFLOP/s)",
+            data.test_len(),
+            flop / s / 1e9
+        );
     }
     if named("wide") || named("wide-metainit") {
         let m50 = wide_metainit_step(data.features())?;

@@ -222,6 +222,9 @@ pub fn evaluate(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) 
     if let Some(r) = evaluate_fused(net, x, y) {
         return r;
     }
+    if wide::applies(net) {
+        return wide::evaluate(net, x, y);
+    }
     evaluate_tch(net, x, y)
 }
 
