@@ -101,7 +101,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 250)]
     pub ensemble: usize,
     /// Sections to run (default all but paper): fig2, single, metainit, train, data;
-    /// wide (width-200 training and MetaInit steps), wide-metainit (MetaInit's alone);
+    /// wide (width-200 training steps, their evaluation and MetaInit steps), wide-metainit (MetaInit's alone);
     /// paper (long) estimates the paper at its scale on
     /// synthetic inputs of its shapes.
     #[arg(long, value_delimiter = ',')]
