@@ -34,6 +34,13 @@ fn activate_backward(g: &mut [f32], h: &[f32], slope: f32) {
     }
 }
 
+/// A row of logits' maximum and Σ exp(z − max) in f64: its log-sum-exp is
+/// max + ln Σ, and its cross-entropy against class y is ln Σ + max − z_y.
+fn log_sum_exp(row: &[f32]) -> (f32, f64) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    (max, row.iter().map(|&z| ((z - max) as f64).exp()).sum())
+}
+
 /// Each member's mean cross-entropy of `logits: [K, B, C]` against `labels: [K·B]`;
 /// replaces the logits by the loss's gradient with respect to them, (softmax − onehot)/B.
 fn cross_entropy_backward(logits: &mut [f32], labels: &[i64], k: usize, b: usize) -> Vec<f32> {
@@ -44,8 +51,7 @@ fn cross_entropy_backward(logits: &mut [f32], labels: &[i64], k: usize, b: usize
         for s in 0..b {
             let row = &mut logits[(member * b + s) * c..(member * b + s + 1) * c];
             let y = labels[member * b + s] as usize;
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f64 = row.iter().map(|&z| ((z - max) as f64).exp()).sum();
+            let (max, sum) = log_sum_exp(row);
             total += sum.ln() + (max - row[y]) as f64;
             for (j, z) in row.iter_mut().enumerate() {
                 let p = (((*z - max) as f64).exp() / sum) as f32;
@@ -171,14 +177,10 @@ fn loss_and_hits(logits: &[f32], labels: &[i64], k: usize, b: usize) -> Vec<(f64
             let (mut loss, mut hits) = (0f64, 0u64);
             for (s, &y) in labels.iter().enumerate() {
                 let row = &logits[(member * b + s) * c..(member * b + s + 1) * c];
-                let (mut best, mut max) = (0, row[0]);
-                for (j, &z) in row.iter().enumerate().skip(1) {
-                    if z > max {
-                        (best, max) = (j, z);
-                    }
-                }
-                let sum: f64 = row.iter().map(|&z| ((z - max) as f64).exp()).sum();
+                let (max, sum) = log_sum_exp(row);
                 loss += sum.ln() + (max - row[y as usize]) as f64;
+                // The first maximum; class 0 for a row of NaNs, as before.
+                let best = row.iter().position(|&z| z == max).unwrap_or(0);
                 hits += u64::from(best == y as usize);
             }
             (loss, hits)
@@ -210,17 +212,21 @@ fn evaluate_in_chunks(
     let opts_f = (Kind::Float, tch::Device::Cpu);
     let biases: Vec<Tensor> = net.biases.iter().map(|b| b.unsqueeze(1)).collect(); // [K, 1, out]
     let (mut loss, mut hits) = (vec![0f64; k], vec![0u64; k]);
-    let mut buffers: Option<(usize, [Tensor; 2], Tensor)> = None;
+    // Two activation buffers and the logits for `len` samples.
+    let buffers = |len: usize| {
+        let (ki, li) = (k as i64, len as i64);
+        let act = [0, 1].map(|_| Tensor::empty([ki, li, arch.width as i64], opts_f));
+        (act, Tensor::empty([ki, li, arch.classes as i64], opts_f))
+    };
+    let (mut act, mut logits) = buffers(chunk);
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
-        if buffers.as_ref().is_none_or(|b| b.0 != len) {
-            let (ki, li) = (k as i64, len as i64);
-            let act = [0, 1].map(|_| Tensor::empty([ki, li, arch.width as i64], opts_f));
-            let logits = Tensor::empty([ki, li, arch.classes as i64], opts_f);
-            buffers = Some((len, act, logits));
+        if len != chunk {
+            // The last, shorter chunk.
+            (act, logits) = buffers(len);
         }
-        let (_, act, logits) = buffers.as_ref().expect("made above");
+        let logits = &logits;
         let xc = x.narrow(0, start as i64, len as i64); // [len, in], shared by all members
         for l in 0..=depth {
             let out = if l == depth { logits } else { &act[l % 2] };
