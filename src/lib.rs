@@ -4,6 +4,7 @@
 //! resumable sweeps writing Parquet ([`experiment`], [`results`], [`rundir`]).
 
 pub mod bench;
+pub mod blas;
 pub mod cli;
 pub mod cmd;
 pub mod config;

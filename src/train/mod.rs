@@ -101,9 +101,48 @@ impl Shuffler {
     }
 }
 
+/// Adam's constants for step number `step` (from 1): β₁, β₂, ε and the bias
+/// corrections.
+#[derive(Clone, Copy)]
+pub struct AdamStep {
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    bc1: f64,
+    bc2_sqrt: f32,
+}
+
+impl AdamStep {
+    pub fn new(step: usize, opts: &TrainOptions) -> AdamStep {
+        AdamStep {
+            b1: opts.beta1 as f32,
+            b2: opts.beta2 as f32,
+            eps: opts.eps as f32,
+            bc1: 1.0 - opts.beta1.powi(step as i32),
+            bc2_sqrt: (1.0 - opts.beta2.powi(step as i32)).sqrt() as f32,
+        }
+    }
+
+    /// One run of parameters `p` with its gradient `g` and moments `m`, `v`, at
+    /// learning rate `lr`: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+    /// p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε), as PyTorch's Adam.
+    #[inline]
+    pub fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
+        let (b1, b2, eps, bc2_sqrt) = (self.b1, self.b2, self.eps, self.bc2_sqrt);
+        let step_size = (lr / self.bc1) as f32;
+        for i in 0..p.len() {
+            let gi = g[i];
+            let mi = b1 * m[i] + (1.0 - b1) * gi;
+            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= step_size * mi / (vi.sqrt() / bc2_sqrt + eps);
+        }
+    }
+}
+
 /// One Adam step on flat buffers, member by member (each contiguous run of one
-/// member's elements gets that member's learning rate), as PyTorch's Adam does it:
-/// m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
+/// member's elements gets that member's learning rate); see [`AdamStep::update`].
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step(
     param: &mut [f32],
@@ -115,12 +154,9 @@ pub fn adam_step(
     step: usize,
     opts: &TrainOptions,
 ) {
-    let (b1, b2) = (opts.beta1 as f32, opts.beta2 as f32);
-    let bc1 = 1.0 - opts.beta1.powi(step as i32);
-    let bc2_sqrt = (1.0 - opts.beta2.powi(step as i32)).sqrt() as f32;
-    let eps = opts.eps as f32;
+    let adam = AdamStep::new(step, opts);
     // Split every buffer at segment boundaries so that rayon can own disjoint pieces.
-    let mut pieces: Vec<(&mut [f32], &[f32], &mut [f32], &mut [f32], f32)> =
+    let mut pieces: Vec<(&mut [f32], &[f32], &mut [f32], &mut [f32], f64)> =
         Vec::with_capacity(segments.len());
     let (mut p_rest, mut g_rest, mut m_rest, mut v_rest) = (param, grad, m, v);
     let mut consumed = 0;
@@ -130,7 +166,7 @@ pub fn adam_step(
         let (g, gr) = g_rest.split_at(len);
         let (mm, mr) = m_rest.split_at_mut(len);
         let (vv, vr) = v_rest.split_at_mut(len);
-        pieces.push((p, g, mm, vv, (lrs[member] / bc1) as f32));
+        pieces.push((p, g, mm, vv, lrs[member]));
         p_rest = pr;
         g_rest = gr;
         m_rest = mr;
@@ -140,16 +176,7 @@ pub fn adam_step(
     pieces
         .into_par_iter()
         .with_min_len(8)
-        .for_each(|(p, g, m, v, step_size)| {
-            for i in 0..p.len() {
-                let gi = g[i];
-                let mi = b1 * m[i] + (1.0 - b1) * gi;
-                let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-                m[i] = mi;
-                v[i] = vi;
-                p[i] -= step_size * mi / (vi.sqrt() / bc2_sqrt + eps);
-            }
-        });
+        .for_each(|(p, g, m, v, lr)| adam.update(p, g, m, v, lr));
 }
 
 /// (start, len, member) runs of the flat parameter buffer of `net` (see `Ensemble::to_flat`).

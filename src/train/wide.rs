@@ -6,11 +6,13 @@
 //! faults on each new buffer) and for packing the gradients into one buffer than
 //! for its GEMMs.
 
-use super::{FlatAdam, MemberResult, Record, Shuffler, TrainOptions, slice_mut};
+use super::{AdamStep, FlatAdam, MemberResult, Record, Shuffler, TrainOptions, slice_mut};
+use crate::blas::{self, Op, gemm};
 use crate::data::Dataset;
 use crate::net::{Ensemble, Norm};
 use crate::seed::Stream;
-use anyhow::Result;
+use anyhow::{Result, ensure};
+use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
 /// Whether [`train`] handles `net` (no normalisation layers).
@@ -81,8 +83,25 @@ unsafe fn view(t: &Tensor) -> &[f32] {
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
 }
 
-/// Trains `net` (no normalisation, any width and depth) as [`super::train`] does.
+/// Trains `net` (no normalisation, any width and depth) as [`super::train`] does:
+/// member by member on rayon's threads through single-threaded MKL GEMMs where
+/// libtorch carries MKL, else through libtorch's batched GEMMs.
 pub fn train(
+    net: &Ensemble,
+    data: &Dataset,
+    shuffle: Vec<Stream>,
+    opts: &TrainOptions,
+) -> Result<Vec<MemberResult>> {
+    if blas::available() {
+        train_members(net, data, shuffle, opts)
+    } else {
+        train_batched(net, data, shuffle, opts)
+    }
+}
+
+/// [`train`] through libtorch's batched GEMMs, all members at once, each GEMM
+/// threaded by libtorch.
+pub fn train_batched(
     net: &Ensemble,
     data: &Dataset,
     shuffle: Vec<Stream>,
@@ -158,6 +177,214 @@ pub fn train(
     Ok(record.results)
 }
 
+/// Splits a flat buffer of `k` members' parameters (`Ensemble::to_flat`'s order:
+/// per layer `[K, out, in]`, then `[K, out]`) into each member's disjoint
+/// (weights, bias) slices, layer by layer: `[member][layer]`.
+#[allow(clippy::type_complexity)]
+fn per_member<'a>(
+    mut flat: &'a mut [f32],
+    dims: &[(usize, usize)],
+    k: usize,
+) -> Vec<Vec<(&'a mut [f32], &'a mut [f32])>> {
+    let mut members: Vec<Vec<(&mut [f32], &mut [f32])>> = (0..k).map(|_| Vec::new()).collect();
+    for &(out, inp) in dims {
+        let (w, rest) = std::mem::take(&mut flat).split_at_mut(k * out * inp);
+        let (b, rest) = rest.split_at_mut(k * out);
+        flat = rest;
+        for (layers, (w, b)) in members
+            .iter_mut()
+            .zip(w.chunks_exact_mut(out * inp).zip(b.chunks_exact_mut(out)))
+        {
+            layers.push((w, b));
+        }
+    }
+    members
+}
+
+/// One member's buffers for a training step: its batch, every hidden layer's
+/// output after the activation, the logits, the backward pass's two gradients with
+/// respect to a layer's output, and one layer's weight and bias gradients.
+struct MemberWork {
+    x: Vec<f32>,         // [B, in]
+    y: Vec<i64>,         // [B]
+    acts: Vec<Vec<f32>>, // per hidden layer [B, width]
+    logits: Vec<f32>,    // [B, C]
+    grad: Vec<f32>,      // [B, width]
+    next: Vec<f32>,      // [B, width]
+    grad_w: Vec<f32>,    // the largest [out, in]
+    grad_b: Vec<f32>,    // the largest [out]
+}
+
+impl MemberWork {
+    fn new(dims: &[(usize, usize)], b: usize) -> MemberWork {
+        let depth = dims.len() - 1;
+        let width = dims[..depth].first().map_or(0, |&(out, _)| out);
+        MemberWork {
+            x: vec![0.0; b * dims[0].1],
+            y: vec![0; b],
+            acts: dims[..depth].iter().map(|&(out, _)| vec![0.0; b * out]).collect(),
+            logits: vec![0.0; b * dims[depth].0],
+            grad: vec![0.0; b * width],
+            next: vec![0.0; b * width],
+            grad_w: vec![0.0; dims.iter().map(|&(o, i)| o * i).max().unwrap_or(0)],
+            grad_b: vec![0.0; dims.iter().map(|&(o, _)| o).max().unwrap_or(0)],
+        }
+    }
+}
+
+/// `out[B, o] ← input[B, i] · Wᵀ + bias`, W `[o, i]` row-major.
+fn linear(input: &[f32], w: &[f32], bias: &[f32], out: &mut [f32], b: usize, i: usize) {
+    let o = bias.len();
+    for row in out.chunks_exact_mut(o) {
+        row.copy_from_slice(bias);
+    }
+    gemm(Op::Plain, input, Op::Trans, w, out, b, o, i, 1.0);
+}
+
+/// One member's parameters and Adam moments, layer by layer.
+struct MemberParams<'a> {
+    params: Vec<(&'a mut [f32], &'a mut [f32])>,
+    m: Vec<(&'a mut [f32], &'a mut [f32])>,
+    v: Vec<(&'a mut [f32], &'a mut [f32])>,
+}
+
+/// One member's whole training step: gathers its batch `idx`, runs forward and
+/// backward through single-threaded GEMMs, and updates each layer with Adam as
+/// soon as the layer's gradients are known and the layer's weights have served the
+/// backward pass (while both are still in cache). Returns the batch's mean loss.
+#[allow(clippy::too_many_arguments)]
+fn member_step(
+    work: &mut MemberWork,
+    net: &mut MemberParams,
+    dims: &[(usize, usize)],
+    (train_x, train_y): (&[f32], &[i64]),
+    idx: &[i64],
+    slope: f32,
+    (adam, lr): (&AdamStep, f64),
+) -> f32 {
+    let depth = dims.len() - 1;
+    let (b, features) = (idx.len(), dims[0].1);
+    for (s, &i) in idx.iter().enumerate() {
+        let i = i as usize;
+        work.x[s * features..(s + 1) * features]
+            .copy_from_slice(&train_x[i * features..(i + 1) * features]);
+        work.y[s] = train_y[i];
+    }
+    // Forward: z_l = h_{l−1} W_lᵀ + b_l, h_l = φ(z_l) in place.
+    for l in 0..=depth {
+        let (_, inp) = dims[l];
+        let (input, out) = match l {
+            0 if depth == 0 => (&work.x[..], &mut work.logits[..]),
+            0 => (&work.x[..], &mut work.acts[0][..]),
+            _ if l == depth => (&work.acts[l - 1][..], &mut work.logits[..]),
+            _ => {
+                let (before, after) = work.acts.split_at_mut(l);
+                (&before[l - 1][..], &mut after[0][..])
+            }
+        };
+        let (w, bias) = &net.params[l];
+        linear(input, w, bias, out, b, inp);
+        if l < depth {
+            activate(out, slope);
+        }
+    }
+    let loss = cross_entropy_backward(&mut work.logits, &work.y, 1, b)[0];
+    // Backward: dW_l = g_lᵀ h_{l−1}, db_l = Σ_batch g_l, g_{l−1} = φ'·(g_l W_l).
+    for l in (0..=depth).rev() {
+        let (out, inp) = dims[l];
+        let input = if l == 0 { &work.x[..] } else { &work.acts[l - 1][..] };
+        let g = if l == depth { &work.logits[..] } else { &work.grad[..] };
+        let (gw, gb) = (&mut work.grad_w[..out * inp], &mut work.grad_b[..out]);
+        gemm(Op::Trans, g, Op::Plain, input, gw, out, inp, b, 0.0);
+        gb.fill(0.0);
+        for row in g.chunks_exact(out) {
+            for (acc, &v) in gb.iter_mut().zip(row) {
+                *acc += v;
+            }
+        }
+        let (w, bias) = &mut net.params[l];
+        if l > 0 {
+            gemm(Op::Plain, g, Op::Plain, w, &mut work.next, b, inp, out, 0.0);
+            activate_backward(&mut work.next, &work.acts[l - 1], slope);
+            std::mem::swap(&mut work.grad, &mut work.next);
+        }
+        let ((mw, mb), (vw, vb)) = (&mut net.m[l], &mut net.v[l]);
+        adam.update(w, gw, mw, vw, lr);
+        adam.update(bias, gb, mb, vb, lr);
+    }
+    loss
+}
+
+/// A contiguous f32 CPU tensor's elements, checked.
+fn f32_view(t: &Tensor) -> Result<&[f32]> {
+    ensure!(
+        t.kind() == Kind::Float && t.device() == tch::Device::Cpu && t.is_contiguous(),
+        "expected a contiguous f32 CPU tensor"
+    );
+    // SAFETY: checked above; the slice borrows the tensor, whose storage it reads.
+    Ok(unsafe { view(t) })
+}
+
+/// [`train`] member by member: each rayon task runs one member's whole step (its
+/// batch, forward, loss, backward and Adam update) through single-threaded MKL
+/// GEMMs, so the two cores work on different members, nothing waits on a threaded
+/// GEMM, and no gradient buffer of the whole ensemble is written and read back.
+pub fn train_members(
+    net: &Ensemble,
+    data: &Dataset,
+    shuffle: Vec<Stream>,
+    opts: &TrainOptions,
+) -> Result<Vec<MemberResult>> {
+    let _guard = tch::no_grad_guard();
+    let k = net.members;
+    let dims = net.arch.layer_dims(); // (out, in) of every Linear layer
+    let slope = net.arch.slope as f32;
+    let b = opts.batch_size;
+    let train_x = f32_view(&data.train_x)?;
+    let train_y = Vec::<i64>::try_from(&data.train_y)?;
+    let flat = net.to_flat();
+    let (m, v) = (flat.zeros_like(), flat.zeros_like());
+    let params = net.view_flat(&flat);
+    let mut works: Vec<MemberWork> = (0..k).map(|_| MemberWork::new(&dims, b)).collect();
+    let mut shuffler = Shuffler::new(shuffle, data.train_len());
+    let mut record = Record::new(k, opts, &params, data);
+    for step in 1..=opts.steps {
+        let idx = shuffler.next(b); // [K·B]
+        let adam = AdamStep::new(step, opts);
+        let losses: Vec<f32> = {
+            // SAFETY: flat, m and v are distinct contiguous f32 CPU tensors of this
+            // function, and no libtorch operation runs on them while the slices live.
+            let (p, m, v) = unsafe { (slice_mut(&flat), slice_mut(&m), slice_mut(&v)) };
+            let members: Vec<MemberParams> = per_member(p, &dims, k)
+                .into_iter()
+                .zip(per_member(m, &dims, k).into_iter().zip(per_member(v, &dims, k)))
+                .map(|(params, (m, v))| MemberParams { params, m, v })
+                .collect();
+            works
+                .par_iter_mut()
+                .zip(members)
+                .enumerate()
+                .map(|(j, (work, mut member))| {
+                    blas::sequential(|| {
+                        member_step(
+                            work,
+                            &mut member,
+                            &dims,
+                            (train_x, &train_y),
+                            &idx[j * b..(j + 1) * b],
+                            slope,
+                            (&adam, opts.lrs[j]),
+                        )
+                    })
+                })
+                .collect()
+        };
+        record.losses(step, &losses);
+        record.evaluate_if_due(step, &params, data);
+    }
+    Ok(record.results)
+}
+
 /// Samples per chunk of [`evaluate`]: a `[K, chunk, width]` activation buffer of
 /// about 24 MB (1,000 samples at K = 30 and width 200). For 30 depth-100 networks
 /// on 10,000 samples, 2, 6, 24, 48 and 96 MB chunks took 30–31, 25–29, 23–28,
@@ -193,7 +420,81 @@ fn loss_and_hits(logits: &[f32], labels: &[i64], k: usize, b: usize) -> Vec<(f64
 /// through buffers allocated once, each member's batched GEMMs write in place, and
 /// the activation is applied in place.
 pub fn evaluate(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) {
+    if blas::available() && x.is_contiguous() && x.kind() == Kind::Float {
+        return evaluate_members(net, x, y, MEMBER_CHUNK);
+    }
     evaluate_in_chunks(net, x, y, eval_chunk(net.members, net.arch.width))
+}
+
+/// Samples per chunk of [`evaluate_members`]: a member's `[chunk, width]`
+/// activations stay in L2.
+const MEMBER_CHUNK: usize = 512;
+
+/// [`evaluate`] member by member on rayon's threads, each member's test set in
+/// chunks of `chunk` samples through single-threaded MKL GEMMs and two activation
+/// buffers of its own.
+fn evaluate_members(net: &Ensemble, x: &Tensor, y: &Tensor, chunk: usize) -> (Vec<f64>, Vec<f64>) {
+    let _guard = tch::no_grad_guard();
+    let (k, arch) = (net.members, net.arch);
+    let dims = arch.layer_dims();
+    let (depth, slope) = (arch.depth, arch.slope as f32);
+    let features = arch.input;
+    let n = x.size()[0] as usize;
+    let labels = Vec::<i64>::try_from(y).expect("i64 labels");
+    let x = f32_view(x).expect("contiguous f32 inputs");
+    let flat = net.to_flat().contiguous();
+    let flat = f32_view(&flat).expect("flat parameters");
+    // Read-only member slices of the flat buffer (per_member wants a mutable one).
+    let mut offset = 0;
+    let layers: Vec<(usize, usize, usize, usize)> = dims
+        .iter()
+        .map(|&(out, inp)| {
+            let (w, b) = (offset, offset + k * out * inp);
+            offset = b + k * out;
+            (w, b, out, inp)
+        })
+        .collect();
+    let chunk = chunk.clamp(1, n.max(1));
+    let per_member: Vec<(f64, u64)> = (0..k)
+        .into_par_iter()
+        .map(|m| {
+            let mut act = [0, 1].map(|_| vec![0f32; chunk * arch.width]);
+            let mut logits = vec![0f32; chunk * arch.classes];
+            let (mut loss, mut hits) = (0f64, 0u64);
+            blas::sequential(|| {
+                for start in (0..n).step_by(chunk) {
+                    let len = chunk.min(n - start);
+                    for (l, &(w, b, out, inp)) in layers.iter().enumerate() {
+                        let (w, bias) = (&flat[w + m * out * inp..][..out * inp], &flat[b + m * out..][..out]);
+                        let [a0, a1] = &mut act;
+                        let (input, dst): (&[f32], &mut [f32]) = if l == 0 {
+                            (&x[start * features..(start + len) * features], a0)
+                        } else if l % 2 == 1 {
+                            (&a0[..], a1)
+                        } else {
+                            (&a1[..], a0)
+                        };
+                        let dst = if l == depth { &mut logits[..] } else { dst };
+                        let input = &input[..len * inp];
+                        let dst = &mut dst[..len * out];
+                        linear(input, w, bias, dst, len, inp);
+                        if l < depth {
+                            activate(dst, slope);
+                        }
+                    }
+                    let (l, h) = loss_and_hits(&logits[..len * arch.classes], &labels[start..start + len], 1, len)[0];
+                    loss += l;
+                    hits += h;
+                }
+            });
+            (loss, hits)
+        })
+        .collect();
+    let n = n.max(1) as f64;
+    per_member
+        .into_iter()
+        .map(|(l, h)| (l / n, h as f64 / n))
+        .unzip()
 }
 
 /// [`evaluate`] in chunks of `chunk` samples (the last one shorter).
@@ -301,9 +602,14 @@ mod tests {
             )
             .expect("He networks");
             let (tl, ta) = super::super::evaluate_tch(&net, &x, &y);
-            // One chunk, chunks with a shorter last one, and chunks of 7 samples.
-            for chunk in [4096, 100, 7] {
-                let (wl, wa) = evaluate_in_chunks(&net, &x, &y, chunk);
+            // One chunk, chunks with a shorter last one, and chunks of 7 samples,
+            // through batched libtorch GEMMs and member by member through MKL.
+            let members = |chunk| blas::available().then(|| evaluate_members(&net, &x, &y, chunk));
+            for (chunk, (wl, wa)) in [4096, 100, 7].into_iter().flat_map(|chunk| {
+                std::iter::once(evaluate_in_chunks(&net, &x, &y, chunk))
+                    .chain(members(chunk))
+                    .map(move |r| (chunk, r))
+            }) {
                 for m in 0..3 {
                     // Both sum the same f32 products in different orders (relative
                     // error ~1e-6 for sums of at most 24 terms); the mean is in f64.
@@ -319,6 +625,65 @@ mod tests {
                         "depth {depth}, chunk {chunk}, member {m}: accuracy {} vs {}",
                         wa[m],
                         ta[m]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn member_by_member_training_matches_the_batched_path() {
+        if !blas::available() {
+            eprintln!("MKL not in this libtorch: only the batched path runs");
+            return;
+        }
+        let data = Dataset::load(
+            crate::data::DatasetName::parse("synthetic-tiny").expect("name"),
+            crate::data::Normalization::Standard,
+            &crate::data::DataSource::new(None),
+        )
+        .expect("synthetic data");
+        for (width, depth, slope) in [(24, 3, 0.0), (20, 1, 0.2), (32, 0, 0.0)] {
+            let arch = Arch {
+                input: data.features(),
+                width,
+                depth,
+                classes: 10,
+                slope,
+                norm: Norm::None,
+            };
+            let mut streams = member_streams(4, "wide-train", 0, 3);
+            let (net, _) = initialize(
+                &Initializer::He(WeightDist::Normal),
+                &arch,
+                &mut streams,
+                None,
+            )
+            .expect("He networks");
+            let mut opts = TrainOptions::adam(25, 16, vec![1e-2, 3e-3, 1e-3]);
+            opts.eval_at = vec![10];
+            let shuffle = || member_streams(5, "wide-shuffle", 0, 3);
+            let members = train_members(&net, &data, shuffle(), &opts).expect("members");
+            let batched = train_batched(&net, &data, shuffle(), &opts).expect("batched");
+            for (m, (a, b)) in members.iter().zip(&batched).enumerate() {
+                assert_eq!(a.train_loss.len(), 25);
+                // The same f32 arithmetic summed in other orders (relative rounding
+                // ~1e-6 per product sum), compounded over 25 Adam steps at rates up
+                // to 1e-2.
+                for (step, (p, q)) in a.train_loss.iter().zip(&b.train_loss).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 2e-4 * q.abs().max(1.0),
+                        "width {width}, depth {depth}, member {m}, step {step}: loss {p} vs {q}"
+                    );
+                }
+                assert_eq!(a.evals.len(), 2);
+                for (e, f) in a.evals.iter().zip(&b.evals) {
+                    assert_eq!(e.step, f.step);
+                    assert!(
+                        (e.test_loss - f.test_loss).abs() <= 1e-3 * f.test_loss.max(1.0),
+                        "width {width}, depth {depth}, member {m}: test loss {} vs {}",
+                        e.test_loss,
+                        f.test_loss
                     );
                 }
             }

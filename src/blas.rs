@@ -1,0 +1,192 @@
+//! Single-threaded f32 GEMM on row-major slices, from the oneMKL that libtorch's
+//! CPU library carries, looked up at run time. Networks of an ensemble that run
+//! one per rayon thread call it with MKL's threading turned off for that thread,
+//! so that no GEMM waits on OpenMP's threads (a batched GEMM threaded by MKL spent
+//! about a tenth of a width-200 training step there). Where the loaded libtorch
+//! has no MKL, [`available`] is false and callers keep their libtorch path.
+
+use std::ffi::{c_char, c_int};
+use std::sync::OnceLock;
+
+/// The Fortran `sgemm_`: column-major C ← α·op(A)·op(B) + β·C, every argument by pointer.
+type Sgemm = unsafe extern "C" fn(
+    transa: *const c_char,
+    transb: *const c_char,
+    m: *const c_int,
+    n: *const c_int,
+    k: *const c_int,
+    alpha: *const f32,
+    a: *const f32,
+    lda: *const c_int,
+    b: *const f32,
+    ldb: *const c_int,
+    beta: *const f32,
+    c: *mut f32,
+    ldc: *const c_int,
+);
+/// `MKL_Set_Num_Threads_Local` (the C entry; the lower-case names are Fortran
+/// entries taking a pointer): the calling thread's MKL thread count (0 = the
+/// global one); returns the previous one.
+type SetThreadsLocal = unsafe extern "C" fn(c_int) -> c_int;
+
+struct Mkl {
+    sgemm: Sgemm,
+    set_threads_local: SetThreadsLocal,
+}
+
+fn mkl() -> Option<&'static Mkl> {
+    static MKL: OnceLock<Option<Mkl>> = OnceLock::new();
+    MKL.get_or_init(|| {
+        // Make sure libtorch (and with it MKL) is loaded before looking.
+        tch::get_num_threads();
+        // SAFETY: dlsym with RTLD_DEFAULT searches the libraries already loaded; the
+        // names are NUL-terminated and the symbols, when present, are MKL's
+        // functions of exactly these C signatures.
+        unsafe {
+            let sgemm = libc::dlsym(libc::RTLD_DEFAULT, c"sgemm_".as_ptr());
+            let local = libc::dlsym(libc::RTLD_DEFAULT, c"MKL_Set_Num_Threads_Local".as_ptr());
+            if sgemm.is_null() || local.is_null() || std::env::var_os("INITLAB_NO_MKL").is_some() {
+                return None;
+            }
+            Some(Mkl {
+                sgemm: std::mem::transmute::<*mut libc::c_void, Sgemm>(sgemm),
+                set_threads_local: std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(
+                    local,
+                ),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// Whether MKL's GEMM was found in the loaded libtorch (`INITLAB_NO_MKL` set in the
+/// environment says no, to exercise the fallbacks).
+pub fn available() -> bool {
+    mkl().is_some()
+}
+
+/// Runs `f` with MKL single-threaded on this thread, then restores the thread's
+/// previous setting.
+pub fn sequential<R>(f: impl FnOnce() -> R) -> R {
+    let Some(mkl) = mkl() else { return f() };
+    // SAFETY: MKL's thread-local setting; any value is valid.
+    let previous = unsafe { (mkl.set_threads_local)(1) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { (mkl.set_threads_local)(previous) };
+    out
+}
+
+/// A row-major operand: `rows × cols` as used in the product, stored either as is
+/// (`Plain`, leading dimension `cols`) or transposed (`Trans`, stored `cols × rows`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Plain,
+    Trans,
+}
+
+/// Row-major `c[m × n] ← op(a)[m × k] · op(b)[k × n] + beta · c`, where `a` is stored
+/// `m × k` (or `k × m` under [`Op::Trans`]) and `b` `k × n` (or `n × k`).
+///
+/// # Panics
+/// Where MKL is not [`available`], or a slice is shorter than its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    op_a: Op,
+    a: &[f32],
+    op_b: Op,
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    beta: f32,
+) {
+    let mkl = mkl().expect("MKL's sgemm is not available");
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major
+    // matrix read column-major is its transpose: so B comes first, each with its own
+    // flag, and the leading dimensions are the stored rows' lengths.
+    let flag = |op: Op| if op == Op::Plain { b'N' } else { b'T' } as c_char;
+    let lda = if op_a == Op::Plain { k } else { m }.max(1) as c_int;
+    let ldb = if op_b == Op::Plain { n } else { k }.max(1) as c_int;
+    let (mi, ni, ki, ldc) = (m as c_int, n as c_int, k as c_int, n as c_int);
+    let alpha = 1f32;
+    // SAFETY: the lengths were checked against the shapes above, and MKL reads
+    // a and b and writes c within them.
+    unsafe {
+        (mkl.sgemm)(
+            &flag(op_b),
+            &flag(op_a),
+            &ni,
+            &mi,
+            &ki,
+            &alpha,
+            b.as_ptr(),
+            &ldb,
+            a.as_ptr(),
+            &lda,
+            &beta,
+            c.as_mut_ptr(),
+            &ldc,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product by its definition, in f64.
+    fn reference(op_a: Op, a: &[f32], op_b: Op, b: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let at = |i: usize, p: usize| match op_a {
+            Op::Plain => a[i * k + p],
+            Op::Trans => a[p * m + i],
+        } as f64;
+        let bt = |p: usize, j: usize| match op_b {
+            Op::Plain => b[p * n + j],
+            Op::Trans => b[j * k + p],
+        } as f64;
+        let mut c = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn gemm_matches_the_definition_for_every_transposition() {
+        if !available() {
+            eprintln!("MKL not in this libtorch: nothing to check");
+            return;
+        }
+        let (m, n, k) = (7, 5, 11);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 29 % 19) as f32 - 9.0) / 5.0).collect();
+        let c0: Vec<f32> = (0..m * n).map(|i| i as f32 / 3.0).collect();
+        for op_a in [Op::Plain, Op::Trans] {
+            for op_b in [Op::Plain, Op::Trans] {
+                for beta in [0.0f32, 1.0] {
+                    let mut c = c0.clone();
+                    sequential(|| gemm(op_a, &a, op_b, &b, &mut c, m, n, k, beta));
+                    let want = reference(op_a, &a, op_b, &b, m, n, k);
+                    for i in 0..m * n {
+                        let w = want[i] + beta as f64 * c0[i] as f64;
+                        // k = 11 products of values below 2 in magnitude: f32 rounding
+                        // stays far below 1e-4.
+                        assert!(
+                            (c[i] as f64 - w).abs() < 1e-4,
+                            "{op_a:?} {op_b:?} beta {beta}: element {i} is {} not {w}",
+                            c[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
