@@ -1,7 +1,7 @@
 //! Single-threaded f32 GEMM on row-major slices, from the oneMKL that libtorch's
-//! CPU library carries, looked up at run time. Networks of an ensemble that run
-//! one per rayon thread call it with MKL's threading turned off for that thread,
-//! so that no GEMM waits on OpenMP's threads (a batched GEMM threaded by MKL spent
+//! CPU library carries, looked up at run time. Networks of an ensemble run one per
+//! rayon thread, each GEMM with MKL's threading turned off for its thread, so
+//! that no GEMM waits on OpenMP's threads (a batched GEMM threaded by MKL spent
 //! about a tenth of a width-200 training step there). Where the loaded libtorch
 //! has no MKL, [`available`] is false and callers keep their libtorch path.
 
@@ -50,9 +50,7 @@ fn mkl() -> Option<&'static Mkl> {
             }
             Some(Mkl {
                 sgemm: std::mem::transmute::<*mut libc::c_void, Sgemm>(sgemm),
-                set_threads_local: std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(
-                    local,
-                ),
+                set_threads_local: std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(local),
             })
         }
     })
@@ -65,18 +63,6 @@ pub fn available() -> bool {
     mkl().is_some()
 }
 
-/// Runs `f` with MKL single-threaded on this thread, then restores the thread's
-/// previous setting.
-pub fn sequential<R>(f: impl FnOnce() -> R) -> R {
-    let Some(mkl) = mkl() else { return f() };
-    // SAFETY: MKL's thread-local setting; any value is valid.
-    let previous = unsafe { (mkl.set_threads_local)(1) };
-    let out = f();
-    // SAFETY: as above.
-    unsafe { (mkl.set_threads_local)(previous) };
-    out
-}
-
 /// A row-major operand: `rows × cols` as used in the product, stored either as is
 /// (`Plain`, leading dimension `cols`) or transposed (`Trans`, stored `cols × rows`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -86,7 +72,8 @@ pub enum Op {
 }
 
 /// Row-major `c[m × n] ← op(a)[m × k] · op(b)[k × n] + beta · c`, where `a` is stored
-/// `m × k` (or `k × m` under [`Op::Trans`]) and `b` `k × n` (or `n × k`).
+/// `m × k` (or `k × m` under [`Op::Trans`]) and `b` `k × n` (or `n × k`), on the
+/// calling thread alone.
 ///
 /// # Panics
 /// Where MKL is not [`available`], or a slice is shorter than its shape.
@@ -102,22 +89,58 @@ pub fn gemm(
     k: usize,
     beta: f32,
 ) {
+    let lda = if op_a == Op::Plain { k } else { m };
+    let ldb = if op_b == Op::Plain { n } else { k };
+    gemm_strided((op_a, a, lda), (op_b, b, ldb), (c, n), m, n, k, beta);
+}
+
+/// [`gemm`] with the stored rows' lengths given (`lda`, `ldb`, `ldc`), for
+/// operands that are blocks of wider matrices.
+///
+/// # Panics
+/// Where MKL is not [`available`], or a slice is shorter than its shape.
+pub fn gemm_strided(
+    (op_a, a, lda): (Op, &[f32], usize),
+    (op_b, b, ldb): (Op, &[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    m: usize,
+    n: usize,
+    k: usize,
+    beta: f32,
+) {
     let mkl = mkl().expect("MKL's sgemm is not available");
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
+    // The stored rows and their lengths of each operand, checked against the slices.
+    let stored = |op: Op, rows: usize, cols: usize| {
+        if op == Op::Plain {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        }
+    };
+    let fits = |len: usize, (rows, cols): (usize, usize), ld: usize| {
+        ld >= cols.max(1) && (rows == 0 || len >= (rows - 1) * ld + cols)
+    };
+    assert!(
+        fits(a.len(), stored(op_a, m, k), lda)
+            && fits(b.len(), stored(op_b, k, n), ldb)
+            && fits(c.len(), (m, n), ldc),
+        "gemm operands shorter than their shapes"
+    );
     // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major
     // matrix read column-major is its transpose: so B comes first, each with its own
     // flag, and the leading dimensions are the stored rows' lengths.
     let flag = |op: Op| if op == Op::Plain { b'N' } else { b'T' } as c_char;
-    let lda = if op_a == Op::Plain { k } else { m }.max(1) as c_int;
-    let ldb = if op_b == Op::Plain { n } else { k }.max(1) as c_int;
-    let (mi, ni, ki, ldc) = (m as c_int, n as c_int, k as c_int, n as c_int);
+    let int = |v: usize| c_int::try_from(v).expect("GEMM dimension beyond i32");
+    let (mi, ni, ki) = (int(m), int(n), int(k));
+    let (lda, ldb, ldc) = (int(lda.max(1)), int(ldb.max(1)), int(ldc.max(1)));
     let alpha = 1f32;
-    // SAFETY: the lengths were checked against the shapes above, and MKL reads
-    // a and b and writes c within them.
+    // SAFETY: the slices were checked against the shapes and strides above, so MKL
+    // reads a and b and writes c within them; the thread-local setting takes any value.
     unsafe {
+        let previous = (mkl.set_threads_local)(1);
         (mkl.sgemm)(
             &flag(op_b),
             &flag(op_a),
@@ -133,6 +156,7 @@ pub fn gemm(
             c.as_mut_ptr(),
             &ldc,
         );
+        (mkl.set_threads_local)(previous);
     }
 }
 
@@ -141,7 +165,15 @@ mod tests {
     use super::*;
 
     /// The product by its definition, in f64.
-    fn reference(op_a: Op, a: &[f32], op_b: Op, b: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    fn reference(
+        op_a: Op,
+        a: &[f32],
+        op_b: Op,
+        b: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Vec<f64> {
         let at = |i: usize, p: usize| match op_a {
             Op::Plain => a[i * k + p],
             Op::Trans => a[p * m + i],
@@ -166,14 +198,18 @@ mod tests {
             return;
         }
         let (m, n, k) = (7, 5, 11);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 29 % 19) as f32 - 9.0) / 5.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 29 % 19) as f32 - 9.0) / 5.0)
+            .collect();
         let c0: Vec<f32> = (0..m * n).map(|i| i as f32 / 3.0).collect();
         for op_a in [Op::Plain, Op::Trans] {
             for op_b in [Op::Plain, Op::Trans] {
                 for beta in [0.0f32, 1.0] {
                     let mut c = c0.clone();
-                    sequential(|| gemm(op_a, &a, op_b, &b, &mut c, m, n, k, beta));
+                    gemm(op_a, &a, op_b, &b, &mut c, m, n, k, beta);
                     let want = reference(op_a, &a, op_b, &b, m, n, k);
                     for i in 0..m * n {
                         let w = want[i] + beta as f64 * c0[i] as f64;

@@ -19,6 +19,8 @@
 //! Activations are `[unit][sample]` with the batch in lanes of [`LANES`] samples;
 //! the batch must be a multiple of it (the caller falls back to libtorch otherwise).
 
+use crate::blas::{Op, gemm, gemm_strided};
+
 /// Samples per lane group: one group is four AVX registers, four independent FMA chains.
 pub const LANES: usize = 32;
 type Lane = [f32; LANES];
@@ -90,6 +92,17 @@ fn split(rows: usize, cols: usize) -> bool {
     rows >= SPLIT_ROWS && rows * cols >= SPLIT_MIN
 }
 
+/// Products with at least this many rows and columns go through MKL's GEMM where
+/// libtorch carries it (one thread per call): a wide network's products run at
+/// MKL's rate, a narrow one keeps the loops below (its results unchanged).
+const MKL_MIN: usize = 64;
+
+/// Whether a product of `rows` outputs over `cols` inputs goes through MKL.
+#[inline(always)]
+fn through_mkl(rows: usize, cols: usize) -> bool {
+    rows >= MKL_MIN && cols >= MKL_MIN && crate::blas::available()
+}
+
 /// An even index near the middle of `n`.
 #[inline(always)]
 fn middle(n: usize) -> usize {
@@ -151,6 +164,22 @@ fn mat_acc<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
 #[inline(always)]
 fn mat_acc_whole<const FMA: bool>(w: &[f32], x: &[Lane], out: &mut [Lane]) {
     let cols = x.len();
+    if through_mkl(out.len(), cols) {
+        // out[rows × lanes] += W[rows × cols] · x[cols × lanes]
+        let rows = out.len();
+        gemm(
+            Op::Plain,
+            w,
+            Op::Plain,
+            x.as_flattened(),
+            out.as_flattened_mut(),
+            rows,
+            LANES,
+            cols,
+            1.0,
+        );
+        return;
+    }
     // Column tiles keep a wide input (the first layer's 3,072 features are 384 KB
     // of lanes) in L1 across the rows.
     let tile = if cols <= UNTILED { cols.max(1) } else { TILE };
@@ -229,6 +258,20 @@ fn mat_t_acc<const FMA: bool>(w: &[f32], z: &[Lane], out: &mut [Lane]) {
 /// whose rows are `cols` long.
 #[inline(always)]
 fn mat_t_cols<const FMA: bool>(w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane]) {
+    if through_mkl(out.len(), z.len()) {
+        // out[n × lanes] += W[:, c0..c0 + n]ᵀ · z[rows × lanes], W's rows `cols` long.
+        let (n, rows) = (out.len(), z.len());
+        gemm_strided(
+            (Op::Trans, &w[c0..], cols),
+            (Op::Plain, z.as_flattened(), LANES),
+            (out.as_flattened_mut(), LANES),
+            n,
+            LANES,
+            rows,
+            1.0,
+        );
+        return;
+    }
     const ROWS: usize = 64;
     for lo in (0..z.len()).step_by(ROWS) {
         let hi = (lo + ROWS).min(z.len());
@@ -300,6 +343,22 @@ fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
 #[inline(always)]
 fn outer_whole<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
     let cols = b.len();
+    if through_mkl(a.len(), cols) {
+        // g[rows × cols] += a[rows × lanes] · b[cols × lanes]ᵀ
+        let rows = a.len();
+        gemm(
+            Op::Plain,
+            a.as_flattened(),
+            Op::Trans,
+            b.as_flattened(),
+            g,
+            rows,
+            cols,
+            LANES,
+            1.0,
+        );
+        return;
+    }
     for lo in (0..cols).step_by(TILE) {
         let hi = (lo + TILE).min(cols);
         for (r, av) in a.iter().enumerate() {

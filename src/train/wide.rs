@@ -222,7 +222,10 @@ impl MemberWork {
         MemberWork {
             x: vec![0.0; b * dims[0].1],
             y: vec![0; b],
-            acts: dims[..depth].iter().map(|&(out, _)| vec![0.0; b * out]).collect(),
+            acts: dims[..depth]
+                .iter()
+                .map(|&(out, _)| vec![0.0; b * out])
+                .collect(),
             logits: vec![0.0; b * dims[depth].0],
             grad: vec![0.0; b * width],
             next: vec![0.0; b * width],
@@ -292,8 +295,16 @@ fn member_step(
     // Backward: dW_l = g_lᵀ h_{l−1}, db_l = Σ_batch g_l, g_{l−1} = φ'·(g_l W_l).
     for l in (0..=depth).rev() {
         let (out, inp) = dims[l];
-        let input = if l == 0 { &work.x[..] } else { &work.acts[l - 1][..] };
-        let g = if l == depth { &work.logits[..] } else { &work.grad[..] };
+        let input = if l == 0 {
+            &work.x[..]
+        } else {
+            &work.acts[l - 1][..]
+        };
+        let g = if l == depth {
+            &work.logits[..]
+        } else {
+            &work.grad[..]
+        };
         let (gw, gb) = (&mut work.grad_w[..out * inp], &mut work.grad_b[..out]);
         gemm(Op::Trans, g, Op::Plain, input, gw, out, inp, b, 0.0);
         gb.fill(0.0);
@@ -357,7 +368,11 @@ pub fn train_members(
             let (p, m, v) = unsafe { (slice_mut(&flat), slice_mut(&m), slice_mut(&v)) };
             let members: Vec<MemberParams> = per_member(p, &dims, k)
                 .into_iter()
-                .zip(per_member(m, &dims, k).into_iter().zip(per_member(v, &dims, k)))
+                .zip(
+                    per_member(m, &dims, k)
+                        .into_iter()
+                        .zip(per_member(v, &dims, k)),
+                )
                 .map(|(params, (m, v))| MemberParams { params, m, v })
                 .collect();
             works
@@ -365,17 +380,15 @@ pub fn train_members(
                 .zip(members)
                 .enumerate()
                 .map(|(j, (work, mut member))| {
-                    blas::sequential(|| {
-                        member_step(
-                            work,
-                            &mut member,
-                            &dims,
-                            (train_x, &train_y),
-                            &idx[j * b..(j + 1) * b],
-                            slope,
-                            (&adam, opts.lrs[j]),
-                        )
-                    })
+                    member_step(
+                        work,
+                        &mut member,
+                        &dims,
+                        (train_x, &train_y),
+                        &idx[j * b..(j + 1) * b],
+                        slope,
+                        (&adam, opts.lrs[j]),
+                    )
                 })
                 .collect()
         };
@@ -461,11 +474,14 @@ fn evaluate_members(net: &Ensemble, x: &Tensor, y: &Tensor, chunk: usize) -> (Ve
             let mut act = [0, 1].map(|_| vec![0f32; chunk * arch.width]);
             let mut logits = vec![0f32; chunk * arch.classes];
             let (mut loss, mut hits) = (0f64, 0u64);
-            blas::sequential(|| {
+            {
                 for start in (0..n).step_by(chunk) {
                     let len = chunk.min(n - start);
                     for (l, &(w, b, out, inp)) in layers.iter().enumerate() {
-                        let (w, bias) = (&flat[w + m * out * inp..][..out * inp], &flat[b + m * out..][..out]);
+                        let (w, bias) = (
+                            &flat[w + m * out * inp..][..out * inp],
+                            &flat[b + m * out..][..out],
+                        );
                         let [a0, a1] = &mut act;
                         let (input, dst): (&[f32], &mut [f32]) = if l == 0 {
                             (&x[start * features..(start + len) * features], a0)
@@ -482,11 +498,16 @@ fn evaluate_members(net: &Ensemble, x: &Tensor, y: &Tensor, chunk: usize) -> (Ve
                             activate(dst, slope);
                         }
                     }
-                    let (l, h) = loss_and_hits(&logits[..len * arch.classes], &labels[start..start + len], 1, len)[0];
+                    let (l, h) = loss_and_hits(
+                        &logits[..len * arch.classes],
+                        &labels[start..start + len],
+                        1,
+                        len,
+                    )[0];
                     loss += l;
                     hits += h;
                 }
-            });
+            }
             (loss, hits)
         })
         .collect();
