@@ -336,6 +336,31 @@ pub fn evaluate_tch(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f6
     (loss, acc)
 }
 
+/// The steps after which to evaluate: the requested ones within the run, and the
+/// last, in order.
+fn eval_schedule(opts: &TrainOptions) -> Vec<usize> {
+    let mut eval_at: Vec<usize> = opts
+        .eval_at
+        .iter()
+        .copied()
+        .filter(|&s| s <= opts.steps)
+        .collect();
+    eval_at.push(opts.steps);
+    eval_at.sort_unstable();
+    eval_at.dedup();
+    eval_at
+}
+
+impl MemberResult {
+    /// Appends the training loss of `step`; the first non-finite one marks divergence.
+    fn push_loss(&mut self, step: usize, loss: f32) {
+        self.train_loss.push(loss);
+        if self.diverged_at.is_none() && !loss.is_finite() {
+            self.diverged_at = Some(step);
+        }
+    }
+}
+
 /// Each member's training curve and test-set evaluations as a run goes on.
 struct Record {
     results: Vec<MemberResult>,
@@ -346,18 +371,9 @@ struct Record {
 impl Record {
     /// A record for `k` members, with the evaluation before training when asked for.
     fn new(k: usize, opts: &TrainOptions, net: &Ensemble, data: &Dataset) -> Record {
-        let mut eval_at: Vec<usize> = opts
-            .eval_at
-            .iter()
-            .copied()
-            .filter(|&s| s <= opts.steps)
-            .collect();
-        eval_at.push(opts.steps);
-        eval_at.sort_unstable();
-        eval_at.dedup();
         let mut record = Record {
             results: vec![MemberResult::default(); k],
-            eval_at,
+            eval_at: eval_schedule(opts),
         };
         record.evaluate_if_due(0, net, data);
         record
@@ -366,10 +382,7 @@ impl Record {
     /// Each member's training loss of `step`; the first non-finite one marks divergence.
     fn losses(&mut self, step: usize, losses: &[f32]) {
         for (r, &loss) in self.results.iter_mut().zip(losses) {
-            r.train_loss.push(loss);
-            if r.diverged_at.is_none() && !loss.is_finite() {
-                r.diverged_at = Some(step);
-            }
+            r.push_loss(step, loss);
         }
     }
 

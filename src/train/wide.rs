@@ -6,7 +6,9 @@
 //! faults on each new buffer) and for packing the gradients into one buffer than
 //! for its GEMMs.
 
-use super::{AdamStep, FlatAdam, MemberResult, Record, Shuffler, TrainOptions, slice_mut};
+use super::{
+    AdamStep, Evaluation, FlatAdam, MemberResult, Record, Shuffler, TrainOptions, slice_mut,
+};
 use crate::blas::{self, Op, gemm};
 use crate::data::Dataset;
 use crate::net::{Ensemble, Norm};
@@ -336,10 +338,13 @@ fn f32_view(t: &Tensor) -> Result<&[f32]> {
     Ok(unsafe { view(t) })
 }
 
-/// [`train`] member by member: each rayon task runs one member's whole step (its
-/// batch, forward, loss, backward and Adam update) through single-threaded MKL
-/// GEMMs, so the two cores work on different members, nothing waits on a threaded
-/// GEMM, and no gradient buffer of the whole ensemble is written and read back.
+/// [`train`] member by member: each rayon task trains one member through all its
+/// steps (batch, forward, loss, backward and Adam update, with single-threaded MKL
+/// GEMMs) and evaluates it when due, so the two cores work on different members,
+/// nothing waits on a threaded GEMM, no gradient buffer of the whole ensemble is
+/// written and read back, and a member's weights and moments stay in the
+/// last-level cache from one step to the next where they fit. Members are
+/// independent, so this is the same arithmetic as stepping them all together.
 pub fn train_members(
     net: &Ensemble,
     data: &Dataset,
@@ -353,49 +358,59 @@ pub fn train_members(
     let b = opts.batch_size;
     let train_x = f32_view(&data.train_x)?;
     let train_y = Vec::<i64>::try_from(&data.train_y)?;
-    let flat = net.to_flat();
-    let (m, v) = (flat.zeros_like(), flat.zeros_like());
-    let params = net.view_flat(&flat);
-    let mut works: Vec<MemberWork> = (0..k).map(|_| MemberWork::new(&dims, b)).collect();
-    let mut shuffler = Shuffler::new(shuffle, data.train_len());
-    let mut record = Record::new(k, opts, &params, data);
-    for step in 1..=opts.steps {
-        let idx = shuffler.next(b); // [K·B]
-        let adam = AdamStep::new(step, opts);
-        let losses: Vec<f32> = {
-            // SAFETY: flat, m and v are distinct contiguous f32 CPU tensors of this
-            // function, and no libtorch operation runs on them while the slices live.
-            let (p, m, v) = unsafe { (slice_mut(&flat), slice_mut(&m), slice_mut(&v)) };
-            let members: Vec<MemberParams> = per_member(p, &dims, k)
+    let test_x = f32_view(&data.test_x)?;
+    let test_y = Vec::<i64>::try_from(&data.test_y)?;
+    let eval_at = super::eval_schedule(opts);
+    let train_len = data.train_len();
+    let mut flat = Vec::<f32>::try_from(net.to_flat())?;
+    let (mut m, mut v) = (vec![0f32; flat.len()], vec![0f32; flat.len()]);
+    let members: Vec<MemberParams> = per_member(&mut flat, &dims, k)
+        .into_iter()
+        .zip(
+            per_member(&mut m, &dims, k)
                 .into_iter()
-                .zip(
-                    per_member(m, &dims, k)
-                        .into_iter()
-                        .zip(per_member(v, &dims, k)),
-                )
-                .map(|(params, (m, v))| MemberParams { params, m, v })
-                .collect();
-            works
-                .par_iter_mut()
-                .zip(members)
-                .enumerate()
-                .map(|(j, (work, mut member))| {
-                    member_step(
-                        work,
-                        &mut member,
-                        &dims,
-                        (train_x, &train_y),
-                        &idx[j * b..(j + 1) * b],
-                        slope,
-                        (&adam, opts.lrs[j]),
-                    )
-                })
-                .collect()
-        };
-        record.losses(step, &losses);
-        record.evaluate_if_due(step, &params, data);
-    }
-    Ok(record.results)
+                .zip(per_member(&mut v, &dims, k)),
+        )
+        .map(|(params, (m, v))| MemberParams { params, m, v })
+        .collect();
+    let results = members
+        .into_par_iter()
+        .zip(shuffle)
+        .enumerate()
+        .map(|(j, (mut member, stream))| {
+            let mut work = MemberWork::new(&dims, b);
+            let mut shuffler = Shuffler::new(vec![stream], train_len);
+            let mut result = MemberResult::default();
+            let evaluate = |step: usize, member: &MemberParams, result: &mut MemberResult| {
+                if eval_at.binary_search(&step).is_ok() {
+                    let (loss, acc) = evaluate_member(member, &dims, slope, (test_x, &test_y));
+                    result.evals.push(Evaluation {
+                        step,
+                        test_loss: loss,
+                        test_acc: acc,
+                    });
+                }
+            };
+            evaluate(0, &member, &mut result);
+            for step in 1..=opts.steps {
+                let idx = shuffler.next(b); // [B]
+                let adam = AdamStep::new(step, opts);
+                let loss = member_step(
+                    &mut work,
+                    &mut member,
+                    &dims,
+                    (train_x, &train_y),
+                    &idx,
+                    slope,
+                    (&adam, opts.lrs[j]),
+                );
+                result.push_loss(step, loss);
+                evaluate(step, &member, &mut result);
+            }
+            result
+        })
+        .collect();
+    Ok(results)
 }
 
 /// Samples per chunk of [`evaluate`]: a `[K, chunk, width]` activation buffer of
@@ -443,79 +458,77 @@ pub fn evaluate(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) 
 /// activations stay in L2.
 const MEMBER_CHUNK: usize = 512;
 
-/// [`evaluate`] member by member on rayon's threads, each member's test set in
-/// chunks of `chunk` samples through single-threaded MKL GEMMs and two activation
-/// buffers of its own.
+/// [`evaluate`] member by member on rayon's threads (see [`evaluate_member`]).
 fn evaluate_members(net: &Ensemble, x: &Tensor, y: &Tensor, chunk: usize) -> (Vec<f64>, Vec<f64>) {
     let _guard = tch::no_grad_guard();
-    let (k, arch) = (net.members, net.arch);
-    let dims = arch.layer_dims();
-    let (depth, slope) = (arch.depth, arch.slope as f32);
-    let features = arch.input;
-    let n = x.size()[0] as usize;
+    let k = net.members;
+    let dims = net.arch.layer_dims();
+    let slope = net.arch.slope as f32;
     let labels = Vec::<i64>::try_from(y).expect("i64 labels");
     let x = f32_view(x).expect("contiguous f32 inputs");
-    let flat = net.to_flat().contiguous();
-    let flat = f32_view(&flat).expect("flat parameters");
-    // Read-only member slices of the flat buffer (per_member wants a mutable one).
-    let mut offset = 0;
-    let layers: Vec<(usize, usize, usize, usize)> = dims
-        .iter()
-        .map(|&(out, inp)| {
-            let (w, b) = (offset, offset + k * out * inp);
-            offset = b + k * out;
-            (w, b, out, inp)
-        })
-        .collect();
-    let chunk = chunk.clamp(1, n.max(1));
-    let per_member: Vec<(f64, u64)> = (0..k)
+    let mut flat = Vec::<f32>::try_from(net.to_flat()).expect("f32 parameters");
+    per_member(&mut flat, &dims, k)
         .into_par_iter()
-        .map(|m| {
-            let mut act = [0, 1].map(|_| vec![0f32; chunk * arch.width]);
-            let mut logits = vec![0f32; chunk * arch.classes];
-            let (mut loss, mut hits) = (0f64, 0u64);
-            {
-                for start in (0..n).step_by(chunk) {
-                    let len = chunk.min(n - start);
-                    for (l, &(w, b, out, inp)) in layers.iter().enumerate() {
-                        let (w, bias) = (
-                            &flat[w + m * out * inp..][..out * inp],
-                            &flat[b + m * out..][..out],
-                        );
-                        let [a0, a1] = &mut act;
-                        let (input, dst): (&[f32], &mut [f32]) = if l == 0 {
-                            (&x[start * features..(start + len) * features], a0)
-                        } else if l % 2 == 1 {
-                            (&a0[..], a1)
-                        } else {
-                            (&a1[..], a0)
-                        };
-                        let dst = if l == depth { &mut logits[..] } else { dst };
-                        let input = &input[..len * inp];
-                        let dst = &mut dst[..len * out];
-                        linear(input, w, bias, dst, len, inp);
-                        if l < depth {
-                            activate(dst, slope);
-                        }
-                    }
-                    let (l, h) = loss_and_hits(
-                        &logits[..len * arch.classes],
-                        &labels[start..start + len],
-                        1,
-                        len,
-                    )[0];
-                    loss += l;
-                    hits += h;
-                }
-            }
-            (loss, hits)
-        })
-        .collect();
-    let n = n.max(1) as f64;
-    per_member
-        .into_iter()
-        .map(|(l, h)| (l / n, h as f64 / n))
+        .map(|params| evaluate_member_in_chunks(&params, &dims, slope, (x, &labels), chunk))
         .unzip()
+}
+
+/// One member's mean test loss and accuracy over `x: [n, in]` and its labels.
+fn evaluate_member(
+    member: &MemberParams,
+    dims: &[(usize, usize)],
+    slope: f32,
+    test: (&[f32], &[i64]),
+) -> (f64, f64) {
+    evaluate_member_in_chunks(&member.params, dims, slope, test, MEMBER_CHUNK)
+}
+
+/// [`evaluate_member`] in chunks of `chunk` samples through single-threaded MKL
+/// GEMMs and two activation buffers of its own.
+fn evaluate_member_in_chunks(
+    params: &[(&mut [f32], &mut [f32])],
+    dims: &[(usize, usize)],
+    slope: f32,
+    (x, labels): (&[f32], &[i64]),
+    chunk: usize,
+) -> (f64, f64) {
+    let depth = dims.len() - 1;
+    let (features, classes) = (dims[0].1, dims[depth].0);
+    let width = dims[..depth].first().map_or(0, |&(out, _)| out);
+    let n = labels.len();
+    let chunk = chunk.clamp(1, n.max(1));
+    let mut act = [0, 1].map(|_| vec![0f32; chunk * width]);
+    let mut logits = vec![0f32; chunk * classes];
+    let (mut loss, mut hits) = (0f64, 0u64);
+    for start in (0..n).step_by(chunk) {
+        let len = chunk.min(n - start);
+        for (l, ((w, bias), &(out, inp))) in params.iter().zip(dims).enumerate() {
+            let [a0, a1] = &mut act;
+            let (input, dst): (&[f32], &mut [f32]) = if l == 0 {
+                (&x[start * features..(start + len) * features], a0)
+            } else if l % 2 == 1 {
+                (&a0[..], a1)
+            } else {
+                (&a1[..], a0)
+            };
+            let dst = if l == depth { &mut logits[..] } else { dst };
+            let dst = &mut dst[..len * out];
+            linear(&input[..len * inp], w, bias, dst, len, inp);
+            if l < depth {
+                activate(dst, slope);
+            }
+        }
+        let (l, h) = loss_and_hits(
+            &logits[..len * classes],
+            &labels[start..start + len],
+            1,
+            len,
+        )[0];
+        loss += l;
+        hits += h;
+    }
+    let n = n.max(1) as f64;
+    (loss / n, hits as f64 / n)
 }
 
 /// [`evaluate`] in chunks of `chunk` samples (the last one shorter).
