@@ -612,6 +612,19 @@ mod tests {
     use crate::init::{Initializer, initialize, member_streams};
     use crate::net::Arch;
 
+    /// `k` He-normal networks of `arch`, the family `label`'s first members.
+    fn he_networks(arch: &Arch, label: &str, k: usize) -> Ensemble {
+        let mut streams = member_streams(5, label, 0, k);
+        let (net, _) = initialize(
+            &Initializer::He(WeightDist::Normal),
+            arch,
+            &mut streams,
+            None,
+        )
+        .expect("He networks");
+        net
+    }
+
     #[test]
     fn chunked_evaluation_matches_libtorch_ops() {
         tch::manual_seed(3);
@@ -627,14 +640,7 @@ mod tests {
                 slope,
                 norm: Norm::None,
             };
-            let mut streams = member_streams(5, "wide-eval", 0, 3);
-            let (net, _) = initialize(
-                &Initializer::He(WeightDist::Normal),
-                &arch,
-                &mut streams,
-                None,
-            )
-            .expect("He networks");
+            let net = he_networks(&arch, "wide-eval", 3);
             let (tl, ta) = super::super::evaluate_tch(&net, &x, &y);
             // One chunk, chunks with a shorter last one, and chunks of 7 samples,
             // through batched libtorch GEMMs and member by member through MKL.
@@ -686,14 +692,7 @@ mod tests {
                 slope,
                 norm: Norm::None,
             };
-            let mut streams = member_streams(4, "wide-train", 0, 3);
-            let (net, _) = initialize(
-                &Initializer::He(WeightDist::Normal),
-                &arch,
-                &mut streams,
-                None,
-            )
-            .expect("He networks");
+            let net = he_networks(&arch, "wide-train", 3);
             let mut opts = TrainOptions::adam(25, 16, vec![1e-2, 3e-3, 1e-3]);
             opts.eval_at = vec![10];
             let shuffle = || member_streams(5, "wide-shuffle", 0, 3);
