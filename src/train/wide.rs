@@ -383,7 +383,13 @@ pub fn train_members(
             let mut result = MemberResult::default();
             let evaluate = |step: usize, member: &MemberParams, result: &mut MemberResult| {
                 if eval_at.binary_search(&step).is_ok() {
-                    let (loss, acc) = evaluate_member(member, &dims, slope, (test_x, &test_y));
+                    let (loss, acc) = evaluate_member(
+                        &member.params,
+                        &dims,
+                        slope,
+                        (test_x, &test_y),
+                        MEMBER_CHUNK,
+                    );
                     result.evals.push(Evaluation {
                         step,
                         test_loss: loss,
@@ -469,23 +475,14 @@ fn evaluate_members(net: &Ensemble, x: &Tensor, y: &Tensor, chunk: usize) -> (Ve
     let mut flat = Vec::<f32>::try_from(net.to_flat()).expect("f32 parameters");
     per_member(&mut flat, &dims, k)
         .into_par_iter()
-        .map(|params| evaluate_member_in_chunks(&params, &dims, slope, (x, &labels), chunk))
+        .map(|params| evaluate_member(&params, &dims, slope, (x, &labels), chunk))
         .unzip()
 }
 
-/// One member's mean test loss and accuracy over `x: [n, in]` and its labels.
+/// One member's mean test loss and accuracy over `x: [n, in]` and its labels, in
+/// chunks of `chunk` samples through single-threaded MKL GEMMs and two activation
+/// buffers of its own.
 fn evaluate_member(
-    member: &MemberParams,
-    dims: &[(usize, usize)],
-    slope: f32,
-    test: (&[f32], &[i64]),
-) -> (f64, f64) {
-    evaluate_member_in_chunks(&member.params, dims, slope, test, MEMBER_CHUNK)
-}
-
-/// [`evaluate_member`] in chunks of `chunk` samples through single-threaded MKL
-/// GEMMs and two activation buffers of its own.
-fn evaluate_member_in_chunks(
     params: &[(&mut [f32], &mut [f32])],
     dims: &[(usize, usize)],
     slope: f32,
