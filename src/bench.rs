@@ -418,12 +418,15 @@ fn he_networks(arch: &Arch, label: &str, first: usize, k: usize) -> Result<Ensem
     Ok(net)
 }
 
-/// Seconds per MetaInit step of 5 width-200, depth-50 networks (the difference of
-/// runs of 5 steps and 1 step, so set-up cancels).
+/// Seconds per MetaInit step of 5 width-200, depth-50 networks: the difference of
+/// runs of 25 steps and 5 steps, so that set-up and the first steps, which fill
+/// the kernel's buffer pools, cancel (runs of 5 and 1 steps said 0.22-0.23 s where
+/// 60-step runs took 0.19-0.21 s per step).
 fn wide_metainit_step(features: usize) -> Result<f64> {
-    Ok((metainit_step(features, 200, 50, 5, 5)? * 6.0
-        - metainit_step(features, 200, 50, 5, 1)? * 2.0)
-        / 4.0)
+    Ok(
+        (metainit_total(features, 200, 50, 5, 25)? - metainit_total(features, 200, 50, 5, 5)?)
+            / 20.0,
+    )
 }
 
 /// Seconds to evaluate an ensemble of 30 width-200 networks of `depth` on the

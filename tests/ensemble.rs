@@ -535,16 +535,18 @@ fn the_hand_written_metainit_step_matches_third_order_autograd() {
     tch::manual_seed(11);
     // Shapes: ReLU and leaky ReLU, depth 0 (one Linear), a wide first layer, a wide
     // network (the kernel runs MetaInit up to width 256).
-    for (input, width, depth, slope, eps) in [
-        (12, 6, 4, 0.0, 1e-5),
-        (20, 8, 7, 0.2, 1e-5),
-        (9, 5, 0, 0.0, 1e-5),
-        (40, 3, 3, 0.1, 1e-5),
+    for (input, width, depth, slope, eps, batch) in [
+        (12, 6, 4, 0.0, 1e-5, 32),
+        (20, 8, 7, 0.2, 1e-5, 32),
+        (9, 5, 0, 0.0, 1e-5, 32),
+        (40, 3, 3, 0.1, 1e-5, 64),
         // Wider than a tile's rows and a row block of the transposed product, odd.
         // With some 60,000 parameters, a few have a gradient so small that ε = 1e-5
         // leaves their quotient at the mercy of f32 rounding (kernel and autograd sum
         // in different orders); a larger ε keeps the comparison well conditioned.
-        (300, 131, 2, 0.0, EPS_WIDE),
+        (300, 131, 2, 0.0, EPS_WIDE, 32),
+        // Products through MKL (64 units and more), two lane groups, leaky ReLU.
+        (70, 66, 4, 0.1, EPS_WIDE, 64),
     ] {
         let a = arch(input, width, depth, slope);
         let k = 3;
@@ -557,10 +559,10 @@ fn the_hand_written_metainit_step_matches_third_order_autograd() {
             .map(|(l, w)| w * (0.7 + 0.15 * l as f64))
             .collect();
         let x = Tensor::randn(
-            [k as i64, 32, input as i64],
+            [k as i64, batch, input as i64],
             (Kind::Float, tch::Device::Cpu),
         );
-        let y = Tensor::randint(10, [k as i64, 32], (Kind::Int64, tch::Device::Cpu));
+        let y = Tensor::randint(10, [k as i64, batch], (Kind::Int64, tch::Device::Cpu));
         let ours = meta_gradient_kernel(&net, &x, &y, eps);
         let theirs = meta_gradient_autograd(&net, &x, &y, eps);
         for (m, ((gq1, d1), (gq2, d2))) in ours.iter().zip(&theirs).enumerate() {

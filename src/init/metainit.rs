@@ -631,6 +631,7 @@ fn run_kernel(
             });
     }
     let end = quotients(&flat, streams, false);
+    kernel::release_buffers();
     let gq_end: Vec<f64> = end.iter().map(|(gq, _)| *gq).collect();
     for i in 0..k {
         if !gq_end[i].is_finite() {
