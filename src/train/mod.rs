@@ -126,8 +126,29 @@ impl AdamStep {
     /// One run of parameters `p` with its gradient `g` and moments `m`, `v`, at
     /// learning rate `lr`: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
     /// p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε), as PyTorch's Adam.
+    ///
+    /// Compiled twice, for the baseline CPU and for AVX2 (chosen at run time): the
+    /// same operations in the same order (no fused multiply-adds), so the same
+    /// numbers, eight floats at a time instead of four.
     #[inline]
     pub fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { self.update_avx2(p, g, m, v, lr) };
+            return;
+        }
+        self.update_any(p, g, m, v, lr);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn update_avx2(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
+        self.update_any(p, g, m, v, lr);
+    }
+
+    #[inline(always)]
+    fn update_any(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
         let (b1, b2, eps, bc2_sqrt) = (self.b1, self.b2, self.eps, self.bc2_sqrt);
         let step_size = (lr / self.bc1) as f32;
         for i in 0..p.len() {
