@@ -691,7 +691,7 @@ fn step_impl<const FMA: bool>(
         }
     }
 
-    let along_g = hvp::<FMA>(net, &groups, &g, c, false);
+    let along_g = hvp::<FMA>(net, &groups, &g, c);
     let hg = &along_g.hv;
 
     // GQ and its adjoints Ḡ, H̄.
@@ -711,7 +711,7 @@ fn step_impl<const FMA: bool>(
     }
 
     // ∇GQ = H (Ḡ + H H̄) + ∇(H̄ᵀ H g).
-    let along_hbar = hvp::<FMA>(net, &groups, &hbar, c, false);
+    let along_hbar = hvp::<FMA>(net, &groups, &hbar, c);
     let mut dir = along_hbar.hv;
     for l in 0..layers {
         for (a, b) in dir.w[l].iter_mut().zip(&gbar.w[l]) {
@@ -723,32 +723,24 @@ fn step_impl<const FMA: bool>(
     }
     // H·dir and the mixed term enter only through ⟨·, W_l⟩, and an outer product
     // a ⊗ h_l has ⟨a ⊗ h_l, W_l⟩ = a·(W_l h_l): no outer products at all, and at the
-    // first layer none with the data: ⟨·, W_0⟩ = Σ_samples (Re_0 + z̄_0)·(W_0 x).
-    let first = hvp::<FMA>(net, &groups, &dir, c, true);
-    let (third, bar0) = mixed::<FMA>(
+    // first layer none with the data: ⟨·, W_0⟩ = Σ_samples s_0·(W_0 x).
+    let (mut dots, s0) = meta_dots::<FMA>(
         net,
         &groups,
+        &dir,
         (&hbar, &along_hbar.traces),
         (&g, &along_g.traces),
         c,
     );
     let mut dot0 = 0f64;
-    for ((gr, tr), b0) in groups.iter().zip(&first.traces).zip(&bar0) {
-        for ((wx, r), b) in gr.wh[0].iter().zip(&tr.re[0]).zip(b0) {
+    for (gr, s0) in groups.iter().zip(&s0) {
+        for (wx, s) in gr.wh[0].iter().zip(s0) {
             for k in 0..LANES {
-                dot0 += wx[k] as f64 * (r[k] as f64 + b[k] as f64);
+                dot0 += wx[k] as f64 * s[k] as f64;
             }
         }
     }
-    let dots = (0..layers)
-        .map(|l| {
-            if l == 0 {
-                dot0
-            } else {
-                first.dots[l] + third[l]
-            }
-        })
-        .collect();
+    dots[0] = dot0;
     (gq, dots)
 }
 
@@ -951,28 +943,16 @@ struct Trace {
 
 /// A Hessian-vector product and its [`Trace`] per lane group.
 struct Hvp {
-    /// Hv itself (no layers with `dots_only`).
     hv: ParamVec,
     traces: Vec<Trace>,
-    /// With `dots_only`: ⟨(Hv)_l, W_l⟩ for l ≥ 1.
-    dots: Vec<f64>,
 }
 
 /// H v by the R-operator over every lane group.
 #[inline(always)]
-fn hvp<const FMA: bool>(
-    net: &Member,
-    groups: &[Group],
-    v: &ParamVec,
-    c: f32,
-    dots_only: bool,
-) -> Hvp {
+fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) -> Hvp {
     let dims = net.dims;
     let layers = dims.len() - 1;
-    // Hv's matrices and biases only when they are wanted.
-    let shape: &[usize] = if dots_only { &[0] } else { dims };
-    let mut out = ParamVec::zeros(shape);
-    let mut dots = vec![0f64; layers];
+    let mut out = ParamVec::zeros(dims);
     let mut traces = Vec::with_capacity(groups.len());
     for gr in groups {
         // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
@@ -985,10 +965,6 @@ fn hvp<const FMA: bool>(
             if l > 0 {
                 let mut wrh = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &rh[l], &mut wrh);
-                if dots_only {
-                    // ⟨e_l ⊗ Rh_l, W_l⟩ = e_l·(W_l Rh_l).
-                    dots[l] += lane_dot(&gr.e[l], &wrh);
-                }
                 for (a, b) in rz.iter_mut().zip(&wrh) {
                     for k in 0..LANES {
                         a[k] += b[k];
@@ -1014,18 +990,11 @@ fn hvp<const FMA: bool>(
         // R-backward.
         let mut res: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         for l in (0..layers).rev() {
-            if dots_only {
-                if l > 0 {
-                    // ⟨Re_l ⊗ h_l, W_l⟩ = Re_l·(W_l h_l).
-                    dots[l] += lane_dot(&re, &gr.wh[l]);
-                }
-            } else {
-                outer_acc::<FMA>(&mut out.w[l], &re, gr.input(l));
-                if l > 0 {
-                    outer_acc::<FMA>(&mut out.w[l], &gr.e[l], &rh[l]);
-                }
-                rowsum_acc(&mut out.b[l], &re);
+            outer_acc::<FMA>(&mut out.w[l], &re, gr.input(l));
+            if l > 0 {
+                outer_acc::<FMA>(&mut out.w[l], &gr.e[l], &rh[l]);
             }
+            rowsum_acc(&mut out.b[l], &re);
             if l == 0 {
                 res[0] = re;
                 break;
@@ -1043,27 +1012,29 @@ fn hvp<const FMA: bool>(
             re: res,
         });
     }
-    Hvp {
-        hv: out,
-        traces,
-        dots,
-    }
+    Hvp { hv: out, traces }
 }
 
-/// ⟨∇_{W_l} (aᵀ H(θ) b), W_l⟩ with the directions a and b held fixed, for layers
-/// l ≥ 1, by the reverse pass of a hyper-dual forward pass (parts: value, along a,
-/// along b, mixed); and the adjoint at the first layer's output per lane group.
+/// ⟨(H dir)_l + ∇_{W_l} (aᵀ H(θ) b), W_l⟩ for layers l ≥ 1, with the directions a
+/// and b held fixed, and per lane group the adjoint s_0 at the first layer's output
+/// whose product with W_0 x gives layer 0's part.
 ///
-/// The parts along a and along b are the R-forward and R-backward passes of the
-/// Hessian-vector products along a and b, taken from their traces (`along_a`,
-/// `along_b`): the part of the reverse pass along a is Re along b, that along b is
-/// Re along a, and the mixed part's adjoint is ∂L/∂z itself. Only the mixed part
-/// of the forward pass and the value part of the reverse pass are computed here:
-/// three products per layer each way instead of seven and eight.
+/// The second term is the reverse pass of a forward pass in hyper-dual numbers
+/// along a and b (parts: value, along a, along b, mixed). Its parts along a and b
+/// are the R-forward and R-backward passes of the Hessian-vector products along a
+/// and b, taken from their traces (`along_a`, `along_b`): the reverse pass's part
+/// along a is Re along b, that along b is Re along a, and the mixed part's adjoint
+/// is ∂L/∂z itself. What is left, the mixed part of the forward pass and the value
+/// part of the reverse pass, follows the same linear recursions through W_l and the
+/// masks as the R-forward and R-backward passes along dir, whose only use is the
+/// first term: the two run as one, on the sums u = Rh_dir + h_ab and
+/// s = Re_dir + z̄. Four products per layer each way, against two and seven, and
+/// two and eight, run separately.
 #[inline(always)]
-fn mixed<const FMA: bool>(
+fn meta_dots<const FMA: bool>(
     net: &Member,
     groups: &[Group],
+    dir: &ParamVec,
     (a, along_a): (&ParamVec, &[Trace]),
     (b, along_b): (&ParamVec, &[Trace]),
     c: f32,
@@ -1071,66 +1042,72 @@ fn mixed<const FMA: bool>(
     let dims = net.dims;
     let layers = dims.len() - 1;
     let mut dots = vec![0f64; layers];
-    let mut bar0 = Vec::with_capacity(groups.len());
+    let mut s0 = Vec::with_capacity(groups.len());
     for ((gr, ta), tb) in groups.iter().zip(along_a).zip(along_b) {
-        // Forward, mixed part: z_ab,l = W_l h_ab,l + A_l h_b,l + B_l h_a,l, with
-        // h_ab = 0 at the first two layers' inputs; W_l h_ab,l is kept for ⟨·, W_l⟩.
-        let mut wab: Vec<Vec<Lane>> = vec![Vec::new(); layers];
-        let mut hab: Vec<Lane> = Vec::new();
-        let mut zab_top = Vec::new();
+        // Forward: z_l = dir_b + Dir_l h_l + A_l h_b,l + B_l h_a,l + W_l u_l, u_{l+1} =
+        // D_l z_l (u_0 = 0): the R-forward pre-activation along dir plus the
+        // hyper-dual pass's mixed part. ⟨e_l ⊗ u_l, W_l⟩ = e_l·(W_l u_l).
+        let mut u: Vec<Lane> = Vec::new();
+        let mut z_top = Vec::new();
         for l in 0..layers {
-            let mut zab = vec![ZERO; dims[l + 1]];
+            let mut z = bias_lanes(&dir.b[l]);
+            mat_acc::<FMA>(&dir.w[l], gr.input(l), &mut z);
             if l > 0 {
-                if l > 1 {
-                    mat_acc::<FMA>(net.w[l], &hab, &mut zab);
+                mat_acc::<FMA>(&a.w[l], &tb.rh[l], &mut z);
+                mat_acc::<FMA>(&b.w[l], &ta.rh[l], &mut z);
+                let mut wu = vec![ZERO; dims[l + 1]];
+                mat_acc::<FMA>(net.w[l], &u, &mut wu);
+                dots[l] += lane_dot(&gr.e[l], &wu);
+                for (zv, wv) in z.iter_mut().zip(&wu) {
+                    for k in 0..LANES {
+                        zv[k] += wv[k];
+                    }
                 }
-                wab[l] = zab.clone();
-                mat_acc::<FMA>(&a.w[l], &tb.rh[l], &mut zab);
-                mat_acc::<FMA>(&b.w[l], &ta.rh[l], &mut zab);
             }
             if l + 1 < layers {
-                masked(&gr.d[l], &mut zab);
-                hab = zab;
+                masked(&gr.d[l], &mut z);
+                u = z;
             } else {
-                zab_top = zab;
+                z_top = z;
             }
         }
         let (za_top, zb_top) = (&ta.rz_top, &tb.rz_top);
-        // The mixed part of the loss, Σ_n [z_aᵀ M z_b + e·z_ab] with M = c(diag p − p pᵀ),
-        // and its value part's adjoint at the logits.
+        // At the logits: s = c p ⊙ (z − p·z) (Re along dir plus the mixed part's
+        // share of the loss e·z_ab) + c p ⊙ (u_a u_b − Σ p u_a u_b), with u_a = z_a − p·z_a
+        // and u_b likewise (the adjoint of Σ_n z_aᵀ M z_b, M = c(diag p − p pᵀ)).
         let classes = gr.p.len();
-        let mut bar = vec![ZERO; classes];
+        let mut s = vec![ZERO; classes];
         for k in 0..LANES {
             let p = |i: usize| gr.p[i][k];
             let pa: f32 = (0..classes).map(|i| p(i) * za_top[i][k]).sum();
             let pb: f32 = (0..classes).map(|i| p(i) * zb_top[i][k]).sum();
-            let pab: f32 = (0..classes).map(|i| p(i) * zab_top[i][k]).sum();
-            let s: f32 = (0..classes)
+            let pz: f32 = (0..classes).map(|i| p(i) * z_top[i][k]).sum();
+            let cross: f32 = (0..classes)
                 .map(|i| p(i) * (za_top[i][k] - pa) * (zb_top[i][k] - pb))
                 .sum();
             for i in 0..classes {
                 let ua = za_top[i][k] - pa;
                 let ub = zb_top[i][k] - pb;
-                bar[i][k] = c * p(i) * (ua * ub - s) + c * p(i) * (zab_top[i][k] - pab);
+                s[i][k] = c * p(i) * (ua * ub - cross) + c * p(i) * (z_top[i][k] - pz);
             }
         }
+        // Reverse: ⟨s_l ⊗ h_l + Re_b ⊗ h_a + Re_a ⊗ h_b, W_l⟩, then
+        // s_{l−1} = D_{l−1} (W_lᵀ s_l + Dir_lᵀ e_l + A_lᵀ Re_b,l + B_lᵀ Re_a,l).
         for l in (1..layers).rev() {
-            // ⟨bar ⊗ h + bar_a ⊗ ha + bar_b ⊗ hb + bar_ab ⊗ hab, W_l⟩, with
-            // bar_a = Re_l along b, bar_b = Re_l along a and bar_ab = e_l.
-            dots[l] += lane_dot(&bar, &gr.wh[l])
+            dots[l] += lane_dot(&s, &gr.wh[l])
                 + lane_dot(&tb.re[l], &ta.wrh[l])
-                + lane_dot(&ta.re[l], &tb.wrh[l])
-                + lane_dot(&gr.e[l], &wab[l]);
+                + lane_dot(&ta.re[l], &tb.wrh[l]);
             let mut t = vec![ZERO; dims[l]];
-            mat_t_acc::<FMA>(net.w[l], &bar, &mut t);
+            mat_t_acc::<FMA>(net.w[l], &s, &mut t);
+            mat_t_acc::<FMA>(&dir.w[l], &gr.e[l], &mut t);
             mat_t_acc::<FMA>(&a.w[l], &tb.re[l], &mut t);
             mat_t_acc::<FMA>(&b.w[l], &ta.re[l], &mut t);
             masked(&gr.d[l - 1], &mut t);
-            bar = t;
+            s = t;
         }
-        bar0.push(bar);
+        s0.push(s);
     }
-    (dots, bar0)
+    (dots, s0)
 }
 
 #[cfg(test)]
