@@ -824,7 +824,7 @@ fn quotient_adjoints<const FMA: bool>(
     if FMA {
         // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs;
         // the four slices are n ≥ blocks long (asserted above).
-        unsafe { quotient_blocks_avx2(gv, hv, gb, hb, eps, inv, blocks, &mut sums) };
+        unsafe { quotient_blocks_avx2((gv, hv), (gb, hb), (eps, inv), blocks, &mut sums) };
     }
     let first = if cfg!(target_arch = "x86_64") && FMA {
         blocks
@@ -863,14 +863,10 @@ fn quotient_one(g: f32, h: f32, eps: f32, inv: f32) -> (f32, f32, f32) {
 /// The CPU must have AVX2, and every slice must hold at least `blocks` entries.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn quotient_blocks_avx2(
-    gv: &[f32],
-    hv: &[f32],
-    gb: &mut [f32],
-    hb: &mut [f32],
-    eps: f32,
-    inv: f32,
+    (gv, hv): (&[f32], &[f32]),
+    (gb, hb): (&mut [f32], &mut [f32]),
+    (eps, inv): (f32, f32),
     blocks: usize,
     sums: &mut [f64; 8],
 ) {
