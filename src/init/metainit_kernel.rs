@@ -141,12 +141,15 @@ fn pooled(n: usize, zero: bool) -> Vec<f32> {
     }
 }
 
-/// Frees the buffers every thread of the current rayon pool, and this thread,
-/// keeps for [`ParamVec`]s: called when a MetaInit run ends, so that they do not
-/// outlive it.
+/// Frees the buffers that this thread and every thread of the current rayon pool
+/// keep for [`ParamVec`]s: called when a MetaInit run ends, so that they do not
+/// outlive it. The pool's threads free theirs when they next look for work (a
+/// thread busy elsewhere is not waited for); a buffer in use is never in a pool.
 pub fn release_buffers() {
-    let clear = || POOL.with_borrow_mut(|pool| *pool = Pool::default());
-    rayon::broadcast(|_| clear());
+    fn clear() {
+        POOL.with_borrow_mut(|pool| *pool = Pool::default());
+    }
+    rayon::spawn_broadcast(|_| clear());
     clear();
 }
 
