@@ -105,8 +105,8 @@ impl Drop for ParamVec {
 /// Matrices of at least this many floats are kept for reuse when a [`ParamVec`]
 /// is dropped. A step makes and drops about five vectors the size of the network;
 /// fresh from the allocator, a wide first layer's matrix (2.4 MB at 3,072 × 200)
-/// came straight from the OS each time, and zeroing those pages in the kernel
-/// took a fifth of a width-200 step.
+/// came straight from the OS each time, and the kernel's zeroing of those pages
+/// took a fifth of a width-200 step's CPU samples.
 const POOL_MIN: usize = 4096;
 /// At most this many floats (1 GB) are held per thread.
 const POOL_MAX: usize = 1 << 28;
@@ -526,6 +526,16 @@ fn bias_lanes(b: &[f32]) -> Vec<Lane> {
     b.iter().map(|&v| [v; LANES]).collect()
 }
 
+/// a ← a + b, lane by lane.
+#[inline(always)]
+fn add_lanes(a: &mut [Lane], b: &[Lane]) {
+    for (av, bv) in a.iter_mut().zip(b) {
+        for k in 0..LANES {
+            av[k] += bv[k];
+        }
+    }
+}
+
 #[inline(always)]
 fn masked(d: &[Lane], v: &mut [Lane]) {
     for (dv, x) in d.iter().zip(v.iter_mut()) {
@@ -823,18 +833,16 @@ fn quotient_adjoints<const FMA: bool>(
     assert!(hv.len() == n && gb.len() == n && hb.len() == n);
     let blocks = n / 8 * 8;
     let mut sums = [0f64; 8];
+    // Entries before `done` are written by the AVX2 blocks.
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if FMA {
         // SAFETY: FMA = true only inside `step_avx2`, which runs on AVX2 + FMA CPUs;
         // the four slices are n ≥ blocks long (asserted above).
         unsafe { quotient_blocks_avx2((gv, hv), (gb, hb), (eps, inv), blocks, &mut sums) };
+        done = blocks;
     }
-    let first = if cfg!(target_arch = "x86_64") && FMA {
-        blocks
-    } else {
-        0
-    };
-    for i in first..n {
+    for i in done..n {
         let (q, a, b) = quotient_one(gv[i], hv[i], eps, inv);
         sums[i % 8] += q as f64;
         gb[i] = a;
@@ -928,8 +936,8 @@ unsafe fn quotient_blocks_avx2(
 /// What a Hessian-vector product along v leaves of one lane group for the later
 /// passes: its R-forward pre-activation at the top, every layer's input Rh_l and
 /// W_l Rh_l, and every layer's Re_l.
-/// The hyper-dual pass of [`mixed`] along two directions a and b has these as its
-/// parts along a and along b: only its mixed part is new.
+/// The hyper-dual pass of [`meta_dots`] along two directions a and b has these as
+/// its parts along a and along b: only its mixed part is new.
 struct Trace {
     rz_top: Vec<Lane>,
     /// rh[l], the input of layer l ≥ 1 (rh[0] empty).
@@ -964,11 +972,7 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
             if l > 0 {
                 let mut wrh = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &rh[l], &mut wrh);
-                for (a, b) in rz.iter_mut().zip(&wrh) {
-                    for k in 0..LANES {
-                        a[k] += b[k];
-                    }
-                }
+                add_lanes(&mut rz, &wrh);
                 wrhs[l] = wrh;
             }
             if l + 1 < layers {
@@ -1057,11 +1061,7 @@ fn meta_dots<const FMA: bool>(
                 let mut wu = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &u, &mut wu);
                 dots[l] += lane_dot(&gr.e[l], &wu);
-                for (zv, wv) in z.iter_mut().zip(&wu) {
-                    for k in 0..LANES {
-                        zv[k] += wv[k];
-                    }
-                }
+                add_lanes(&mut z, &wu);
             }
             if l + 1 < layers {
                 masked(&gr.d[l], &mut z);
