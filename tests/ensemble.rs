@@ -547,6 +547,9 @@ fn the_hand_written_metainit_step_matches_third_order_autograd() {
         (300, 131, 2, 0.0, EPS_WIDE, 32),
         // Products through MKL (64 units and more), two lane groups, leaky ReLU.
         (70, 66, 4, 0.1, EPS_WIDE, 64),
+        // Two lane groups wide enough for the products with g to go through the
+        // Gram matrices of both groups (the first layer's not: 64 · 230 > 80 · 150).
+        (80, 150, 3, 0.1, EPS_WIDE, 64),
     ] {
         let a = arch(input, width, depth, slope);
         let k = 3;

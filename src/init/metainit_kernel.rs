@@ -67,20 +67,13 @@ struct ParamVec {
 }
 
 impl ParamVec {
-    fn zeros(dims: &[usize]) -> ParamVec {
-        ParamVec::pooled(dims, true)
-    }
-
     /// A vector whose matrices hold whatever their buffers held (zeros where fresh):
-    /// for one that is written whole before it is read.
+    /// for one that is written whole before it is read (by [`quotient_adjoints`],
+    /// or by its first lane group's outer products).
     fn scratch(dims: &[usize]) -> ParamVec {
-        ParamVec::pooled(dims, false)
-    }
-
-    fn pooled(dims: &[usize], zero: bool) -> ParamVec {
         ParamVec {
             w: (0..dims.len() - 1)
-                .map(|l| pooled(dims[l + 1] * dims[l], zero))
+                .map(|l| pooled(dims[l + 1] * dims[l]))
                 .collect(),
             b: (0..dims.len() - 1)
                 .map(|l| vec![0.0; dims[l + 1]])
@@ -122,23 +115,15 @@ thread_local! {
     static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::new(Pool::default());
 }
 
-/// `n` floats in a buffer from this thread's pool when it holds one of that length,
-/// zeroed if `zero`; else fresh zeros.
-fn pooled(n: usize, zero: bool) -> Vec<f32> {
+/// `n` floats in a buffer from this thread's pool when it holds one of that length
+/// (holding what it held), else fresh zeros.
+fn pooled(n: usize) -> Vec<f32> {
     let reused = POOL.with_borrow_mut(|pool| {
         let v = pool.free.get_mut(&n)?.pop()?;
         pool.held -= n;
         Some(v)
     });
-    match reused {
-        Some(mut v) => {
-            if zero {
-                v.fill(0.0);
-            }
-            v
-        }
-        None => vec![0.0; n],
-    }
+    reused.unwrap_or_else(|| vec![0.0; n])
 }
 
 /// Frees the buffers that this thread and every thread of the current rayon pool
@@ -175,6 +160,213 @@ const MKL_MIN: usize = 64;
 #[inline(always)]
 fn through_mkl(rows: usize, cols: usize) -> bool {
     rows >= MKL_MIN && cols >= MKL_MIN && crate::blas::available()
+}
+
+/// Whether products with the gradient's weights go through the batch's Gram
+/// matrices: g_l = Σ_samples e_l ⊗ h_l has rank at most `batch`, so g_l·x =
+/// E_l (H_lᵀ x) costs batch·(rows + cols) multiply-adds per sample against rows·cols
+/// (a width-200 layer at MetaInit's 32 samples: a third). Through MKL only, so that
+/// narrow networks (width 10: Fig. 2) keep their numbers.
+#[inline(always)]
+fn through_gram(rows: usize, cols: usize, batch: usize) -> bool {
+    batch * (rows + cols) < rows * cols && crate::blas::available()
+}
+
+/// Two lane arrays of one length side by side, `[n][2 · LANES]`: the operand of one
+/// product of 64 columns in place of two of 32.
+fn interleave(a: &[Lane], b: &[Lane]) -> Vec<f32> {
+    debug_assert_eq!(a.len(), b.len());
+    let mut out = Vec::with_capacity(2 * LANES * a.len());
+    for (av, bv) in a.iter().zip(b) {
+        out.extend_from_slice(av);
+        out.extend_from_slice(bv);
+    }
+    out
+}
+
+/// The inverse of [`interleave`], added: a += left halves, b += right halves.
+fn deinterleave_add(both: &[f32], a: &mut [Lane], b: &mut [Lane]) {
+    for ((row, av), bv) in both.chunks_exact(2 * LANES).zip(a).zip(b) {
+        for k in 0..LANES {
+            av[k] += row[k];
+            bv[k] += row[LANES + k];
+        }
+    }
+}
+
+/// out1 += W·x1 and out2 += W·x2: where MKL takes the product, one GEMM of 64 columns
+/// (W read once, and MKL runs wider products faster per FLOP); else two [`mat_acc`].
+#[inline(always)]
+fn mat_acc_pair<const FMA: bool>(
+    w: &[f32],
+    (x1, x2): (&[Lane], &[Lane]),
+    out1: &mut [Lane],
+    out2: &mut [Lane],
+) {
+    let (rows, cols) = (out1.len(), x1.len());
+    if !through_mkl(rows, cols) {
+        mat_acc::<FMA>(w, x1, out1);
+        mat_acc::<FMA>(w, x2, out2);
+        return;
+    }
+    const N: usize = 2 * LANES;
+    let xs = interleave(x1, x2);
+    let mut prod = vec![0f32; rows * N];
+    let whole = |w: &[f32], prod: &mut [f32], rows: usize| {
+        gemm(Op::Plain, w, Op::Plain, &xs, prod, rows, N, cols, 0.0);
+    };
+    if split(rows, cols) {
+        let half = middle(rows);
+        let (p1, p2) = prod.split_at_mut(half * N);
+        let (w1, w2) = w.split_at(half * cols);
+        rayon::join(|| whole(w1, p1, half), || whole(w2, p2, rows - half));
+    } else {
+        whole(w, &mut prod, rows);
+    }
+    deinterleave_add(&prod, out1, out2);
+}
+
+/// out1 += Wᵀ·z1 and out2 += Wᵀ·z2, as [`mat_acc_pair`] does for W.
+#[inline(always)]
+fn mat_t_acc_pair<const FMA: bool>(
+    w: &[f32],
+    (z1, z2): (&[Lane], &[Lane]),
+    out1: &mut [Lane],
+    out2: &mut [Lane],
+) {
+    let (cols, rows) = (out1.len(), z1.len());
+    if !through_mkl(cols, rows) {
+        mat_t_acc::<FMA>(w, z1, out1);
+        mat_t_acc::<FMA>(w, z2, out2);
+        return;
+    }
+    const N: usize = 2 * LANES;
+    let zs = interleave(z1, z2);
+    let mut prod = vec![0f32; cols * N];
+    // prod[c0..c0 + n] = W[:, c0..c0 + n]ᵀ · zs, W's rows `cols` long.
+    let part = |c0: usize, prod: &mut [f32]| {
+        let n = prod.len() / N;
+        gemm_strided(
+            (Op::Trans, &w[c0..], cols),
+            (Op::Plain, &zs, N),
+            (prod, N),
+            n,
+            N,
+            rows,
+            0.0,
+        );
+    };
+    if split(cols, rows) {
+        let half = middle(cols);
+        let (p1, p2) = prod.split_at_mut(half * N);
+        rayon::join(|| part(0, p1), || part(half, p2));
+    } else {
+        part(0, &mut prod);
+    }
+    deinterleave_add(&prod, out1, out2);
+}
+
+/// g += a1 ⊗ b1 + a2 ⊗ b2 (sums over the samples; g = … where `first`, as for
+/// [`outer_acc`]): where MKL takes it, one GEMM over 64 samples, so that g is read
+/// and written once instead of twice.
+#[inline(always)]
+fn outer_acc_pair<const FMA: bool>(
+    g: &mut [f32],
+    (a1, b1): (&[Lane], &[Lane]),
+    (a2, b2): (&[Lane], &[Lane]),
+    first: bool,
+) {
+    let (rows, cols) = (a1.len(), b1.len());
+    if !through_mkl(rows, cols) {
+        outer_acc::<FMA>(g, a1, b1, first);
+        outer_acc::<FMA>(g, a2, b2, false);
+        return;
+    }
+    let beta = if first { 0.0 } else { 1.0 };
+    const K: usize = 2 * LANES;
+    let (a, b) = (interleave(a1, a2), interleave(b1, b2));
+    // g[rows × cols] += a[rows × 64] · b[cols × 64]ᵀ
+    let whole = |a: &[f32], g: &mut [f32], rows: usize| {
+        gemm(Op::Plain, a, Op::Trans, &b, g, rows, cols, K, beta);
+    };
+    if split(rows, cols) {
+        let half = middle(rows);
+        let (g1, g2) = g.split_at_mut(half * cols);
+        let (h1, h2) = a.split_at(half * K);
+        rayon::join(|| whole(h1, g1, half), || whole(h2, g2, rows - half));
+    } else {
+        whole(&a, g, rows);
+    }
+}
+
+/// out += g_l·x with g_l = Σ over the groups of e_l ⊗ h_l (the batch's gradient of
+/// layer l's weights), through the Gram matrices H_lᵀ x of each group
+/// ([`through_gram`]).
+fn gram_acc(groups: &[Group], l: usize, x: &[Lane], out: &mut [Lane]) {
+    let (rows, cols) = (out.len(), x.len());
+    let mut gram = [0f32; LANES * LANES];
+    for gr in groups {
+        // gram[s][k] = Σ_c h[c][s] · x[c][k]
+        let h = gr.input(l).as_flattened();
+        gemm(
+            Op::Trans,
+            h,
+            Op::Plain,
+            x.as_flattened(),
+            &mut gram,
+            LANES,
+            LANES,
+            cols,
+            0.0,
+        );
+        // out[r][k] += Σ_s e[r][s] · gram[s][k]
+        let e = gr.e[l].as_flattened();
+        gemm(
+            Op::Plain,
+            e,
+            Op::Plain,
+            &gram,
+            out.as_flattened_mut(),
+            rows,
+            LANES,
+            LANES,
+            1.0,
+        );
+    }
+}
+
+/// out += g_lᵀ·z, as [`gram_acc`] does for g_l.
+fn gram_t_acc(groups: &[Group], l: usize, z: &[Lane], out: &mut [Lane]) {
+    let (cols, rows) = (out.len(), z.len());
+    let mut gram = [0f32; LANES * LANES];
+    for gr in groups {
+        // gram[s][k] = Σ_r e[r][s] · z[r][k]
+        let e = gr.e[l].as_flattened();
+        gemm(
+            Op::Trans,
+            e,
+            Op::Plain,
+            z.as_flattened(),
+            &mut gram,
+            LANES,
+            LANES,
+            rows,
+            0.0,
+        );
+        // out[c][k] += Σ_s h[c][s] · gram[s][k]
+        let h = gr.input(l).as_flattened();
+        gemm(
+            Op::Plain,
+            h,
+            Op::Plain,
+            &gram,
+            out.as_flattened_mut(),
+            cols,
+            LANES,
+            LANES,
+            1.0,
+        );
+    }
 }
 
 /// An even index near the middle of `n`.
@@ -214,7 +406,12 @@ split_half!(
     mat_t_cols,
     (w: &[f32], z: &[Lane], cols: usize, c0: usize, out: &mut [Lane])
 );
-split_half!(outer_part, outer_avx2, outer_whole, (g: &mut [f32], a: &[Lane], b: &[Lane]));
+split_half!(
+    outer_part,
+    outer_avx2,
+    outer_whole,
+    (g: &mut [f32], a: &[Lane], b: &[Lane], first: bool)
+);
 
 /// out[r] += Σ_c w[r][c] · x[c], two rows at a time (eight independent FMA chains,
 /// each input lane group loaded once per pair).
@@ -396,26 +593,29 @@ fn mat_t_block<const FMA: bool>(
     }
 }
 
-/// g[r][c] += Σ_samples a[r] · b[c]; split like [`mat_acc`], by rows.
+/// g[r][c] += Σ_samples a[r] · b[c], or g[r][c] = … where `first` (the first lane
+/// group's product), so that g need not be zeroed before (zeroing a width-200
+/// network's gradient took 4% of a step; MKL writes with β = 0 instead); split like
+/// [`mat_acc`], by rows.
 #[inline(always)]
-fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
+fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane], first: bool) {
     let (rows, cols) = (a.len(), b.len());
     if split(rows, cols) {
         let half = middle(rows);
         let (g1, g2) = g.split_at_mut(half * cols);
         let (a1, a2) = a.split_at(half);
         rayon::join(
-            || outer_part::<FMA>(g1, a1, b),
-            || outer_part::<FMA>(g2, a2, b),
+            || outer_part::<FMA>(g1, a1, b, first),
+            || outer_part::<FMA>(g2, a2, b, first),
         );
     } else {
-        outer_whole::<FMA>(g, a, b);
+        outer_whole::<FMA>(g, a, b, first);
     }
 }
 
 /// [`outer_acc`] on one thread.
 #[inline(always)]
-fn outer_whole<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
+fn outer_whole<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane], first: bool) {
     let cols = b.len();
     if through_mkl(a.len(), cols) {
         // g[rows × cols] += a[rows × lanes] · b[cols × lanes]ᵀ
@@ -429,9 +629,12 @@ fn outer_whole<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane]) {
             rows,
             cols,
             LANES,
-            1.0,
+            if first { 0.0 } else { 1.0 },
         );
         return;
+    }
+    if first {
+        g.fill(0.0);
     }
     for lo in (0..cols).step_by(TILE) {
         let hi = (lo + TILE).min(cols);
@@ -623,7 +826,8 @@ fn step_impl<const FMA: bool>(
     let n0 = dims[0];
 
     // Forward and backward per lane group; the gradient g.
-    let mut g = ParamVec::zeros(dims);
+    // Written whole by the first lane group's outer products.
+    let mut g = ParamVec::scratch(dims);
     // Plain loops, no closures, in this function and those it inlines: a closure is
     // compiled without the caller's target features.
     let mut groups: Vec<Group> = Vec::with_capacity(batch / LANES);
@@ -690,7 +894,7 @@ fn step_impl<const FMA: bool>(
                 e[l - 1] = t;
             }
             for l in 0..layers {
-                outer_acc::<FMA>(&mut g.w[l], &e[l], if l == 0 { xg } else { &h[l] });
+                outer_acc::<FMA>(&mut g.w[l], &e[l], if l == 0 { xg } else { &h[l] }, j == 0);
                 rowsum_acc(&mut g.b[l], &e[l]);
             }
             groups.push(Group {
@@ -704,7 +908,7 @@ fn step_impl<const FMA: bool>(
         }
     }
 
-    let along_g = hvp::<FMA>(net, &groups, &g, c);
+    let along_g = hvp::<FMA>(net, &groups, Along::Gradient(&g), c);
     let hg = &along_g.hv;
 
     // GQ and its adjoints Ḡ, H̄.
@@ -724,7 +928,7 @@ fn step_impl<const FMA: bool>(
     }
 
     // ∇GQ = H (Ḡ + H H̄) + ∇(H̄ᵀ H g).
-    let along_hbar = hvp::<FMA>(net, &groups, &hbar, c);
+    let along_hbar = hvp::<FMA>(net, &groups, Along::Dense(&hbar, &along_g.traces), c);
     let mut dir = along_hbar.hv;
     for l in 0..layers {
         for (a, b) in dir.w[l].iter_mut().zip(&gbar.w[l]) {
@@ -741,7 +945,7 @@ fn step_impl<const FMA: bool>(
         net,
         &groups,
         &dir,
-        (&hbar, &along_hbar.traces),
+        (&hbar, &along_hbar.traces, &along_hbar.ahead),
         (&g, &along_g.traces),
         c,
     );
@@ -948,27 +1152,72 @@ struct Trace {
     re: Vec<Vec<Lane>>,
 }
 
-/// A Hessian-vector product and its [`Trace`] per lane group.
+/// A Hessian-vector product, its [`Trace`] per lane group, and per lane group the
+/// products of v's matrices that [`meta_dots`] needs, where [`hvp`] took them in
+/// its own GEMMs.
 struct Hvp {
     hv: ParamVec,
     traces: Vec<Trace>,
+    ahead: Vec<Ahead>,
+}
+
+/// For layers l ≥ 1 whose products go through MKL, v_l·Rh_l and v_lᵀ·Re_l along
+/// another product's trace (empty elsewhere, and for the product along g).
+struct Ahead {
+    fwd: Vec<Vec<Lane>>,
+    bwd: Vec<Vec<Lane>>,
+}
+
+/// The direction of a Hessian-vector product.
+enum Along<'a> {
+    /// The batch's gradient g: g_l = Σ_samples e_l ⊗ h_l, whose products go through
+    /// the Gram matrices where that is cheaper ([`through_gram`]).
+    Gradient(&'a ParamVec),
+    /// A dense vector v, and the trace of another product, along which [`meta_dots`]
+    /// needs v_l·Rh_l and v_lᵀ·Re_l: those are taken in the same GEMMs as this
+    /// product's v_l·h_l and v_lᵀ·e_l (64 columns instead of 32, v_l read once).
+    Dense(&'a ParamVec, &'a [Trace]),
 }
 
 /// H v by the R-operator over every lane group.
 #[inline(always)]
-fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) -> Hvp {
+fn hvp<const FMA: bool>(net: &Member, groups: &[Group], along: Along, c: f32) -> Hvp {
     let dims = net.dims;
     let layers = dims.len() - 1;
-    let mut out = ParamVec::zeros(dims);
+    let batch = groups.len() * LANES;
+    let v = match along {
+        Along::Gradient(v) | Along::Dense(v, _) => v,
+    };
+    // Whether v's products with layer l's inputs go through g's Gram matrices, or
+    // are taken together with the other trace's.
+    let gram =
+        |l: usize| matches!(along, Along::Gradient(_)) && through_gram(dims[l + 1], dims[l], batch);
+    let paired =
+        |l: usize| matches!(along, Along::Dense(..)) && l > 0 && through_mkl(dims[l + 1], dims[l]);
+    // Written whole by the first lane group's outer products.
+    let mut out = ParamVec::scratch(dims);
     let mut traces = Vec::with_capacity(groups.len());
-    for gr in groups {
-        // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
+    let mut aheads = Vec::with_capacity(groups.len());
+    for (j, gr) in groups.iter().enumerate() {
         let mut rh: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         let mut wrhs: Vec<Vec<Lane>> = vec![Vec::new(); layers];
+        let mut ahead = Ahead {
+            fwd: vec![Vec::new(); layers],
+            bwd: vec![Vec::new(); layers],
+        };
         let mut rz_top = Vec::new();
         for l in 0..layers {
             let mut rz = bias_lanes(&v.b[l]);
-            mat_acc::<FMA>(&v.w[l], gr.input(l), &mut rz);
+            match along {
+                _ if gram(l) => gram_acc(groups, l, gr.input(l), &mut rz),
+                Along::Dense(_, other) if paired(l) => {
+                    let mut f = vec![ZERO; dims[l + 1]];
+                    let x = (gr.input(l), other[j].rh[l].as_slice());
+                    mat_acc_pair::<FMA>(&v.w[l], x, &mut rz, &mut f);
+                    ahead.fwd[l] = f;
+                }
+                _ => mat_acc::<FMA>(&v.w[l], gr.input(l), &mut rz),
+            }
             if l > 0 {
                 let mut wrh = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &rh[l], &mut wrh);
@@ -982,7 +1231,6 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
                 rz_top = rz;
             }
         }
-        // Top: Re = c (p ⊙ Rz − p (p·Rz)).
         let mut re = gr.p.clone();
         for k in 0..LANES {
             let dot: f32 = gr.p.iter().zip(&rz_top).map(|(p, r)| p[k] * r[k]).sum();
@@ -990,12 +1238,14 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
                 rv[k] = c * rv[k] * (rz[k] - dot);
             }
         }
-        // R-backward.
         let mut res: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         for l in (0..layers).rev() {
-            outer_acc::<FMA>(&mut out.w[l], &re, gr.input(l));
             if l > 0 {
-                outer_acc::<FMA>(&mut out.w[l], &gr.e[l], &rh[l]);
+                // Re ⊗ h_l + e ⊗ Rh_l
+                let first = j == 0;
+                outer_acc_pair::<FMA>(&mut out.w[l], (&re, gr.input(l)), (&gr.e[l], &rh[l]), first);
+            } else {
+                outer_acc::<FMA>(&mut out.w[l], &re, gr.input(l), j == 0);
             }
             rowsum_acc(&mut out.b[l], &re);
             if l == 0 {
@@ -1004,7 +1254,16 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
             }
             let mut t = vec![ZERO; dims[l]];
             mat_t_acc::<FMA>(net.w[l], &re, &mut t);
-            mat_t_acc::<FMA>(&v.w[l], &gr.e[l], &mut t);
+            match along {
+                _ if gram(l) => gram_t_acc(groups, l, &gr.e[l], &mut t),
+                Along::Dense(_, other) if paired(l) => {
+                    let mut b = vec![ZERO; dims[l]];
+                    let z = (gr.e[l].as_slice(), other[j].re[l].as_slice());
+                    mat_t_acc_pair::<FMA>(&v.w[l], z, &mut t, &mut b);
+                    ahead.bwd[l] = b;
+                }
+                _ => mat_t_acc::<FMA>(&v.w[l], &gr.e[l], &mut t),
+            }
             masked(&gr.d[l - 1], &mut t);
             res[l] = std::mem::replace(&mut re, t);
         }
@@ -1014,8 +1273,13 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
             wrh: wrhs,
             re: res,
         });
+        aheads.push(ahead);
     }
-    Hvp { hv: out, traces }
+    Hvp {
+        hv: out,
+        traces,
+        ahead: aheads,
+    }
 }
 
 /// ⟨(H dir)_l + ∇_{W_l} (aᵀ H(θ) b), W_l⟩ for layers l ≥ 1, with the directions a
@@ -1033,20 +1297,26 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], v: &ParamVec, c: f32) ->
 /// first term: the two run as one, on the sums u = Rh_dir + h_ab and
 /// s = Re_dir + z̄. Four products per layer each way, against two and seven, and
 /// two and eight, run separately.
+///
+/// b must be the batch's gradient g (its products go through the Gram matrices where
+/// [`through_gram`] says so), and `ahead_a` what the product along a took ahead along
+/// b's trace (A_l Rh_b,l and A_lᵀ Re_b,l; computed here where it is empty).
 #[inline(always)]
 fn meta_dots<const FMA: bool>(
     net: &Member,
     groups: &[Group],
     dir: &ParamVec,
-    (a, along_a): (&ParamVec, &[Trace]),
+    (a, along_a, ahead_a): (&ParamVec, &[Trace], &[Ahead]),
     (b, along_b): (&ParamVec, &[Trace]),
     c: f32,
 ) -> (Vec<f64>, Vec<Vec<Lane>>) {
     let dims = net.dims;
     let layers = dims.len() - 1;
+    let batch = groups.len() * LANES;
     let mut dots = vec![0f64; layers];
     let mut s0 = Vec::with_capacity(groups.len());
-    for ((gr, ta), tb) in groups.iter().zip(along_a).zip(along_b) {
+    let groups_traces = groups.iter().zip(along_a).zip(along_b);
+    for (((gr, ta), tb), ahead) in groups_traces.zip(ahead_a) {
         // Forward: z_l = dir_b + Dir_l h_l + A_l h_b,l + B_l h_a,l + W_l u_l, u_{l+1} =
         // D_l z_l (u_0 = 0): the R-forward pre-activation along dir plus the
         // hyper-dual pass's mixed part. ⟨e_l ⊗ u_l, W_l⟩ = e_l·(W_l u_l).
@@ -1056,8 +1326,16 @@ fn meta_dots<const FMA: bool>(
             let mut z = bias_lanes(&dir.b[l]);
             mat_acc::<FMA>(&dir.w[l], gr.input(l), &mut z);
             if l > 0 {
-                mat_acc::<FMA>(&a.w[l], &tb.rh[l], &mut z);
-                mat_acc::<FMA>(&b.w[l], &ta.rh[l], &mut z);
+                if ahead.fwd[l].is_empty() {
+                    mat_acc::<FMA>(&a.w[l], &tb.rh[l], &mut z);
+                } else {
+                    add_lanes(&mut z, &ahead.fwd[l]);
+                }
+                if through_gram(dims[l + 1], dims[l], batch) {
+                    gram_acc(groups, l, &ta.rh[l], &mut z);
+                } else {
+                    mat_acc::<FMA>(&b.w[l], &ta.rh[l], &mut z);
+                }
                 let mut wu = vec![ZERO; dims[l + 1]];
                 mat_acc::<FMA>(net.w[l], &u, &mut wu);
                 dots[l] += lane_dot(&gr.e[l], &wu);
@@ -1099,8 +1377,16 @@ fn meta_dots<const FMA: bool>(
             let mut t = vec![ZERO; dims[l]];
             mat_t_acc::<FMA>(net.w[l], &s, &mut t);
             mat_t_acc::<FMA>(&dir.w[l], &gr.e[l], &mut t);
-            mat_t_acc::<FMA>(&a.w[l], &tb.re[l], &mut t);
-            mat_t_acc::<FMA>(&b.w[l], &ta.re[l], &mut t);
+            if ahead.bwd[l].is_empty() {
+                mat_t_acc::<FMA>(&a.w[l], &tb.re[l], &mut t);
+            } else {
+                add_lanes(&mut t, &ahead.bwd[l]);
+            }
+            if through_gram(dims[l + 1], dims[l], batch) {
+                gram_t_acc(groups, l, &ta.re[l], &mut t);
+            } else {
+                mat_t_acc::<FMA>(&b.w[l], &ta.re[l], &mut t);
+            }
             masked(&gr.d[l - 1], &mut t);
             s = t;
         }
