@@ -22,6 +22,8 @@ use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -534,7 +536,26 @@ pub fn meta_gradient_autograd(
     })
 }
 
-/// [`run`] with the hand-written step, members in parallel on rayon's threads: the
+/// One member's MetaInit in [`run_kernel`]: its weights (layer after layer), its
+/// momenta (one per layer) and its stream, and how far it has gone.
+struct Chain<'a> {
+    index: usize,
+    w: &'a mut [f32],
+    m: &'a mut [f32],
+    rng: &'a mut Stream,
+    /// Steps taken; `steps + 1` once the final quotient is known too.
+    steps: usize,
+    failed: bool,
+    gq_start: f64,
+    gq_end: f64,
+}
+
+/// The lock of a mutex whose holder cannot leave it inconsistent (a push or pop).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`run`] with the hand-written step, members stepped in turns on rayon's threads: the
 /// same random batches, the same update, the same bookkeeping.
 fn run_kernel(
     p: &MetaInitParams,
@@ -542,7 +563,6 @@ fn run_kernel(
     start: Vec<Tensor>,
     streams: &mut [Stream],
 ) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
-    use rayon::prelude::*;
     let k = streams.len();
     let dims = unit_dims(arch);
     let layers = dims.len() - 1;
@@ -562,82 +582,115 @@ fn run_kernel(
     drop(start);
     let zeros: Vec<Vec<f32>> = dims[1..].iter().map(|&n| vec![0.0; n]).collect();
     let mut momentum = vec![0f32; k * layers];
-    let mut failed = vec![false; k];
-    let mut gq_start = vec![f64::NAN; k];
     let eps = p.eps as f32;
     let slope = arch.slope as f32;
-    let quotients = |flat: &[f32], streams: &mut [Stream], meta: bool| -> Vec<(f64, Vec<f64>)> {
-        // Each member's batch is drawn in its own task, just before its step, so
-        // that it is still in cache (the same numbers as `random_batch_vec`).
-        flat.par_chunks(stride)
-            .zip(streams.par_iter_mut())
-            .map_init(
-                || (vec![0f32; p.batch * arch.input], vec![0i64; p.batch]),
-                |(xs, ys), (mine, rng)| {
-                    member_batch(rng, arch.classes, xs, ys);
-                    let mut w = Vec::with_capacity(layers);
-                    let mut rest = mine;
-                    for n in &per {
-                        let (head, tail) = rest.split_at(*n);
-                        w.push(head);
-                        rest = tail;
-                    }
-                    let member = kernel::Member {
-                        dims: &dims,
-                        w,
-                        b: zeros.iter().map(|b| b.as_slice()).collect(),
-                        slope,
-                    };
-                    kernel::step_lanes(&member, xs, ys, eps, meta)
-                },
-            )
-            .collect()
-    };
-    for step in 0..p.steps {
-        let results = quotients(&flat, streams, true);
-        for (i, (gq, _)) in results.iter().enumerate() {
-            if step == 0 {
-                gq_start[i] = *gq;
-            }
-            if !gq.is_finite() {
-                failed[i] = true;
+    // One step of a member (or, after its last, the final quotient): its batch is
+    // drawn in the task that uses it, so that it is still in cache.
+    let step = |chain: &mut Chain, xs: &mut [f32], ys: &mut [i64]| {
+        member_batch(chain.rng, arch.classes, xs, ys);
+        let last = chain.steps == p.steps;
+        chain.steps += 1;
+        if chain.failed && !last {
+            // Its update is skipped: only the draws, for the stream's sake (a
+            // restart starts from where they leave it).
+            return;
+        }
+        let mut w = Vec::with_capacity(layers);
+        let mut rest = &*chain.w;
+        for n in &per {
+            let (head, tail) = rest.split_at(*n);
+            w.push(head);
+            rest = tail;
+        }
+        let member = kernel::Member {
+            dims: &dims,
+            w,
+            b: zeros.iter().map(|b| b.as_slice()).collect(),
+            slope,
+        };
+        let (gq, dots) = kernel::step_lanes(&member, xs, ys, eps, !last);
+        if last {
+            chain.gq_end = gq;
+        } else if chain.steps == 1 {
+            chain.gq_start = gq;
+        }
+        if !gq.is_finite() {
+            chain.failed = true;
+        }
+        if last || chain.failed {
+            return;
+        }
+        let mut rest = &mut *chain.w;
+        for (l, m) in chain.m.iter_mut().enumerate() {
+            let (w, tail) = rest.split_at_mut(per[l]);
+            rest = tail;
+            let norm = sum_squares(w).sqrt();
+            let s = (dots[l] / norm).signum();
+            let s = if dots[l] == 0.0 { 0.0 } else { s };
+            *m = *m * p.momentum as f32 - (s * p.lr) as f32;
+            let factor = ((norm + *m as f64) / norm) as f32;
+            for v in w.iter_mut() {
+                *v *= factor;
             }
         }
-        flat.par_chunks_mut(stride)
-            .zip(momentum.par_chunks_mut(layers))
-            .zip(results.par_iter())
-            .zip(failed.par_iter_mut())
-            .for_each(|(((mine, m), (_, dots)), failed)| {
-                if *failed {
-                    return;
-                }
-                let mut rest = &mut *mine;
-                for l in 0..layers {
-                    let (w, tail) = rest.split_at_mut(per[l]);
-                    rest = tail;
-                    let norm = sum_squares(w).sqrt();
-                    let s = (dots[l] / norm).signum();
-                    let s = if dots[l] == 0.0 { 0.0 } else { s };
-                    m[l] = m[l] * p.momentum as f32 - (s * p.lr) as f32;
-                    let factor = ((norm + m[l] as f64) / norm) as f32;
-                    for v in w.iter_mut() {
-                        *v *= factor;
+        // A member whose weights are no longer finite has degenerated too.
+        if chain.w.iter().any(|v| !v.is_finite()) {
+            chain.failed = true;
+        }
+    };
+    // Members step in turns, each by whichever thread is free, with no barrier
+    // between steps: 5 members on 2 threads took as long as 6 when every step
+    // waited for all members (the fifth alone on one thread, the split halves of
+    // its products too fine to keep the other busy).
+    let queue: Mutex<VecDeque<Chain>> = Mutex::new(
+        flat.chunks_mut(stride)
+            .zip(momentum.chunks_mut(layers))
+            .zip(streams.iter_mut())
+            .enumerate()
+            .map(|(index, ((w, m), rng))| Chain {
+                index,
+                w,
+                m,
+                rng,
+                steps: 0,
+                failed: false,
+                gq_start: f64::NAN,
+                gq_end: f64::NAN,
+            })
+            .collect(),
+    );
+    let done: Mutex<Vec<Chain>> = Mutex::new(Vec::with_capacity(k));
+    let workers = rayon::current_num_threads().clamp(1, k.max(1));
+    rayon::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|_| {
+                let (mut xs, mut ys) = (vec![0f32; p.batch * arch.input], vec![0i64; p.batch]);
+                // A worker ends when every member left is being stepped by another;
+                // its thread then takes halves of their split products.
+                loop {
+                    // (The guard must not live through the step: a `while let` on
+                    // the pop would hold it there.)
+                    let next = lock(&queue).pop_front();
+                    let Some(mut chain) = next else { break };
+                    step(&mut chain, &mut xs, &mut ys);
+                    if chain.steps > p.steps {
+                        lock(&done).push(chain);
+                    } else {
+                        lock(&queue).push_back(chain);
                     }
-                }
-                // A member whose weights are no longer finite has degenerated too.
-                if mine.iter().any(|v| !v.is_finite()) {
-                    *failed = true;
                 }
             });
-    }
-    let end = quotients(&flat, streams, false);
-    kernel::release_buffers();
-    let gq_end: Vec<f64> = end.iter().map(|(gq, _)| *gq).collect();
-    for i in 0..k {
-        if !gq_end[i].is_finite() {
-            failed[i] = true;
         }
+    });
+    let mut failed = vec![false; k];
+    let mut gq_start = vec![f64::NAN; k];
+    let mut gq_end = vec![f64::NAN; k];
+    for chain in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        failed[chain.index] = chain.failed;
+        gq_start[chain.index] = chain.gq_start;
+        gq_end[chain.index] = chain.gq_end;
     }
+    kernel::release_buffers();
     let mut offset = 0;
     let out = (0..layers)
         .map(|l| {
