@@ -388,7 +388,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         .map(|d| 500.0 * m50 * (d.max(1.0) / 50.0))
         .sum();
     println!(
-        "  Fig. 3, width 200 (medians of 3 runs): an Adam step of 30 runs takes {s10:.3} s at depth 10 and {s100:.3} s at depth 100, their evaluation on 10,000 test samples {v10:.1} and {v100:.1} s -> 11 depths x 30 runs x 500 steps and an evaluation {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min",
+        "  Fig. 3, width 200 (medians of 3 runs): an Adam step of 30 runs takes {s10:.3} s at depth 10 and {s100:.3} s at depth 100, their evaluation on 10,000 test samples {v10:.1} and {v100:.1} s -> 11 depths x 30 runs x 500 steps and an evaluation {:.0} min; a MetaInit step for the 5 MetaInit runs takes {m50:.2} s at depth 50 -> {:.0} min (no MetaInit restarts counted: a degenerate member's retries, up to 5 of 500 steps each, come on top)",
         train200 / 60.0,
         meta200_all / 60.0
     );
