@@ -209,21 +209,13 @@ fn mat_acc_pair<const FMA: bool>(
         mat_acc::<FMA>(w, x2, out2);
         return;
     }
-    const N: usize = 2 * LANES;
-    let xs = interleave(x1, x2);
-    let mut prod = vec![0f32; rows * N];
-    let whole = |w: &[f32], prod: &mut [f32], rows: usize| {
-        gemm(Op::Plain, w, Op::Plain, &xs, prod, rows, N, cols, 0.0);
+    // prod[r0..r0 + n] = W[r0..r0 + n] · xs
+    let part = |xs: &[f32], r0: usize, prod: &mut [f32]| {
+        let n = prod.len() / PAIR;
+        let w = &w[r0 * cols..(r0 + n) * cols];
+        gemm(Op::Plain, w, Op::Plain, xs, prod, n, PAIR, cols, 0.0);
     };
-    if split(rows, cols) {
-        let half = middle(rows);
-        let (p1, p2) = prod.split_at_mut(half * N);
-        let (w1, w2) = w.split_at(half * cols);
-        rayon::join(|| whole(w1, p1, half), || whole(w2, p2, rows - half));
-    } else {
-        whole(w, &mut prod, rows);
-    }
-    deinterleave_add(&prod, out1, out2);
+    paired_product((x1, x2), (out1, out2), split(rows, cols), part);
 }
 
 /// out1 += Wᵀ·z1 and out2 += Wᵀ·z2, as [`mat_acc_pair`] does for W.
@@ -240,28 +232,37 @@ fn mat_t_acc_pair<const FMA: bool>(
         mat_t_acc::<FMA>(w, z2, out2);
         return;
     }
-    const N: usize = 2 * LANES;
-    let zs = interleave(z1, z2);
-    let mut prod = vec![0f32; cols * N];
     // prod[c0..c0 + n] = W[:, c0..c0 + n]ᵀ · zs, W's rows `cols` long.
-    let part = |c0: usize, prod: &mut [f32]| {
-        let n = prod.len() / N;
-        gemm_strided(
-            (Op::Trans, &w[c0..], cols),
-            (Op::Plain, &zs, N),
-            (prod, N),
-            n,
-            N,
-            rows,
-            0.0,
-        );
+    let part = |zs: &[f32], c0: usize, prod: &mut [f32]| {
+        let n = prod.len() / PAIR;
+        let (w, z) = ((Op::Trans, &w[c0..], cols), (Op::Plain, zs, PAIR));
+        gemm_strided(w, z, (prod, PAIR), n, PAIR, rows, 0.0);
     };
-    if split(cols, rows) {
-        let half = middle(cols);
-        let (p1, p2) = prod.split_at_mut(half * N);
-        rayon::join(|| part(0, p1), || part(half, p2));
+    paired_product((z1, z2), (out1, out2), split(cols, rows), part);
+}
+
+/// Columns of a paired product: two lane groups side by side.
+const PAIR: usize = 2 * LANES;
+
+/// The two products of one matrix that [`mat_acc_pair`] and [`mat_t_acc_pair`] take
+/// as one: `part(xs, first, prod)` writes the output rows `first..` that `prod`
+/// holds, `[n][PAIR]`, from the interleaved operand `xs`; the rows are split in two
+/// halves by `rayon::join` where `halves`; out1 and out2 get the two column halves.
+fn paired_product(
+    (x1, x2): (&[Lane], &[Lane]),
+    (out1, out2): (&mut [Lane], &mut [Lane]),
+    halves: bool,
+    part: impl Fn(&[f32], usize, &mut [f32]) + Sync,
+) {
+    let xs = interleave(x1, x2);
+    let n = out1.len();
+    let mut prod = vec![0f32; n * PAIR];
+    if halves {
+        let half = middle(n);
+        let (p1, p2) = prod.split_at_mut(half * PAIR);
+        rayon::join(|| part(&xs, 0, p1), || part(&xs, half, p2));
     } else {
-        part(0, &mut prod);
+        part(&xs, 0, &mut prod);
     }
     deinterleave_add(&prod, out1, out2);
 }
@@ -283,16 +284,15 @@ fn outer_acc_pair<const FMA: bool>(
         return;
     }
     let beta = if first { 0.0 } else { 1.0 };
-    const K: usize = 2 * LANES;
     let (a, b) = (interleave(a1, a2), interleave(b1, b2));
     // g[rows × cols] += a[rows × 64] · b[cols × 64]ᵀ
     let whole = |a: &[f32], g: &mut [f32], rows: usize| {
-        gemm(Op::Plain, a, Op::Trans, &b, g, rows, cols, K, beta);
+        gemm(Op::Plain, a, Op::Trans, &b, g, rows, cols, PAIR, beta);
     };
     if split(rows, cols) {
         let half = middle(rows);
         let (g1, g2) = g.split_at_mut(half * cols);
-        let (h1, h2) = a.split_at(half * K);
+        let (h1, h2) = a.split_at(half * PAIR);
         rayon::join(|| whole(h1, g1, half), || whole(h2, g2, rows - half));
     } else {
         whole(&a, g, rows);
@@ -303,65 +303,53 @@ fn outer_acc_pair<const FMA: bool>(
 /// layer l's weights), through the Gram matrices H_lᵀ x of each group
 /// ([`through_gram`]).
 fn gram_acc(groups: &[Group], l: usize, x: &[Lane], out: &mut [Lane]) {
-    let (rows, cols) = (out.len(), x.len());
-    let mut gram = [0f32; LANES * LANES];
-    for gr in groups {
-        // gram[s][k] = Σ_c h[c][s] · x[c][k]
-        let h = gr.input(l).as_flattened();
-        gemm(
-            Op::Trans,
-            h,
-            Op::Plain,
-            x.as_flattened(),
-            &mut gram,
-            LANES,
-            LANES,
-            cols,
-            0.0,
-        );
-        // out[r][k] += Σ_s e[r][s] · gram[s][k]
-        let e = gr.e[l].as_flattened();
-        gemm(
-            Op::Plain,
-            e,
-            Op::Plain,
-            &gram,
-            out.as_flattened_mut(),
-            rows,
-            LANES,
-            LANES,
-            1.0,
-        );
-    }
+    low_rank_acc(
+        groups.iter().map(|gr| (gr.e[l].as_slice(), gr.input(l))),
+        x,
+        out,
+    );
 }
 
-/// out += g_lᵀ·z, as [`gram_acc`] does for g_l.
+/// out += g_lᵀ·z, as [`gram_acc`] does for g_l: the same factors, swapped.
 fn gram_t_acc(groups: &[Group], l: usize, z: &[Lane], out: &mut [Lane]) {
-    let (cols, rows) = (out.len(), z.len());
+    low_rank_acc(
+        groups.iter().map(|gr| (gr.input(l), gr.e[l].as_slice())),
+        z,
+        out,
+    );
+}
+
+/// out += Σ_(a, b) a · (bᵀ x): the product with Σ a ⊗ b, each term through its
+/// `[LANES × LANES]` Gram matrix bᵀ x.
+fn low_rank_acc<'a>(
+    factors: impl Iterator<Item = (&'a [Lane], &'a [Lane])>,
+    x: &[Lane],
+    out: &mut [Lane],
+) {
     let mut gram = [0f32; LANES * LANES];
-    for gr in groups {
-        // gram[s][k] = Σ_r e[r][s] · z[r][k]
-        let e = gr.e[l].as_flattened();
+    for (a, b) in factors {
+        // gram[s][k] = Σ_c b[c][s] · x[c][k]
+        let (b, x) = (b.as_flattened(), x.as_flattened());
         gemm(
             Op::Trans,
-            e,
+            b,
             Op::Plain,
-            z.as_flattened(),
+            x,
             &mut gram,
             LANES,
             LANES,
-            rows,
+            x.len() / LANES,
             0.0,
         );
-        // out[c][k] += Σ_s h[c][s] · gram[s][k]
-        let h = gr.input(l).as_flattened();
+        // out[r][k] += Σ_s a[r][s] · gram[s][k]
+        let (a, rows) = (a.as_flattened(), out.len());
         gemm(
             Op::Plain,
-            h,
+            a,
             Op::Plain,
             &gram,
             out.as_flattened_mut(),
-            cols,
+            rows,
             LANES,
             LANES,
             1.0,
@@ -1199,6 +1187,7 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], along: Along, c: f32) ->
     let mut traces = Vec::with_capacity(groups.len());
     let mut aheads = Vec::with_capacity(groups.len());
     for (j, gr) in groups.iter().enumerate() {
+        // R-forward: Rz_l = W_l Rh_l + V_l h_l + v_b; Rh_{l+1} = D_l Rz_l (Rh_0 = 0).
         let mut rh: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         let mut wrhs: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         let mut ahead = Ahead {
@@ -1231,6 +1220,7 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], along: Along, c: f32) ->
                 rz_top = rz;
             }
         }
+        // Top: Re = c (p ⊙ Rz − p (p·Rz)).
         let mut re = gr.p.clone();
         for k in 0..LANES {
             let dot: f32 = gr.p.iter().zip(&rz_top).map(|(p, r)| p[k] * r[k]).sum();
@@ -1238,6 +1228,7 @@ fn hvp<const FMA: bool>(net: &Member, groups: &[Group], along: Along, c: f32) ->
                 rv[k] = c * rv[k] * (rz[k] - dot);
             }
         }
+        // R-backward.
         let mut res: Vec<Vec<Lane>> = vec![Vec::new(); layers];
         for l in (0..layers).rev() {
             if l > 0 {
