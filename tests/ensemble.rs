@@ -300,6 +300,60 @@ fn metainit_lowers_the_gradient_quotient_and_matches_across_ensembles() {
     }
 }
 
+/// A degenerate member restarts in its turn, at once; that must give what a restart
+/// after its whole attempt gives: the same stream, so the same He start and batches.
+/// A run allowed no restart gives up after its first attempt and draws that attempt's
+/// remaining batches; MetaInit again on the streams it leaves, allowed one restart
+/// fewer, must then end where the run allowed them all ends.
+#[test]
+fn a_metainit_restart_in_turn_is_a_restart_after_the_attempt() {
+    let a = arch(16, 8, 60, 0.0);
+    let run = |max_restarts: usize, streams: &mut [initlab::seed::Stream]| {
+        let p = MetaInitParams {
+            steps: 40,
+            lr: 3.0,
+            max_restarts,
+            ..Default::default()
+        };
+        initialize(&Initializer::MetaInit(p), &a, streams, None).unwrap()
+    };
+    let mut all = member_streams(5, "metainit-restart", 0, 6);
+    let (whole, report) = run(3, &mut all);
+    eprintln!("restarts per member: {:?}", report.restarts);
+    let mut once = member_streams(5, "metainit-restart", 0, 6);
+    let (_, first) = run(0, &mut once);
+    let (again, rest) = run(2, &mut once);
+    let mut compared = 0;
+    for i in 0..6 {
+        if report.restarts[i] == 0 {
+            assert_eq!(first.restarts[i], 0, "member {i}");
+            continue;
+        }
+        // degenerate at first: given up with restarts = 1 by the run allowed none
+        assert_eq!(first.restarts[i], 1, "member {i}");
+        assert_eq!(rest.restarts[i] + 1, report.restarts[i], "member {i}");
+        if report.restarts[i] <= 3 {
+            assert_eq!(
+                rest.gq_end[i].to_bits(),
+                report.gq_end[i].to_bits(),
+                "member {i}"
+            );
+            for (w1, w2) in whole.weights.iter().zip(&again.weights) {
+                assert!(
+                    w1.get(i as i64).equal(&w2.get(i as i64)),
+                    "member {i}: a restart in turn and one after the attempt differ"
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 2,
+        "too few restarted members to compare: {:?}",
+        report.restarts
+    );
+}
+
 #[test]
 fn proposition1_theoretical_variance_is_preserved_in_simulation() {
     use initlab::experiment::kurtosis_mc::{KurtosisPoint, simulate};

@@ -227,11 +227,20 @@ fn random_batch_vec(
 /// generator seeded from the member's stream (ChaCha's refills took as long as the
 /// sampling).
 fn member_batch(rng: &mut Stream, classes: usize, xs: &mut [f32], ys: &mut [i64]) {
-    let mut fast = Xoshiro256PlusPlus::seed_from_u64(rng.random());
+    let seed = member_labels(rng, classes, ys);
+    let mut fast = Xoshiro256PlusPlus::seed_from_u64(seed);
     WeightDist::Normal.fill(&mut fast, xs);
+}
+
+/// What [`member_batch`] draws from the member's stream: the seed of the inputs'
+/// generator (returned), then the labels. Alone, it moves the stream past a batch
+/// whose inputs are not needed.
+fn member_labels(rng: &mut Stream, classes: usize, ys: &mut [i64]) -> u64 {
+    let seed = rng.random();
     for y in ys.iter_mut() {
         *y = rng.random_range(0..classes as i64);
     }
+    seed
 }
 
 /// Σ v² in f64, in eight partial sums so that it vectorises.
@@ -264,6 +273,16 @@ pub fn metainit(
         bail!("metainit `batch` must be at least 1");
     }
     let k = streams.len();
+    if uses_kernel(p, arch) {
+        let start = schemes::weights(&Initializer::He(WeightDist::Normal), arch, streams)?;
+        let (tuned, restarts, gq_start, gq_end) = run_kernel(p, arch, start, streams);
+        let report = InitReport {
+            restarts,
+            gq_start,
+            gq_end,
+        };
+        return Ok((Ensemble::from_weights(*arch, tuned), report));
+    }
     let mut report = InitReport {
         restarts: vec![0; k],
         gq_start: vec![f64::NAN; k],
@@ -275,11 +294,7 @@ pub fn metainit(
     while !active.is_empty() {
         let mut sub: Vec<Stream> = active.iter().map(|&i| streams[i].clone()).collect();
         let start = schemes::weights(&Initializer::He(WeightDist::Normal), arch, &mut sub)?;
-        let (tuned, failed, gq0, gq1) = if uses_kernel(p, arch) {
-            run_kernel(p, arch, start, &mut sub)
-        } else {
-            run_parallel(p, arch, start, &mut sub)
-        };
+        let (tuned, failed, gq0, gq1) = run_parallel(p, arch, start, &mut sub);
         for (j, &i) in active.iter().enumerate() {
             streams[i] = sub[j].clone();
         }
@@ -543,9 +558,12 @@ struct Chain<'a> {
     w: &'a mut [f32],
     m: &'a mut [f32],
     rng: &'a mut Stream,
-    /// Steps taken; `steps + 1` once the final quotient is known too.
+    /// Steps taken in this attempt; `steps + 1` once the final quotient is known too.
     steps: usize,
-    failed: bool,
+    /// Attempts that degenerated; past `max_restarts` the member is given up.
+    restarts: usize,
+    /// Given up: its last attempt degenerated, and its weights are what that left.
+    given_up: bool,
     gq_start: f64,
     gq_end: f64,
 }
@@ -556,13 +574,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// [`run`] with the hand-written step, members stepped in turns on rayon's threads: the
-/// same random batches, the same update, the same bookkeeping.
+/// same random batches, the same update, the same bookkeeping. A member that
+/// degenerates restarts at once, in its turn, rather than after every member's
+/// attempt has ended: its stream is first moved past the batches the rest of the
+/// attempt would have drawn, so it restarts from the He start, and with the
+/// batches, that a restart after the attempt would give. Returns the weights and,
+/// per member, its restarts (`max_restarts + 1`: given up) and first and last
+/// quotients of its last attempt.
 fn run_kernel(
     p: &MetaInitParams,
     arch: &Arch,
     start: Vec<Tensor>,
     streams: &mut [Stream],
-) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
+) -> (Vec<Tensor>, Vec<usize>, Vec<f64>, Vec<f64>) {
     let k = streams.len();
     let dims = unit_dims(arch);
     let layers = dims.len() - 1;
@@ -584,17 +608,46 @@ fn run_kernel(
     let mut momentum = vec![0f32; k * layers];
     let eps = p.eps as f32;
     let slope = arch.slope as f32;
+    // A degenerate member's next attempt, or its end.
+    let degenerate = |chain: &mut Chain, ys: &mut [i64]| {
+        chain.restarts += 1;
+        if chain.restarts > p.max_restarts {
+            // Kept as it is; its remaining steps only draw.
+            chain.given_up = true;
+            return;
+        }
+        for _ in chain.steps..=p.steps {
+            member_labels(chain.rng, arch.classes, ys);
+        }
+        let fresh = schemes::weights(
+            &Initializer::He(WeightDist::Normal),
+            arch,
+            std::slice::from_mut(chain.rng),
+        )
+        .expect("a He start of a shape that MetaInit has already started");
+        let mut rest = &mut *chain.w;
+        for t in &fresh {
+            let values = Vec::<f32>::try_from(t.flatten(0, -1)).expect("f32 weights");
+            let (w, tail) = rest.split_at_mut(values.len());
+            w.copy_from_slice(&values);
+            rest = tail;
+        }
+        chain.m.fill(0.0);
+        chain.steps = 0;
+        chain.gq_start = f64::NAN;
+        chain.gq_end = f64::NAN;
+    };
     // One step of a member (or, after its last, the final quotient): its batch is
     // drawn in the task that uses it, so that it is still in cache.
     let step = |chain: &mut Chain, xs: &mut [f32], ys: &mut [i64]| {
-        member_batch(chain.rng, arch.classes, xs, ys);
         let last = chain.steps == p.steps;
         chain.steps += 1;
-        if chain.failed && !last {
-            // Its update is skipped: only the draws, for the stream's sake (a
-            // restart starts from where they leave it).
+        if chain.given_up && !last {
+            // Its update is skipped: only the draws, for the stream's sake.
+            member_labels(chain.rng, arch.classes, ys);
             return;
         }
+        member_batch(chain.rng, arch.classes, xs, ys);
         let mut w = Vec::with_capacity(layers);
         let mut rest = &*chain.w;
         for n in &per {
@@ -614,10 +667,11 @@ fn run_kernel(
         } else if chain.steps == 1 {
             chain.gq_start = gq;
         }
-        if !gq.is_finite() {
-            chain.failed = true;
+        if !gq.is_finite() && !chain.given_up {
+            degenerate(chain, ys);
+            return;
         }
-        if last || chain.failed {
+        if last {
             return;
         }
         let mut rest = &mut *chain.w;
@@ -635,7 +689,7 @@ fn run_kernel(
         }
         // A member whose weights are no longer finite has degenerated too.
         if chain.w.iter().any(|v| !v.is_finite()) {
-            chain.failed = true;
+            degenerate(chain, ys);
         }
     };
     // Members step in turns, each by whichever thread is free, with no barrier
@@ -653,7 +707,8 @@ fn run_kernel(
                 m,
                 rng,
                 steps: 0,
-                failed: false,
+                restarts: 0,
+                given_up: false,
                 gq_start: f64::NAN,
                 gq_end: f64::NAN,
             })
@@ -682,11 +737,11 @@ fn run_kernel(
             });
         }
     });
-    let mut failed = vec![false; k];
+    let mut restarts = vec![0; k];
     let mut gq_start = vec![f64::NAN; k];
     let mut gq_end = vec![f64::NAN; k];
     for chain in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        failed[chain.index] = chain.failed;
+        restarts[chain.index] = chain.restarts;
         gq_start[chain.index] = chain.gq_start;
         gq_end[chain.index] = chain.gq_end;
     }
@@ -702,5 +757,5 @@ fn run_kernel(
             Tensor::from_slice(&values).view([k as i64, dims[l + 1] as i64, dims[l] as i64])
         })
         .collect();
-    (out, failed, gq_start, gq_end)
+    (out, restarts, gq_start, gq_end)
 }
