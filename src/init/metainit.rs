@@ -274,8 +274,7 @@ pub fn metainit(
     }
     let k = streams.len();
     if uses_kernel(p, arch) {
-        let start = schemes::weights(&Initializer::He(WeightDist::Normal), arch, streams)?;
-        let (tuned, restarts, gq_start, gq_end) = run_kernel(p, arch, start, streams);
+        let (tuned, restarts, gq_start, gq_end) = run_kernel(p, arch, streams);
         let report = InitReport {
             restarts,
             gq_start,
@@ -584,9 +583,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn run_kernel(
     p: &MetaInitParams,
     arch: &Arch,
-    start: Vec<Tensor>,
     streams: &mut [Stream],
 ) -> (Vec<Tensor>, Vec<usize>, Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
     let k = streams.len();
     let dims = unit_dims(arch);
     let layers = dims.len() - 1;
@@ -594,16 +593,26 @@ fn run_kernel(
     // Member-major weights: member i's layers one after another.
     let stride: usize = per.iter().sum();
     let mut flat = vec![0f32; k * stride];
-    let mut offset = 0;
-    for (l, w) in start.iter().enumerate() {
-        let values = Vec::<f32>::try_from(w.flatten(0, -1)).expect("f32 weights");
-        for i in 0..k {
-            flat[i * stride + offset..i * stride + offset + per[l]]
-                .copy_from_slice(&values[i * per[l]..(i + 1) * per[l]]);
+    // A He start from the member's stream into its weights (each member's draws are
+    // its own, so drawing members apart gives what drawing them together gives).
+    let he_start = |rng: &mut Stream, w: &mut [f32]| {
+        let fresh = schemes::weights(
+            &Initializer::He(WeightDist::Normal),
+            arch,
+            std::slice::from_mut(rng),
+        )
+        .expect("a He start of a shape that MetaInit can tune");
+        let mut rest = w;
+        for t in &fresh {
+            let values = Vec::<f32>::try_from(t.flatten(0, -1)).expect("f32 weights");
+            let (w, tail) = rest.split_at_mut(values.len());
+            w.copy_from_slice(&values);
+            rest = tail;
         }
-        offset += per[l];
-    }
-    drop(start);
+    };
+    flat.par_chunks_mut(stride)
+        .zip(streams.par_iter_mut())
+        .for_each(|(w, rng)| he_start(rng, w));
     let zeros: Vec<Vec<f32>> = dims[1..].iter().map(|&n| vec![0.0; n]).collect();
     let mut momentum = vec![0f32; k * layers];
     let eps = p.eps as f32;
@@ -619,23 +628,9 @@ fn run_kernel(
         for _ in chain.steps..=p.steps {
             member_labels(chain.rng, arch.classes, ys);
         }
-        let fresh = schemes::weights(
-            &Initializer::He(WeightDist::Normal),
-            arch,
-            std::slice::from_mut(chain.rng),
-        )
-        .expect("a He start of a shape that MetaInit has already started");
-        let mut rest = &mut *chain.w;
-        for t in &fresh {
-            let values = Vec::<f32>::try_from(t.flatten(0, -1)).expect("f32 weights");
-            let (w, tail) = rest.split_at_mut(values.len());
-            w.copy_from_slice(&values);
-            rest = tail;
-        }
+        he_start(chain.rng, chain.w);
         chain.m.fill(0.0);
         chain.steps = 0;
-        chain.gq_start = f64::NAN;
-        chain.gq_end = f64::NAN;
     };
     // One step of a member (or, after its last, the final quotient): its batch is
     // drawn in the task that uses it, so that it is still in cache.
