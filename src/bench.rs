@@ -259,6 +259,7 @@ fn timed_run(yaml: &str, data_dir: Option<std::path::PathBuf>) -> Result<f64> {
         threads: tch::get_num_threads().max(1) as usize,
         shard: None,
         memory_budget: (crate::experiment::context::available_memory() as f64 * 0.6) as u64,
+        allow_data_change: false,
     };
     let start = Instant::now();
     crate::experiment::sweep::run(&config, &opts)?;

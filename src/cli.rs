@@ -171,13 +171,18 @@ pub struct RunArgs {
     /// Where dataset files are (default: the config's data_dir, $INITLAB_DATA_DIR, ./data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Run only part i of N of the sweep (1-based, e.g. 2/3); inside a SLURM array
-    /// task the part comes from SLURM_ARRAY_TASK_ID when this is absent.
-    #[arg(long, value_name = "i/N")]
+    /// Run only part i of N of the sweep (1-based, e.g. 2/3), or `slurm` for the
+    /// part of the SLURM array task this runs in (from SLURM_ARRAY_TASK_ID).
+    /// Without it the whole sweep runs, inside an array job too.
+    #[arg(long, value_name = "i/N|slurm")]
     pub shard: Option<String>,
     /// Memory for ensembles, in GiB (default: 60% of the memory available now).
     #[arg(long, value_name = "GIB")]
     pub memory_gb: Option<f64>,
+    /// Resume even though the dataset files differ (by SHA-256) from those the
+    /// directory's results were computed from; the metadata records both.
+    #[arg(long)]
+    pub allow_data_change: bool,
 }
 
 #[derive(Debug, Subcommand)]

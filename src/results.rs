@@ -194,7 +194,9 @@ impl Table {
     }
 }
 
-/// Writes `path` atomically: to `<path>.part` first, fsynced, then renamed.
+/// Writes `path` atomically: to a temporary file of its own first (see
+/// [`temporary_name`]), fsynced, renamed into place, then the directory fsynced
+/// so that the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let dir = path
         .parent()
@@ -204,22 +206,69 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
         .file_name()
         .context("output path has no file name")?
         .to_string_lossy();
-    let tmp = dir.join(format!(".{file_name}.part"));
+    let tmp = dir.join(temporary_name(&file_name));
     let result = (|| -> Result<()> {
-        let mut file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        // create_new: never write into a file another process also believes is its own.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         write(&mut file)?;
         file.flush()?;
         file.sync_all()
             .with_context(|| format!("cannot sync {}", tmp.display()))?;
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
-        Ok(())
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Flushes a directory's entries (a rename is only durable once its directory is).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))
+}
+
+/// `.<file>.<host>.<pid>.<random>.part`: unique per writer, so two processes never
+/// share a temporary file, and [`stale_temporary`] can tell a dead writer's leftovers.
+pub fn temporary_name(file_name: &str) -> String {
+    format!(
+        ".{file_name}.{}.{}.{:08x}.part",
+        crate::rundir::hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Whether a leftover temporary file belongs to a writer that is gone: one of this
+/// host whose process no longer exists, or any at all when `exclusive` (the caller
+/// holds the run directory alone, so nobody else can be writing). Other hosts'
+/// files are left alone: their processes cannot be seen from here.
+pub fn stale_temporary(name: &str, exclusive: bool) -> bool {
+    let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else {
+        return false;
+    };
+    if exclusive {
+        return true;
+    }
+    // [random, pid, "file.host"] when the name is one of ours (host names may hold dots).
+    let parts: Vec<&str> = stem.rsplitn(3, '.').collect();
+    let [_, pid, file_and_host] = parts.as_slice() else {
+        return false;
+    };
+    let this_host = format!(".{}", crate::rundir::hostname());
+    match pid.parse::<u32>() {
+        Ok(pid) => {
+            file_and_host.ends_with(&this_host) && !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        Err(_) => false,
+    }
 }
 
 /// Writes a DataFrame as Parquet, atomically, with key-value metadata saying how it was made.
@@ -281,24 +330,98 @@ pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The `work_unit` ids held by the Parquet shards in `dir`, with the file each came from.
-pub fn units_in(dir: &Path) -> Result<HashMap<String, Vec<PathBuf>>> {
-    let mut out: HashMap<String, Vec<PathBuf>> = HashMap::new();
+/// What the Parquet shards of one results folder hold.
+#[derive(Debug, Default)]
+pub struct ShardScan {
+    /// Each `work_unit` id with the files holding it.
+    pub units: HashMap<String, Vec<PathBuf>>,
+    /// Files that cannot be used, with the reason: not Parquet, truncated, no
+    /// `work_unit` column, or columns unlike those of most shards beside them.
+    pub damaged: Vec<(PathBuf, String)>,
+}
+
+/// Reads every shard in `dir` once, whole (so a damaged page is found now, not
+/// when a figure is drawn), and sorts the files into usable and damaged.
+pub fn scan_shards(dir: &Path) -> Result<ShardScan> {
+    let mut scan = ShardScan::default();
+    let mut readable: Vec<(PathBuf, Vec<String>, Vec<String>)> = Vec::new();
     for path in parquet_files(dir)? {
-        let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let df = ParquetReader::new(file)
-            .with_columns(Some(vec!["work_unit".to_string()]))
-            .finish()
-            .with_context(|| format!("cannot read the `work_unit` column of {}", path.display()))?;
-        let units = df.column("work_unit")?.str()?;
-        let mut seen = std::collections::HashSet::new();
-        for u in units.iter().flatten() {
-            if seen.insert(u.to_string()) {
-                out.entry(u.to_string()).or_default().push(path.clone());
+        let df = match read_parquet(&path) {
+            Ok(df) => df,
+            Err(e) => {
+                scan.damaged.push((path, format!("{e:#}")));
+                continue;
             }
+        };
+        let units = match df.column("work_unit").and_then(|c| c.str().cloned()) {
+            Ok(u) => u,
+            Err(_) => {
+                scan.damaged
+                    .push((path, "it has no text column `work_unit`".to_string()));
+                continue;
+            }
+        };
+        let mut ids: Vec<String> = units.iter().flatten().map(str::to_string).collect();
+        ids.sort();
+        ids.dedup();
+        let columns = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        readable.push((path, columns, ids));
+    }
+    // Shards of one experiment share their columns; one that lacks some of them,
+    // when most agree, was damaged or written by something else.
+    let mut counts: HashMap<&Vec<String>, usize> = HashMap::new();
+    for (_, columns, _) in &readable {
+        *counts.entry(columns).or_default() += 1;
+    }
+    let majority = counts
+        .iter()
+        .find(|(_, n)| 2 * **n > readable.len())
+        .map(|(c, _)| (*c).clone());
+    for (path, columns, ids) in readable {
+        if let Some(expected) = &majority
+            && &columns != expected
+        {
+            let missing: Vec<&str> = expected
+                .iter()
+                .filter(|c| !columns.contains(c))
+                .map(String::as_str)
+                .collect();
+            scan.damaged.push((
+                path,
+                format!(
+                    "its columns differ from the other shards' (missing: {})",
+                    if missing.is_empty() {
+                        "none, but others are added".to_string()
+                    } else {
+                        missing.join(", ")
+                    }
+                ),
+            ));
+            continue;
+        }
+        for id in ids {
+            scan.units.entry(id).or_default().push(path.clone());
         }
     }
-    Ok(out)
+    Ok(scan)
+}
+
+/// The `work_unit` ids held by the Parquet shards in `dir`, with the file each
+/// came from; a shard that cannot be read is an error naming it.
+pub fn units_in(dir: &Path) -> Result<HashMap<String, Vec<PathBuf>>> {
+    let scan = scan_shards(dir)?;
+    if let Some((path, why)) = scan.damaged.first() {
+        bail!(
+            "results shard {} is damaged ({why}): move it out of {} and rerun `initlab run` to recompute its units",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(scan.units)
 }
 
 /// Concatenates every shard in `dir` into one table (columns unioned by name).

@@ -10,63 +10,6 @@ use initlab::data::{DataSource, Dataset, DatasetName, Normalization, cifar, idx}
 use std::io::{Read, Write};
 use std::path::Path;
 
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-/// Pseudo-random bytes (deterministic).
-fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
-
-/// Writes a small MNIST-format dataset (train n, test m) into `dir`, gzipped or not.
-fn write_mnist(dir: &Path, n: usize, m: usize, gzip: bool) {
-    std::fs::create_dir_all(dir).unwrap();
-    let files = [
-        (
-            "train-images-idx3-ubyte",
-            idx::encode(&[n, 28, 28], &bytes(n * 784, 1)),
-        ),
-        (
-            "train-labels-idx1-ubyte",
-            idx::encode(
-                &[n],
-                &bytes(n, 2).iter().map(|b| b % 10).collect::<Vec<_>>(),
-            ),
-        ),
-        (
-            "t10k-images-idx3-ubyte",
-            idx::encode(&[m, 28, 28], &bytes(m * 784, 3)),
-        ),
-        (
-            "t10k-labels-idx1-ubyte",
-            idx::encode(
-                &[m],
-                &bytes(m, 4).iter().map(|b| b % 10).collect::<Vec<_>>(),
-            ),
-        ),
-    ];
-    for (name, data) in files {
-        if gzip {
-            std::fs::write(dir.join(format!("{name}.gz")), gz(&data)).unwrap();
-        } else {
-            std::fs::write(dir.join(name), data).unwrap();
-        }
-    }
-}
-
 fn source(dir: &Path) -> DataSource {
     DataSource::new(Some(dir.to_path_buf()))
 }

@@ -114,6 +114,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
             threads,
             shard: None,
             memory_budget: (available_memory() as f64 * 0.6) as u64,
+            allow_data_change: false,
         };
         eprintln!("== {} ==", config.name);
         let summary =

@@ -8,9 +8,21 @@ use anyhow::{Result, bail};
 
 pub fn run(args: RunArgs, threads: usize) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let shard = match &args.shard {
+    let shard = match args.shard.as_deref() {
+        Some("slurm") => Some(Shard::from_slurm_env()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--shard slurm takes the part from SLURM_ARRAY_TASK_ID, which is not set: run it inside a SLURM array task, or pass --shard i/N"
+            )
+        })?),
         Some(s) => Some(Shard::parse(s)?),
-        None => Shard::from_slurm_env()?,
+        None => {
+            if std::env::var_os("SLURM_ARRAY_TASK_ID").is_some() {
+                eprintln!(
+                    "note: running the whole sweep although this is a SLURM array task; pass --shard slurm to run only this task's part"
+                );
+            }
+            None
+        }
     };
     let memory_budget = match args.memory_gb {
         Some(g) if !(g > 0.0) => bail!("--memory-gb must be positive, got {g}"),
@@ -23,6 +35,7 @@ pub fn run(args: RunArgs, threads: usize) -> Result<()> {
         threads,
         shard,
         memory_budget,
+        allow_data_change: args.allow_data_change,
     };
     let summary = sweep::run(&config, &opts)?;
     let shard_note = match shard {

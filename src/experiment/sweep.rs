@@ -18,24 +18,31 @@ pub struct Shard {
     pub count: usize,
 }
 
+/// More parts than any cluster runs for one sweep: a larger count is a typo,
+/// refused before anything is allocated for it.
+pub const MAX_SHARDS: usize = 100_000;
+
 impl Shard {
     pub fn parse(text: &str) -> Result<Shard> {
         let err = || {
             anyhow::anyhow!(
-                "--shard must look like i/N with 1 <= i <= N (e.g. 2/3 is the second of three parts), got `{text}`"
+                "--shard must look like i/N with 1 <= i <= N <= {MAX_SHARDS} (e.g. 2/3 is the second of three parts; \
+                 `--shard slurm` takes the part from a SLURM array task), got `{text}`"
             )
         };
         let (i, n) = text.split_once('/').ok_or_else(err)?;
         let index: usize = i.trim().parse().map_err(|_| err())?;
         let count: usize = n.trim().parse().map_err(|_| err())?;
-        if count == 0 || index == 0 || index > count {
+        if count == 0 || index == 0 || index > count || count > MAX_SHARDS {
             return Err(err());
         }
         Ok(Shard { index, count })
     }
 
     /// The shard of a SLURM array task, from SLURM_ARRAY_TASK_ID and
-    /// SLURM_ARRAY_TASK_COUNT (or SLURM_ARRAY_TASK_MIN/MAX), when present.
+    /// SLURM_ARRAY_TASK_COUNT (or SLURM_ARRAY_TASK_MIN/MAX), when present. Used
+    /// only for `--shard slurm`: a run that merely happens to execute inside an
+    /// array job must run its whole sweep, not 1/N of it.
     pub fn from_slurm_env() -> Result<Option<Shard>> {
         let var = |k: &str| {
             std::env::var(k)
@@ -55,6 +62,11 @@ impl Shard {
         };
         if id < min || id - min >= count {
             bail!("SLURM_ARRAY_TASK_ID {id} is outside the array (min {min}, count {count})");
+        }
+        if count > MAX_SHARDS {
+            bail!(
+                "the SLURM array has {count} tasks, more than the {MAX_SHARDS} parts a sweep can be split into"
+            );
         }
         Ok(Some(Shard {
             index: id - min + 1,
@@ -100,6 +112,8 @@ pub struct RunOptions {
     pub threads: usize,
     pub shard: Option<Shard>,
     pub memory_budget: u64,
+    /// Resume even if the dataset files' bytes differ from those recorded.
+    pub allow_data_change: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,10 +173,13 @@ fn run_in(
             .prepare(ctx)
             .with_context(|| format!("experiment `{}`", exp.name()))?;
         let units: usize = exp.jobs().iter().map(|j| j.units.len()).sum();
-        dir.metadata.experiments.insert(
-            exp.name().to_string(),
-            serde_json::json!({ "kind": exp.kind(), "units": units, "inputs": inputs }),
-        );
+        dir.record_inputs(
+            exp.name(),
+            exp.kind(),
+            units,
+            inputs,
+            opts.allow_data_change,
+        )?;
     }
     dir.save_metadata()?;
 
@@ -186,11 +203,15 @@ fn run_in(
     };
     let units_mine: usize = mine.iter().map(|(_, j)| j.units.len()).sum();
 
-    // What is already done.
+    // What is already done: each experiment's shards read once.
+    let mut done = Vec::with_capacity(experiments.len());
+    for exp in experiments {
+        done.push(dir.finished_units(exp.name())?);
+    }
     let mut work: Vec<(usize, Job, Vec<usize>)> = Vec::new();
     let mut skipped = 0;
     for (e, job) in mine {
-        let done = dir.finished_units(experiments[e].name())?;
+        let done = &done[e];
         let pending: Vec<usize> = (0..job.units.len())
             .filter(|&u| !done.contains(&job.units[u].id))
             .collect();

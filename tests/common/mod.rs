@@ -81,3 +81,60 @@ pub fn str_column(df: &polars::prelude::DataFrame, name: &str) -> Vec<String> {
         .map(|v| v.unwrap().to_string())
         .collect()
 }
+
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// Pseudo-random bytes (deterministic).
+pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// Writes a small MNIST-format dataset (train n, test m) into `dir`, gzipped or not.
+pub fn write_mnist(dir: &Path, n: usize, m: usize, gzip: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let files = [
+        (
+            "train-images-idx3-ubyte",
+            initlab::data::idx::encode(&[n, 28, 28], &bytes(n * 784, 1)),
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            initlab::data::idx::encode(
+                &[n],
+                &bytes(n, 2).iter().map(|b| b % 10).collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            initlab::data::idx::encode(&[m, 28, 28], &bytes(m * 784, 3)),
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            initlab::data::idx::encode(
+                &[m],
+                &bytes(m, 4).iter().map(|b| b % 10).collect::<Vec<_>>(),
+            ),
+        ),
+    ];
+    for (name, data) in files {
+        if gzip {
+            std::fs::write(dir.join(format!("{name}.gz")), gz(&data)).unwrap();
+        } else {
+            std::fs::write(dir.join(name), data).unwrap();
+        }
+    }
+}

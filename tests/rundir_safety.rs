@@ -1,0 +1,321 @@
+//! Run directories under concurrency and damage: one writer per part (a second
+//! is refused with the holder's name), shards side by side, no torn or leftover
+//! temporary file, damaged shards moved aside and recomputed, a failed run that
+//! never removes a directory another process holds, SLURM sharding only when
+//! asked, and dataset bytes that may not change under a resume.
+
+mod common;
+use common::*;
+use initlab::rundir::RunDir;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// 24 units of width-10 networks: long enough (seconds) for a second process to
+/// start while the first still holds the directory.
+const LONG: &str = "name: long\nseed: 9\nkind: variance\ndataset: synthetic-small\ninit: [he_normal, glorot_normal]\nwidth: 10\ndepth: 40\nnetworks: 240\nblock: 20\n";
+
+/// Six units in a second.
+const SHORT: &str = "name: short\nseed: 3\nkind: variance\ndataset: synthetic-tiny\ninit: [he_normal, glorot_normal, gsm]\nwidth: 4\ndepth: 3\nnetworks: 16\nblock: 8\n";
+
+fn sorted(dir: &Path) -> polars::prelude::DataFrame {
+    results(dir, &["init", "network", "layer"])
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    let (x, y) = (sorted(a), sorted(b));
+    assert_eq!(x.height(), y.height(), "row counts differ");
+    assert!(
+        x.drop("work_unit")
+            .unwrap()
+            .equals_missing(&y.drop("work_unit").unwrap()),
+        "results differ between {} and {}",
+        a.display(),
+        b.display()
+    );
+}
+
+/// Every file under `dir` whose name marks a temporary file.
+fn temporaries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".part") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until a process's lock file names it as the holder.
+fn wait_for_holder(lock: &Path, child: &mut std::process::Child) {
+    let needle = format!("pid {}", child.id());
+    let start = Instant::now();
+    while !std::fs::read_to_string(lock).is_ok_and(|t| t.contains(&needle)) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "finished ({status}) before it was seen holding {}",
+                lock.display()
+            );
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no lock taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_second_writer_of_the_same_part_is_refused_and_the_first_result_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "long.yaml", LONG);
+    let out = dir.path().join("shared");
+    let mut first = initlab()
+        .args(["run", s(&cfg), "--out", s(&out)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_holder(&out.join("locks/all.lock"), &mut first);
+    // The same command again, and a shard of the same sweep: both refused at once.
+    let again = run(&["run", s(&cfg), "--out", s(&out)]);
+    let shard = run(&["run", s(&cfg), "--out", s(&out), "--shard", "1/2"]);
+    let still_running = first.try_wait().unwrap().is_none();
+    assert!(!again.status.success() && !shard.status.success());
+    let e = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        e.contains("is being written by")
+            && e.contains(&format!("pid {}", first.id()))
+            && e.contains(&initlab::rundir::hostname())
+            && e.contains("same part")
+            && e.lines().count() == 1,
+        "{e}"
+    );
+    let e = String::from_utf8_lossy(&shard.stderr);
+    assert!(
+        e.contains("beside a run of the whole sweep") && e.contains(&format!("pid {}", first.id())),
+        "{e}"
+    );
+    assert!(
+        still_running,
+        "the first run ended before the second was tried: lengthen LONG"
+    );
+    assert!(first.wait().unwrap().success());
+    let alone = dir.path().join("alone");
+    ok(&["run", s(&cfg), "--out", s(&alone)]);
+    assert_same(&out, &alone);
+    assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+    // The refused runs left no trace in the metadata: one invocation, complete.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
+    let invocations = meta["invocations"].as_array().unwrap();
+    assert_eq!(invocations.len(), 1);
+    assert_eq!(invocations[0]["status"], "complete");
+    assert_eq!(
+        invocations[0]["git_commit"],
+        initlab::rundir::GIT_COMMIT,
+        "{meta}"
+    );
+}
+
+#[test]
+fn shards_run_side_by_side_with_whole_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "long.yaml", LONG);
+    let out = dir.path().join("shared");
+    let children: Vec<_> = ["1/2", "2/2"]
+        .iter()
+        .map(|part| {
+            initlab()
+                .args(["run", s(&cfg), "--out", s(&out), "--shard", part])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let alone = dir.path().join("alone");
+    ok(&["run", s(&cfg), "--out", s(&alone)]);
+    assert_same(&out, &alone);
+    let log = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    let done = log.lines().filter(|l| l.contains(" done (")).count();
+    assert_eq!(done, 24, "{log}");
+    for line in log.lines() {
+        assert!(
+            humantime::parse_rfc3339(line.split(' ').next().unwrap()).is_ok()
+                && line.matches(" unit ").count() <= 1,
+            "torn log line: {line}"
+        );
+    }
+}
+
+#[test]
+fn damaged_shards_are_moved_aside_and_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let out = dir.path().join("damaged");
+    ok(&["run", s(&cfg), "--out", s(&out)]);
+    let files = initlab::results::parquet_files(&out.join("results/short")).unwrap();
+    assert_eq!(files.len(), 6);
+    // Truncated, not Parquet at all, and a valid file that lost its value columns.
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(&files[1], b"these are not the bytes of a Parquet file").unwrap();
+    let df = initlab::results::read_parquet(&files[2]).unwrap();
+    let mut thin = df.select(["work_unit"]).unwrap();
+    initlab::results::write_parquet(&files[2], &mut thin, &Default::default()).unwrap();
+
+    let resumed = run(&["run", s(&cfg), "--out", s(&out)]);
+    let e = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{e}");
+    assert_eq!(e.matches("is damaged").count(), 3, "{e}");
+    assert!(e.contains("3 units run, 3 already done"), "{e}");
+    assert!(e.contains("missing: "), "{e}");
+    let quarantined = std::fs::read_dir(out.join("quarantine/short"))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, 3);
+    let log = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    assert_eq!(log.matches("is damaged").count(), 3, "{log}");
+    let alone = dir.path().join("alone");
+    ok(&["run", s(&cfg), "--out", s(&alone)]);
+    assert_same(&out, &alone);
+}
+
+#[test]
+fn temporary_files_of_dead_writers_are_removed_on_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let out = dir.path().join("leftovers");
+    ok(&["run", s(&cfg), "--out", s(&out), "--shard", "1/2"]);
+    let results = out.join("results/short");
+    let host = initlab::rundir::hostname();
+    // Above the kernel's largest pid (2^22), so no process can have it.
+    let dead = format!(".a.parquet.{host}.4194305.0badf00d.part");
+    let alive = format!(".b.parquet.{host}.{}.0badf00d.part", std::process::id());
+    let elsewhere = ".c.parquet.some-other-host.4194305.0badf00d.part";
+    let old_style = ".d.parquet.part";
+    for name in [&dead, &alive, elsewhere, old_style] {
+        std::fs::write(results.join(name), b"half").unwrap();
+    }
+    // A shard shares the directory: only what is surely dead goes.
+    ok(&["run", s(&cfg), "--out", s(&out), "--shard", "2/2"]);
+    let left = |n: &str| results.join(n).exists();
+    assert!(!left(&dead) && left(&alive) && left(elsewhere) && left(old_style));
+    assert!(
+        std::fs::read_to_string(out.join("log.txt"))
+            .unwrap()
+            .contains(&dead)
+    );
+    // A whole run holds the directory alone: every temporary file is dead.
+    ok(&["run", s(&cfg), "--out", s(&out)]);
+    assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+}
+
+#[test]
+fn a_failed_run_never_removes_a_directory_another_process_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("run");
+    let open = |shard: &str| {
+        RunDir::open(
+            &root,
+            "t",
+            1,
+            "text",
+            "resolved\n",
+            1,
+            Some(shard.to_string()),
+        )
+        .unwrap()
+    };
+    // Shard 1 creates the directory, shard 2 joins it; shard 1 then fails before
+    // its first unit: the directory stays, since shard 2 writes into it.
+    let first = open("1/2");
+    let second = open("2/2");
+    first.discard_if_empty();
+    assert!(root.join("config.resolved.yaml").exists());
+    // Once no one else holds it, the same clean-up removes what it made.
+    drop(second);
+    std::fs::remove_dir_all(&root).unwrap();
+    let alone = open("1/2");
+    alone.discard_if_empty();
+    assert!(!root.exists());
+}
+
+#[test]
+fn a_run_inside_a_slurm_array_task_runs_its_whole_sweep_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let in_array = |out: &str, extra: &[&str]| {
+        initlab()
+            .args(["run", s(&cfg), "--out", s(&dir.path().join(out))])
+            .args(extra)
+            .env("SLURM_ARRAY_TASK_ID", "1")
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .env("SLURM_ARRAY_TASK_MIN", "0")
+            .output()
+            .unwrap()
+    };
+    let o = in_array("plain", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("6 units run, 0 already done, of 6;"), "{e}");
+    assert!(e.contains("--shard slurm"), "{e}");
+    let o = in_array("asked", &["--shard", "slurm"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("(shard 2/3;"), "{e}");
+    let e = fails(&["run", s(&cfg), "--shard", "slurm"]);
+    assert!(e.contains("SLURM_ARRAY_TASK_ID"), "{e}");
+    // An absurd part count is refused before anything is allocated for it.
+    let started = Instant::now();
+    let e = fails(&["run", s(&cfg), "--shard", "1/18446744073709551615"]);
+    assert!(e.contains("N <= 100000"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn resuming_with_other_dataset_bytes_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_mnist(&data.join("mnist"), 64, 16, true);
+    let cfg = write(
+        dir.path(),
+        "m.yaml",
+        "name: m\nseed: 2\nkind: variance\ndataset: mnist\ninit: [he_normal, gsm]\nwidth: 4\ndepth: 2\nnetworks: 8\n",
+    );
+    let out = dir.path().join("out");
+    let args = |extra: &'static [&'static str]| {
+        let mut a = vec!["run", s(&cfg), "--out", s(&out), "--data-dir", s(&data)];
+        a.extend_from_slice(extra);
+        a
+    };
+    ok(&args(&[]));
+    let meta = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let first = meta("metadata.json")["invocations"][0]["dataset_sha256"].clone();
+    let images = "train-images-idx3-ubyte.gz";
+    assert_eq!(first.as_object().unwrap().len(), 4, "{first}");
+    assert!(first[images].as_str().is_some_and(|h| h.len() == 64));
+    // Other training images of the same shape: same config, other bytes.
+    let mut other = bytes(64 * 784, 77);
+    other[0] ^= 1;
+    std::fs::write(
+        data.join("mnist").join(images),
+        gz(&initlab::data::idx::encode(&[64, 28, 28], &other)),
+    )
+    .unwrap();
+    let e = fails(&args(&[]));
+    assert!(
+        e.contains(images) && e.contains("SHA-256") && e.contains("--allow-data-change"),
+        "{e}"
+    );
+    ok(&args(&["--allow-data-change"]));
+    let invocations = meta("metadata.json")["invocations"].clone();
+    let last = invocations.as_array().unwrap().last().unwrap().clone();
+    assert_ne!(last["dataset_sha256"][images], first[images]);
+}
