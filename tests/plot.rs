@@ -28,6 +28,15 @@ experiments:
     steps: 5
     batch_size: 16
     repeats: 2
+  - name: deep
+    kind: train
+    dataset: synthetic-tiny
+    init: glorot_normal
+    width: 4
+    depth: [0, 2]
+    steps: 5
+    batch_size: 16
+    repeats: 1
   - name: kmc
     kind: kurtosis_mc
     width: 4
@@ -180,7 +189,7 @@ fn plots_and_summarises_a_tiny_run() {
     // experiment and per (width, initialiser) of the training one, with the
     // numbers the results hold.
     let lines = initlab::plot::summary(&run).unwrap();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     for line in &lines {
         assert!(
             stdout.contains(line.as_str()),
@@ -210,6 +219,62 @@ fn plots_and_summarises_a_tiny_run() {
         let expected =
             format!("best mean test accuracy {accuracy:.4} at depth {depth} (2 repetitions");
         assert!(line.contains(&expected), "{line} should say `{expected}`");
+    }
+}
+
+#[test]
+fn each_training_sweep_draws_its_own_figure_only() {
+    // A sweep of He-scaled initialisers is Fig. 1's; one with any other is Fig. 3's.
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, inits, expected, absent) in [
+        (
+            "kurt",
+            "[he_normal, he_uniform]",
+            "fig1-accuracy-vs-kurtosis",
+            "fig3-accuracy-vs-depth",
+        ),
+        (
+            "depth",
+            "[he_normal, glorot_normal]",
+            "fig3-accuracy-vs-depth",
+            "fig1-accuracy-vs-kurtosis",
+        ),
+    ] {
+        let config = tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "name: {name}\nseed: 1\nkind: train\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: [0, 2]\nsteps: 3\nbatch_size: 16\n"
+            ),
+        )
+        .unwrap();
+        let run = tmp.path().join(name);
+        let out = initlab(&[
+            "run",
+            config.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = initlab(&["plot", run.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let figures = run.join("figures");
+        assert!(
+            figures.join(format!("{expected}.png")).exists(),
+            "{name}: no {expected}"
+        );
+        assert!(
+            !figures.join(format!("{absent}.png")).exists(),
+            "{name}: {absent} drawn too"
+        );
     }
 }
 

@@ -2,9 +2,10 @@
 //! draws the paper's Figs. 1-3 and the theory checks as PNG and SVG into
 //! `<run dir>/figures/`, and sums up the headline numbers as text lines.
 //!
-//! What is drawn follows each experiment's `kind`: `train` gives Fig. 3 (accuracy
-//! against depth) and, for He initialisers, Fig. 1 (accuracy against the
-//! theoretical output kurtosis); `variance` gives Fig. 2; `kurtosis_mc` the
+//! What is drawn follows each experiment's `kind`: a `train` experiment of
+//! He-scaled initialisers alone gives Fig. 1 (accuracy against the theoretical
+//! output kurtosis), any other gives Fig. 3 (accuracy against depth), so a run
+//! directory holds only its own figures; `variance` gives Fig. 2; `kurtosis_mc` the
 //! simulated kurtosis against Proposition 3; `theory` the kurtosis recursion and
 //! the predicted 0.9 quantile of the empirical variance.
 

@@ -217,20 +217,39 @@ pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
 }
 
 pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<Vec<PathBuf>> {
-    let runs = collect(experiments)?;
+    // An experiment of He-scaled initialisers alone, each with a theoretical
+    // output kurtosis, is a Fig. 1 sweep; any other initialiser makes it a
+    // Fig. 3 one. One figure per sweep keeps each run directory to its own figure.
+    let (mut kurtosis_runs, mut depth_runs) = (Vec::new(), Vec::new());
+    for experiment in experiments {
+        let runs = collect(std::slice::from_ref(experiment))?;
+        if runs.iter().all(has_theory_kurtosis) {
+            kurtosis_runs.extend(runs);
+        } else {
+            depth_runs.extend(runs);
+        }
+    }
     let mut written = Vec::new();
-    let panels = depth_panels(&runs);
+    let panels = depth_panels(&depth_runs);
     if !panels.is_empty() {
         written.extend(save(
-            &Fig3::new(&run.name, &runs, panels),
+            &Fig3::new(&run.name, &depth_runs, panels),
             out,
             "fig3-accuracy-vs-depth",
         )?);
     }
-    if let Some(fig1) = Fig1::new(&run.name, &runs) {
+    if let Some(fig1) = Fig1::new(&run.name, &kurtosis_runs) {
         written.extend(save(&fig1, out, "fig1-accuracy-vs-kurtosis")?);
     }
     Ok(written)
+}
+
+/// Whether a run is He-initialised with a finite theoretical output kurtosis.
+fn has_theory_kurtosis(run: &Trained) -> bool {
+    run.init.starts_with("he_")
+        && run
+            .theory_kurtosis
+            .is_some_and(|k| k.is_finite() && k > 0.0)
 }
 
 /// The distinct initialiser names, in legend order.
@@ -554,13 +573,7 @@ struct Fig1 {
 impl Fig1 {
     /// Fig. 1 for the He-initialised runs that carry a theoretical kurtosis, if any.
     fn new(run_name: &str, runs: &[Trained]) -> Option<Fig1> {
-        let he: Vec<&Trained> = runs
-            .iter()
-            .filter(|r| {
-                r.init.starts_with("he_")
-                    && r.theory_kurtosis.is_some_and(|k| k.is_finite() && k > 0.0)
-            })
-            .collect();
+        let he: Vec<&Trained> = runs.iter().filter(|r| has_theory_kurtosis(r)).collect();
         if he.is_empty() {
             return None;
         }
