@@ -7,6 +7,11 @@
 # linked against (they load fine without any GPU), and drop libtorch.so's need for
 # libtorch_cuda.so so that nothing asks for the 2.5 GB of CUDA libraries.
 #
+# Every wheel is pinned by file name and SHA-256 and checked, downloaded or
+# cached, before anything is extracted; so are its members' paths (no absolute
+# path, no `..`). pip runs from the project's virtual environment (.venv/),
+# made only when something has to be downloaded.
+#
 #   ./libtorch-setup.sh            set up ./libtorch (does nothing if already done)
 #   LIBTORCH=/path ./libtorch-setup.sh   use an existing libtorch 2.13 instead
 #   INITLAB_CACHE=/dir ...         where downloads are cached (~/.cache/initlab)
@@ -15,24 +20,35 @@ set -euo pipefail
 TORCH_VERSION=2.13.0
 CUDART_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
+# PyPI's published SHA-256 of each file (https://pypi.org/simple/<project>/),
+# checked on 3 December 2026 against the files this script downloaded.
+TORCH_WHEEL=torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl
+TORCH_SHA256=60fcdcb2f3876e21146cb4524ef06397d727ca9ad5f020818547e25075fe3cb7
+CUDART_WHEEL=nvidia_cuda_runtime-$CUDART_VERSION-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+CUDART_SHA256=7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548
+CUPTI_WHEEL=nvidia_cuda_cupti-$CUPTI_VERSION-py3-none-manylinux_2_25_x86_64.whl
+CUPTI_SHA256=4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dest="$here/libtorch"
 cache="${INITLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/initlab}/wheels"
 marker="$dest/.initlab-complete"
+# shellcheck source=scripts/common.sh
+. "$here/scripts/common.sh"
 
 die() {
     echo "libtorch-setup: error: $1" >&2
-    cat >&2 <<EOF
+    cat >&2 <<EOM
 
 initlab needs libtorch $TORCH_VERSION (CPU). Ways to provide it:
-  * run this script on a machine that reaches PyPI (pip must be installed), or
-    copy ~/.cache/initlab/wheels from such a machine and rerun it;
+  * run this script on a machine that reaches PyPI, or copy the cache
+    ($cache) from such a machine and rerun it;
   * or point LIBTORCH at an existing libtorch $TORCH_VERSION, e.g.
         LIBTORCH=/opt/libtorch ./libtorch-setup.sh
     (a directory with lib/libtorch_cpu.so and include/), or at an installed
     PyTorch $TORCH_VERSION:
         LIBTORCH=\$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))') ./libtorch-setup.sh
-EOF
+EOM
     exit 1
 }
 
@@ -59,55 +75,56 @@ if [ -f "$marker" ] && check_libtorch_dir "$dest"; then
 fi
 
 case "$(uname -s)-$(uname -m)" in
-    Linux-x86_64) platform=manylinux_2_28_x86_64 ;;
+    Linux-x86_64) ;;
     *) die "no CPU libtorch wheel is fetched automatically for $(uname -s) $(uname -m) (only Linux x86_64)." ;;
 esac
-command -v python3 >/dev/null 2>&1 || die "python3 is not installed (it runs pip to fetch the torch wheel)."
-python3 -m pip --version >/dev/null 2>&1 || die "pip is not available (python3 -m pip failed); install it, e.g. apt-get install python3-pip."
+# The checks and the extraction need only Python's standard library.
+command -v python3 >/dev/null 2>&1 || die "python3 is not installed (it checks and unpacks the torch wheel, and runs pip to fetch it)."
+
+# What a failed run leaves behind is removed: a download folder, a half-made libtorch.
+download_dir=""
+tmp="$dest.partial"
+cleanup() {
+    local status=$?
+    [ -n "$download_dir" ] && rm -rf "$download_dir"
+    [ "$status" -ne 0 ] && rm -rf "$tmp"
+    return "$status"
+}
+trap cleanup EXIT
 
 mkdir -p "$cache"
-fetch() { # requirement -> wheel in the cache (downloaded only if absent)
-    local name=$1 version=$2 glob=$3 plat=$4
-    if ! ls "$cache"/$glob >/dev/null 2>&1; then
-        echo "libtorch-setup: downloading $name==$version from PyPI into $cache ..."
-        python3 -m pip download --quiet --no-deps --only-binary=:all: \
-            --python-version 3.11 --platform "$plat" \
-            --dest "$cache" "$name==$version" \
-            || die "could not download $name==$version with pip (offline? no PyPI access?)."
+fetch() { # project version file sha256 platform: $cache/file, downloaded if absent, verified
+    local project=$1 version=$2 file=$3 sha256=$4 platform=$5
+    if [ -f "$cache/$file" ]; then
+        echo "libtorch-setup: using cached $file"
     else
-        echo "libtorch-setup: using cached $(basename "$(ls "$cache"/$glob | head -n1)")"
+        initlab_venv "$here"
+        # pip downloads into a folder of its own and checks the pinned hash itself
+        # (hash-checking mode), so an altered or cut-short download never takes
+        # the cache's file name.
+        download_dir=$(mktemp -d "$cache/.download.XXXXXX")
+        printf '%s==%s --hash=sha256:%s\n' "$project" "$version" "$sha256" >"$download_dir/requirement.txt"
+        echo "libtorch-setup: downloading $file from PyPI into $cache ..."
+        "$INITLAB_PY" -m pip download --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+            --python-version 3.11 --platform "$platform" \
+            --dest "$download_dir" -r "$download_dir/requirement.txt" \
+            || die "could not download $project==$version with pip (offline? no PyPI access? a hash mismatch is reported by pip above)."
+        [ -f "$download_dir/$file" ] || die "pip did not download $file for $project==$version (it fetched: $(cd "$download_dir" && ls -m))."
+        mv "$download_dir/$file" "$cache/$file"
+        rm -rf "$download_dir"
+        download_dir=""
     fi
-    ls "$cache"/$glob | head -n1
+    python3 "$here/scripts/libtorch_wheels.py" verify "$cache/$file" "$sha256" || exit 1
 }
-torch_whl=$(fetch torch "$TORCH_VERSION" "torch-$TORCH_VERSION-cp311-*.whl" "$platform" | tail -n1)
-cudart_whl=$(fetch nvidia-cuda-runtime "$CUDART_VERSION" "nvidia_cuda_runtime-$CUDART_VERSION-*.whl" manylinux2014_x86_64 | tail -n1)
-cupti_whl=$(fetch nvidia-cuda-cupti "$CUPTI_VERSION" "nvidia_cuda_cupti-$CUPTI_VERSION-*.whl" manylinux_2_25_x86_64 | tail -n1)
+fetch torch "$TORCH_VERSION" "$TORCH_WHEEL" "$TORCH_SHA256" manylinux_2_28_x86_64
+fetch nvidia-cuda-runtime "$CUDART_VERSION" "$CUDART_WHEEL" "$CUDART_SHA256" manylinux2014_x86_64
+fetch nvidia-cuda-cupti "$CUPTI_VERSION" "$CUPTI_WHEEL" "$CUPTI_SHA256" manylinux_2_25_x86_64
 
 echo "libtorch-setup: extracting the CPU libtorch into $dest ..."
-tmp="$dest.partial"
 rm -rf "$tmp"
 mkdir -p "$tmp/lib" "$tmp/include"
-python3 - "$torch_whl" "$cudart_whl" "$cupti_whl" "$tmp" <<'PY' || die "extraction failed (corrupt download? delete the wheels in the cache and rerun)."
-import os, shutil, sys, zipfile
-torch_whl, cudart_whl, cupti_whl, out = sys.argv[1:]
-keep_libs = ("libtorch_cpu.so", "libc10.so", "libtorch.so", "libgomp")
-def copy(zf, member, target):
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    with zf.open(member) as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-with zipfile.ZipFile(torch_whl) as zf:
-    for m in zf.namelist():
-        if m.startswith("torch/include/") and not m.endswith("/"):
-            copy(zf, m, os.path.join(out, "include", m[len("torch/include/"):]))
-        elif m.startswith("torch/lib/") and os.path.basename(m).startswith(keep_libs):
-            copy(zf, m, os.path.join(out, "lib", os.path.basename(m)))
-for whl, want in ((cudart_whl, "libcudart.so.13"), (cupti_whl, "libcupti.so.13")):
-    with zipfile.ZipFile(whl) as zf:
-        hits = [m for m in zf.namelist() if os.path.basename(m) == want]
-        if not hits:
-            sys.exit(f"{want} not found in {whl}")
-        copy(zf, hits[0], os.path.join(out, "lib", want))
-PY
+python3 "$here/scripts/libtorch_wheels.py" extract "$cache/$TORCH_WHEEL" "$cache/$CUDART_WHEEL" "$cache/$CUPTI_WHEEL" "$tmp" \
+    || die "extraction failed (out of disk space? the wheels themselves were verified)."
 check_libtorch_dir "$tmp" || die "the torch wheel did not contain lib/libtorch_cpu.so and include/torch."
 if command -v patchelf >/dev/null 2>&1; then
     patchelf --remove-needed libtorch_cuda.so "$tmp/lib/libtorch.so"

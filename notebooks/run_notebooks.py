@@ -21,11 +21,20 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
 HERE = Path(__file__).resolve().parent
+
+try:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+except ImportError as exc:
+    # Only the project's .venv is sure to have the packages; say how to get there
+    # instead of a traceback. --help still works without them.
+    if __name__ == "__main__" and not {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(f"run_notebooks.py: error: {exc.name or exc} is not installed for {sys.executable}. "
+                 f"Run it with the project's environment, which ./run-tests.sh makes and fills "
+                 f"(.venv/bin/python notebooks/run_notebooks.py ...), or install "
+                 f"notebooks/requirements.txt into this Python's virtual environment.")
 
 
 def unclean_cells(nb) -> list[str]:
