@@ -6,8 +6,8 @@
 
 use crate::cli::SlurmArgs;
 use crate::config::Config;
-use crate::experiment::Experiment;
-use crate::experiment::sweep::{assign_shards, default_out};
+use crate::experiment::sweep::{default_out, jobs_by_shard};
+use crate::experiment::{Experiment, Job};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -405,12 +405,10 @@ pub fn shard_plan(
     if tasks == 0 {
         bail!("--tasks must be at least 1");
     }
-    let mut all = Vec::new();
-    for exp in experiments {
-        all.extend(exp.jobs().into_iter().map(|j| (exp.kind(), j)));
-    }
-    let costs: Vec<f64> = all.iter().map(|(_, j)| j.cost()).collect();
-    let owners = assign_shards(&costs, tasks);
+    let (all, owners): (Vec<(&str, Job)>, Vec<usize>) = jobs_by_shard(experiments, tasks)
+        .into_iter()
+        .map(|(e, job, owner)| ((experiments[e].kind(), job), owner))
+        .unzip();
     let mut plan: Vec<TaskPlan> = (0..tasks)
         .map(|task| TaskPlan {
             task,
@@ -470,7 +468,7 @@ pub fn shard_plan(
     Ok(ShardPlan {
         tasks: plan,
         total_units: all.iter().map(|(_, j)| j.units.len()).sum(),
-        total_cost: costs.iter().sum(),
+        total_cost: all.iter().map(|(_, j)| j.cost()).sum(),
         rates,
         untimed_kinds,
     })

@@ -106,6 +106,25 @@ pub fn assign_shards(costs: &[f64], count: usize) -> Vec<usize> {
     out
 }
 
+/// Every job of every experiment in run order, as (experiment index, job, the
+/// 0-based shard of `count` that runs it). `run --shard` and the dry run's shard
+/// plan both use it, so the plan is what runs.
+pub fn jobs_by_shard(
+    experiments: &[Box<dyn Experiment>],
+    count: usize,
+) -> Vec<(usize, Job, usize)> {
+    let mut all: Vec<(usize, Job)> = Vec::new();
+    for (e, exp) in experiments.iter().enumerate() {
+        all.extend(exp.jobs().into_iter().map(|j| (e, j)));
+    }
+    let costs: Vec<f64> = all.iter().map(|(_, j)| j.cost()).collect();
+    let owners = assign_shards(&costs, count.max(1));
+    all.into_iter()
+        .zip(owners)
+        .map(|((e, j), owner)| (e, j, owner))
+        .collect()
+}
+
 pub struct RunOptions {
     pub out: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
@@ -184,23 +203,13 @@ fn run_in(
     dir.save_metadata()?;
 
     // All jobs of all experiments, then this shard's part of them.
-    let mut all: Vec<(usize, Job)> = Vec::new();
-    for (e, exp) in experiments.iter().enumerate() {
-        all.extend(exp.jobs().into_iter().map(|j| (e, j)));
-    }
-    let units_total: usize = all.iter().map(|(_, j)| j.units.len()).sum();
-    let mine: Vec<(usize, Job)> = match opts.shard {
-        None => all,
-        Some(shard) => {
-            let costs: Vec<f64> = all.iter().map(|(_, j)| j.cost()).collect();
-            let owner = assign_shards(&costs, shard.count);
-            all.into_iter()
-                .zip(owner)
-                .filter(|(_, o)| *o == shard.index - 1)
-                .map(|(j, _)| j)
-                .collect()
-        }
-    };
+    let all = jobs_by_shard(experiments, opts.shard.map_or(1, |s| s.count));
+    let units_total: usize = all.iter().map(|(_, j, _)| j.units.len()).sum();
+    let mine: Vec<(usize, Job)> = all
+        .into_iter()
+        .filter(|(_, _, owner)| opts.shard.is_none_or(|s| *owner == s.index - 1))
+        .map(|(e, j, _)| (e, j))
+        .collect();
     let units_mine: usize = mine.iter().map(|(_, j)| j.units.len()).sum();
 
     // What is already done: each experiment's shards read once.
