@@ -210,7 +210,8 @@ pub struct DataFetchArgs {
     /// Base URL of a mirror holding the same file names.
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
-    /// md5sum-style file of expected checksums replacing the published ones.
+    /// md5sum- or sha256sum-style file of expected checksums, replacing the
+    /// published MD5s and the SHA-256 pins (for mirrors of other files).
     #[arg(long, value_name = "FILE")]
     pub checksums: Option<PathBuf>,
     /// Download again even if verified files are present.

@@ -2,11 +2,11 @@
 
 use crate::cli::{DataCheckArgs, DataFetchArgs, InputStatsArgs};
 use crate::data::fetch::{self, FetchOptions};
-use crate::data::{DataSource, Dataset, DatasetName, FileRecord, Normalization};
+use crate::data::{DataSource, Dataset, DatasetName, Normalization};
 use crate::experiment::input_stats;
 use crate::init::dist::WeightDist;
 use crate::results::{Table, write_parquet};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
 pub fn check(args: DataCheckArgs) -> Result<()> {
@@ -23,22 +23,37 @@ pub fn check(args: DataCheckArgs) -> Result<()> {
                 println!("{name}: present in {}", dir.display());
                 let raw = source.load_raw(name);
                 for path in files_in(name, &dir) {
-                    let rec = FileRecord::of(&path)?;
-                    let md5 = fetch::md5_file(&path)?;
+                    // Streamed, not read whole: a huge (or sparse) file costs no memory.
+                    let bytes = std::fs::metadata(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                        .len();
+                    let (md5, sha256) = fetch::file_digests(&path)?;
                     let published = fetch::sources(name)?.1.into_iter().find(|r| {
                         path.file_name()
                             .is_some_and(|f| f.to_string_lossy() == r.file)
                     });
                     let note = match published {
-                        Some(r) if r.md5 == md5 => "matches the published MD5",
-                        Some(_) => "differs from the published MD5 (repacked or another copy)",
-                        None => "",
+                        Some(r) => match (
+                            r.md5.as_deref() == Some(md5.as_str()),
+                            r.sha256.as_deref() == Some(sha256.as_str()),
+                        ) {
+                            (true, true) => {
+                                "matches the published MD5 and the pinned SHA-256".to_string()
+                            }
+                            // An MD5 collision is cheap to forge; the SHA-256 is not.
+                            (true, false) => format!(
+                                "matches the published MD5 but NOT the pinned SHA-256: a forged or tampered copy; replace it with `initlab data fetch {name} --force`"
+                            ),
+                            _ => "differs from the published checksums (repacked or another copy)"
+                                .to_string(),
+                        },
+                        None => String::new(),
                     };
                     println!(
                         "  {:<32} {:>11} bytes  sha256 {}  {note}",
                         path.file_name().unwrap_or_default().to_string_lossy(),
-                        rec.bytes,
-                        rec.sha256
+                        bytes,
+                        sha256
                     );
                 }
                 match raw {
@@ -125,16 +140,15 @@ pub fn input_stats(args: InputStatsArgs) -> Result<()> {
     if args.samples < 2 {
         bail!("--samples must be at least 2");
     }
-    if let Some(out) = &args.out {
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                bail!(
-                    "cannot write {}: directory {} does not exist",
-                    out.display(),
-                    parent.display()
-                );
-            }
-        }
+    if let Some(out) = &args.out
+        && let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            out.display(),
+            parent.display()
+        );
     }
     let source = DataSource::new(args.data_dir);
     let load_start = std::time::Instant::now();
