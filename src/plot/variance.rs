@@ -1,12 +1,15 @@
 //! Fig. 2 from `kind: variance` results: quantiles over networks of the
 //! empirical variance of output unit 0 after every Linear layer, one panel per
 //! initialiser, log scale, with the Section 5 prediction where it exists.
+//! Quantiles follow the authors' rule (SciPy's `mquantiles` defaults); networks
+//! whose S² is NaN or infinite are counted per layer and reported, not dropped
+//! silently.
 
 use super::axis::Axis;
 use super::canvas::{Figure, LegendEntry, Page, Pen, Swatch, hline, line, panel, save};
 use super::columns::{
-    distinct, floats, floats_or_null, init_label, init_rank, ints, number, quantile_sorted,
-    sorted_without_nan, strings, strings_or,
+    QuantileRule, RankedSample, distinct, floats, floats_or_null, init_label, init_rank, ints,
+    number, strings, strings_or,
 };
 use super::{ExperimentResults, Run};
 use anyhow::Result;
@@ -50,6 +53,15 @@ pub const COLUMNS: &[&str] = &[
 const FLOOR: f64 = 1e-30;
 /// The threshold of the summary and of the dotted reference line.
 const THRESHOLD: f64 = 1e-3;
+/// The paper's quantiles over networks are SciPy's `mquantiles` defaults, so
+/// Fig. 2 and its summary use the same rule to be comparable with it.
+const RULE: QuantileRule = QuantileRule::Authors;
+/// How many runs of layers with NaN or infinite S² the summary line lists per
+/// kind before "… at N more layers".
+const SUMMARY_RUNS: usize = 12;
+/// The same for a note on the figure, which gets one line per panel and must
+/// stay about as wide as the page.
+const FIGURE_RUNS: usize = 3;
 
 /// What tells the panels apart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,8 +80,12 @@ struct PanelKey {
 #[derive(Default)]
 struct Group {
     networks: BTreeSet<i64>,
-    /// layer -> emp_var of output unit 0 of every network.
+    /// layer -> emp_var of output unit 0 of every network (NaN where missing).
     by_layer: BTreeMap<i64, Vec<f64>>,
+    /// Networks whose emp_var is NaN (or missing) at some layer.
+    nan_networks: BTreeSet<i64>,
+    /// Networks whose emp_var is infinite at some layer.
+    infinite_networks: BTreeSet<i64>,
     /// layer -> the Section 5 quantiles (`None` where not predicted).
     theory: BTreeMap<i64, [Option<f64>; 4]>,
 }
@@ -83,6 +99,90 @@ struct Curves {
     quantiles: [Vec<f64>; 4],
     /// `[quantile][layer]`.
     theory: [Vec<Option<f64>>; 4],
+    nonfinite: NonFinite,
+}
+
+/// The networks whose S² is not a finite number: NaN ones are left out of the
+/// quantiles, infinite ones stay in and rank above every finite value. Either
+/// means something broke (an overflow, a degenerate initialiser), so the
+/// figure and the summary say where.
+#[derive(Debug, Default, PartialEq)]
+struct NonFinite {
+    /// Per layer, in the order of `Curves::layers`: networks with NaN S².
+    nan: Vec<usize>,
+    /// Per layer: networks with infinite S².
+    infinite: Vec<usize>,
+    /// Distinct networks with NaN S² at one layer or more.
+    nan_networks: usize,
+    /// Distinct networks with infinite S² at one layer or more.
+    infinite_networks: usize,
+}
+
+impl NonFinite {
+    /// One clause per kind, e.g. "S² NaN in 2 networks (left out of the
+    /// quantiles: 1 at layer 3, 2 at layer 4)"; `None` when every S² is finite.
+    /// At most `max_runs` runs of layers are listed per kind.
+    fn describe(&self, layers: &[f64], max_runs: usize) -> Option<String> {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut parts = Vec::new();
+        if self.nan_networks > 0 {
+            parts.push(format!(
+                "S² NaN in {} network{} (left out of the quantiles: {})",
+                self.nan_networks,
+                plural(self.nan_networks),
+                per_layer(&self.nan, layers, max_runs)
+            ));
+        }
+        if self.infinite_networks > 0 {
+            parts.push(format!(
+                "S² infinite in {} network{} (ranked above every finite value: {})",
+                self.infinite_networks,
+                plural(self.infinite_networks),
+                per_layer(&self.infinite, layers, max_runs)
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Per-layer counts as short text: "1 at layer 3, 2 at each of layers 4–9".
+/// Neighbouring layers with the same count form one run, so a failure that
+/// persists from some depth on stays one phrase; after `max_runs` runs the
+/// rest is summed up as "… at N more layers".
+fn per_layer(counts: &[usize], layers: &[f64], max_runs: usize) -> String {
+    // (first index, last index, count) of each run of equal non-zero counts.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &count) in counts.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, last, c)) if *last + 1 == i && *c == count => *last = i,
+            _ => runs.push((i, i, count)),
+        }
+    }
+    let mut text: Vec<String> = runs
+        .iter()
+        .take(max_runs)
+        .map(|&(first, last, count)| {
+            if first == last {
+                format!("{count} at layer {}", layers[first])
+            } else {
+                format!(
+                    "{count} at each of layers {}–{}",
+                    layers[first], layers[last]
+                )
+            }
+        })
+        .collect();
+    if runs.len() > max_runs {
+        let more: usize = runs[max_runs..].iter().map(|&(a, b, _)| b - a + 1).sum();
+        text.push(format!(
+            "… at {more} more layer{}",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    text.join(", ")
 }
 
 fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Curves>> {
@@ -140,11 +240,13 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Curves>> {
             }
             let group = groups.get_mut(key).expect("inserted above");
             group.networks.insert(network[row]);
-            group
-                .by_layer
-                .entry(layer[row])
-                .or_default()
-                .push(emp_var[row].unwrap_or(f64::NAN));
+            let value = emp_var[row].unwrap_or(f64::NAN);
+            if value.is_nan() {
+                group.nan_networks.insert(network[row]);
+            } else if value.is_infinite() {
+                group.infinite_networks.insert(network[row]);
+            }
+            group.by_layer.entry(layer[row]).or_default().push(value);
             group.theory.entry(layer[row]).or_insert([
                 theory[0][row],
                 theory[1][row],
@@ -157,13 +259,6 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Curves>> {
         .into_iter()
         .map(|(key, group)| {
             let layers: Vec<f64> = group.by_layer.keys().map(|&l| l as f64).collect();
-            let mut quantiles: [Vec<f64>; 4] = Default::default();
-            for values in group.by_layer.values() {
-                let sorted = sorted_without_nan(values.clone());
-                for (q, (p, _, _)) in QUANTILES.iter().enumerate() {
-                    quantiles[q].push(quantile_sorted(&sorted, *p));
-                }
-            }
             let mut theory: [Vec<Option<f64>>; 4] = Default::default();
             for l in group.by_layer.keys() {
                 let t = group.theory.get(l).copied().unwrap_or([None; 4]);
@@ -171,18 +266,34 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Curves>> {
                     theory[q].push(t[q]);
                 }
             }
+            let mut quantiles: [Vec<f64>; 4] = Default::default();
+            let mut nonfinite = NonFinite {
+                nan_networks: group.nan_networks.len(),
+                infinite_networks: group.infinite_networks.len(),
+                ..NonFinite::default()
+            };
+            for values in group.by_layer.into_values() {
+                let sample = RankedSample::new(values);
+                for (q, (p, _, _)) in QUANTILES.iter().enumerate() {
+                    quantiles[q].push(sample.quantile(*p, RULE));
+                }
+                nonfinite.nan.push(sample.nan);
+                nonfinite.infinite.push(sample.infinite);
+            }
             Curves {
                 key,
                 networks: group.networks.len(),
                 layers,
                 quantiles,
                 theory,
+                nonfinite,
             }
         })
         .collect())
 }
 
-/// Per initialiser, the first layer at which the 0.9 quantile falls below 1e-3.
+/// Per initialiser, the first layer at which the 0.9 quantile (the authors'
+/// rule) falls below 1e-3, and the networks whose S² is NaN or infinite.
 pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
     let curves = collect(experiments)?;
     Ok(curves
@@ -200,7 +311,7 @@ pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
                 if c.networks == 1 { "" } else { "s" }
             );
             let q90 = &c.quantiles[1];
-            match q90.iter().position(|&v| v < THRESHOLD) {
+            let verdict = match q90.iter().position(|&v| v < THRESHOLD) {
                 Some(i) => format!(
                     "{what}: the 0.9 quantile of emp_var first falls below 1e-3 at layer {}",
                     c.layers[i]
@@ -219,6 +330,10 @@ pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
                         None => format!("{what}: the 0.9 quantile of emp_var never falls below 1e-3"),
                     }
                 }
+            };
+            match c.nonfinite.describe(&c.layers, SUMMARY_RUNS) {
+                Some(nonfinite) => format!("{verdict}; {nonfinite}"),
+                None => verdict,
             }
         })
         .collect())
@@ -270,7 +385,7 @@ impl Fig2 {
             )
         })) < keys.len();
 
-        let captions = curves
+        let captions: Vec<String> = curves
             .iter()
             .map(|c| {
                 let k = &c.key;
@@ -323,9 +438,12 @@ impl Fig2 {
             "Fig. 2 — empirical variance of the output over depth ({})",
             setting.join(", ")
         );
-        let subtitle = vec![format!(
-            "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
-        )];
+        let subtitle = vec![
+            format!(
+                "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
+            ),
+            format!("Quantiles: {}", RULE.describe()),
+        ];
 
         let any_theory = curves
             .iter()
@@ -391,8 +509,15 @@ impl Fig2 {
                     .to_string(),
             );
         }
+        for (c, caption) in curves.iter().zip(&captions) {
+            if let Some(text) = c.nonfinite.describe(&c.layers, FIGURE_RUNS) {
+                notes.push(format!("{caption}: {text}."));
+            }
+        }
         if infinite > 0 {
-            notes.push(format!("{infinite} infinite quantile values are left out."));
+            notes.push(format!(
+                "{infinite} quantile values are +∞ and not drawn (the curve breaks there)."
+            ));
         }
         if any_theory
             && curves
@@ -485,6 +610,11 @@ mod tests {
 
     /// 10 networks of depth 4 whose emp_var is `base(l) * (network + 1)`.
     fn experiment(init: &str, base: impl Fn(i64) -> f64) -> ExperimentResults {
+        experiment_with(init, |network, layer| base(layer) * (network + 1) as f64)
+    }
+
+    /// 10 networks of depth 4 whose emp_var is `value(network, layer)`.
+    fn experiment_with(init: &str, value: impl Fn(i64, i64) -> f64) -> ExperimentResults {
         let mut t = Table::new();
         for network in 0..10i64 {
             for layer in 0..=4i64 {
@@ -498,7 +628,7 @@ mod tests {
                     ("network", network.into()),
                     ("layer", layer.into()),
                     ("neuron", 0i64.into()),
-                    ("emp_var", (base(layer) * (network + 1) as f64).into()),
+                    ("emp_var", value(network, layer).into()),
                     ("theory_var_q90", Cell::NullFloat),
                 ]);
             }
@@ -511,12 +641,14 @@ mod tests {
 
     #[test]
     fn summary_names_the_first_layer_below_the_threshold() {
-        // q0.9 over networks 1..=10 times base is 9.1 * base.
+        // q0.9 over networks 1..=10 times base, by the authors' rule: n = 10,
+        // m = 0.4 + 0.2·0.9 = 0.58, aleph = 9 + 0.58 = 9.58, so 0.42·9 + 0.58·10
+        // = 9.58 times base (the linear rule would give 9.1).
         let falling = experiment("he_normal", |l| 10f64.powi(-(l as i32)));
         let flat = experiment("zero_star", |_| 1.0);
         let lines = summary(&[falling, flat]).unwrap();
         assert_eq!(lines.len(), 2, "{lines:?}");
-        // 9.1e-3 at layer 3 is above 1e-3, 9.1e-4 at layer 4 is below.
+        // 9.58e-3 at layer 3 is above 1e-3, 9.58e-4 at layer 4 is below.
         assert!(
             lines[0].starts_with("var: he_normal (synthetic-tiny, width 4, depth 4, 10 networks)")
         );
@@ -540,5 +672,102 @@ mod tests {
         );
         assert_eq!(figure.y.bounds().0, -30.0);
         assert!(log_clipped(0.0) == -30.0 && log_clipped(f64::INFINITY).is_nan());
+    }
+
+    #[test]
+    fn summary_uses_the_authors_quantiles_not_numpys() {
+        // At layer 2 base = 1.05e-4: the authors' q0.9 is 9.58 · 1.05e-4 =
+        // 1.0059e-3, above the threshold, where the linear rule's 9.1 · 1.05e-4
+        // = 9.555e-4 would already be below it. At layer 3, 9.58e-5 is below.
+        let base = |l: i64| [1.0, 1.0, 1.05e-4, 1e-5, 1e-5][l as usize];
+        let lines = summary(&[experiment("he_normal", base)]).unwrap();
+        assert!(
+            lines[0].ends_with("first falls below 1e-3 at layer 3"),
+            "{}",
+            lines[0]
+        );
+        let curves = collect(&[experiment("he_normal", base)]).unwrap();
+        assert!((curves[0].quantiles[1][2] - 9.58 * 1.05e-4).abs() < 1e-15);
+    }
+
+    /// Network 0 has NaN S² at layers 3 and 4, network 1 at layer 4, network
+    /// 9 infinite S² at layers 2 to 4; the others have S² = network + 1.
+    fn broken() -> ExperimentResults {
+        experiment_with("metainit", |network, layer| match (network, layer) {
+            (0, 3..) | (1, 4) => f64::NAN,
+            (9, 2..) => f64::INFINITY,
+            _ => (network + 1) as f64,
+        })
+    }
+
+    #[test]
+    fn nan_and_infinite_networks_are_counted_per_layer() {
+        let curves = collect(&[broken()]).unwrap();
+        let c = &curves[0];
+        assert_eq!(
+            c.nonfinite,
+            NonFinite {
+                nan: vec![0, 0, 0, 1, 2],
+                infinite: vec![0, 0, 1, 1, 1],
+                nan_networks: 2,
+                infinite_networks: 1,
+            }
+        );
+        // Layer 0, S² = 1..=10: median at aleph = 5 + 0.5 = 5.5 -> 5.5.
+        assert_eq!(c.quantiles[0][0], 5.5);
+        // Layer 3 drops network 0 (NaN): [2, ..., 9, +∞], n = 9; the median's
+        // aleph = 4.5 + 0.5 = 5 exactly, so x₅ = 6.
+        assert_eq!(c.quantiles[0][3], 6.0);
+        // Layer 4 drops networks 0 and 1: [3, ..., 9, +∞], n = 8. Median:
+        // aleph = 4 + 0.5 = 4.5 -> 0.5·6 + 0.5·7 = 6.5. q0.9: aleph = 7.2 +
+        // 0.58 = 7.78, k = 7 -> between 9 and +∞: +∞, the infinite network ranks last.
+        assert_eq!(c.quantiles[0][4], 6.5);
+        assert_eq!(c.quantiles[1][4], f64::INFINITY);
+
+        let text = "S² NaN in 2 networks (left out of the quantiles: 1 at layer 3, 2 at layer 4); \
+                    S² infinite in 1 network (ranked above every finite value: 1 at each of layers 2–4)";
+        let lines = summary(&[broken()]).unwrap();
+        assert!(lines[0].ends_with(&format!("; {text}")), "{}", lines[0]);
+        let figure = Fig2::new("test", curves);
+        assert!(
+            figure
+                .notes
+                .contains(&format!("MetaInit — 10 networks: {text}.")),
+            "{:?}",
+            figure.notes
+        );
+        // Nothing is said when every S² is finite.
+        let fine = collect(&[experiment("he_normal", |_| 1.0)]).unwrap();
+        assert_eq!(fine[0].nonfinite.describe(&fine[0].layers, 3), None);
+        assert!(!summary(&[experiment("he_normal", |_| 1.0)]).unwrap()[0].contains("S² "));
+    }
+
+    #[test]
+    fn per_layer_counts_merge_runs_and_stop_after_a_few() {
+        let layers: Vec<f64> = (0..7).map(f64::from).collect();
+        let counts = [1, 0, 2, 2, 2, 3, 1];
+        assert_eq!(
+            per_layer(&counts, &layers, 5),
+            "1 at layer 0, 2 at each of layers 2–4, 3 at layer 5, 1 at layer 6"
+        );
+        // Two runs shown; the other two cover layers 5 and 6.
+        assert_eq!(
+            per_layer(&counts, &layers, 2),
+            "1 at layer 0, 2 at each of layers 2–4, … at 2 more layers"
+        );
+    }
+
+    #[test]
+    fn the_figure_names_its_quantile_rule() {
+        let figure = Fig2::new(
+            "test",
+            collect(&[experiment("he_normal", |_| 1.0)]).unwrap(),
+        );
+        assert!(
+            figure.subtitle.iter().any(|l| l
+                == "Quantiles: SciPy mquantiles plotting positions, alphap = betap = 0.4, as in the authors' code"),
+            "{:?}",
+            figure.subtitle
+        );
     }
 }
