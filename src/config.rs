@@ -235,6 +235,22 @@ pub fn describe(v: &Value) -> String {
 /// `list_fields`, which are lists by nature) becomes an axis; the result is the
 /// cartesian product, in the order the keys are written, last key fastest.
 pub fn expand_sweep(params: &Mapping, list_fields: &[&str]) -> Result<Vec<Mapping>> {
+    // The product is counted before anything is built: a few long lists would
+    // otherwise expand into more points than memory holds.
+    let mut count: u128 = 1;
+    for (key, value) in params {
+        if let Value::Sequence(items) = value {
+            let is_list_field = list_fields.contains(&key.as_str().unwrap_or_default());
+            if !is_list_field || items.iter().all(|i| matches!(i, Value::Sequence(_))) {
+                count = count.saturating_mul(items.len().max(1) as u128);
+            }
+        }
+    }
+    if count > MAX_SWEEP_POINTS as u128 {
+        bail!(
+            "the sweep's lists multiply out to {count} points, more than the {MAX_SWEEP_POINTS} one experiment may have: shorten the lists or split the sweep into several configs"
+        );
+    }
     let mut points = vec![Mapping::new()];
     for (key, value) in params {
         let name = key.as_str().unwrap_or_default();
@@ -273,6 +289,86 @@ pub fn expand_sweep(params: &Mapping, list_fields: &[&str]) -> Result<Vec<Mappin
         }
     }
     Ok(points)
+}
+
+/// The most points one experiment's sweep may expand into (each point is parsed,
+/// validated and kept in memory before any work starts).
+pub const MAX_SWEEP_POINTS: usize = 100_000;
+
+/// Range checks for hyper-parameters, shared by every experiment kind and
+/// initialiser. Each error names the key, the allowed range and the value found,
+/// so that a NaN or an infinity written in YAML (`.nan`, `.inf`) is refused by name.
+pub mod check {
+    use anyhow::{Result, bail};
+
+    /// A finite number > 0 (learning rates, gains, tolerances).
+    pub fn positive(key: &str, value: f64) -> Result<()> {
+        if !(value.is_finite() && value > 0.0) {
+            bail!("`{key}` must be a finite number > 0, got {value}");
+        }
+        Ok(())
+    }
+
+    /// A finite number in the closed interval [lo, hi].
+    pub fn within(key: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
+        if !(value.is_finite() && (lo..=hi).contains(&value)) {
+            bail!("`{key}` must be a finite number in [{lo}, {hi}], got {value}");
+        }
+        Ok(())
+    }
+
+    /// A finite number in [lo, hi), e.g. a momentum, which must stay below 1.
+    pub fn within_open_above(key: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
+        if !(value.is_finite() && value >= lo && value < hi) {
+            bail!("`{key}` must be a finite number in [{lo}, {hi}), got {value}");
+        }
+        Ok(())
+    }
+
+    /// A count of at least `min`.
+    pub fn at_least(key: &str, value: u64, min: u64) -> Result<()> {
+        if value < min {
+            bail!("`{key}` must be at least {min}, got {value}");
+        }
+        Ok(())
+    }
+
+    /// A count of at most `max`; `why` says what the bound protects.
+    pub fn at_most(key: &str, value: u64, max: u64, why: &str) -> Result<()> {
+        if value > max {
+            bail!("`{key}` must be at most {max} ({why}), got {value}");
+        }
+        Ok(())
+    }
+
+    /// The leaky-ReLU slope of a network that is built and run. The training
+    /// kernels take the activation's derivative from the sign of its output, which
+    /// equals the pre-activation's only for slopes >= 0; the paper's theory is for
+    /// |slope| <= 1. So networks take 0 <= slope <= 1.
+    pub fn network_slope(value: f64) -> Result<()> {
+        if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
+            bail!(
+                "`slope` (the leaky ReLU's negative slope) must be a finite number in [0, 1] for networks, got {value} (negative slopes are supported only by kind: theory, in [-1, 1])"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Bytes in a short human form (`1.5 GiB`, `512 KiB`), for messages about memory.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 /// Deserialises one sweep point into a kind's typed parameters, turning serde's
@@ -330,6 +426,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`depth`"), "{err}");
+    }
+
+    #[test]
+    fn a_sweep_too_large_to_expand_is_refused_before_expanding() {
+        let list = format!("[{}]", vec!["1"; 1001].join(", "));
+        let text = format!("a: {list}\nb: {list}\n");
+        let err = expand_sweep(&mapping(&text), &[]).unwrap_err().to_string();
+        assert!(err.contains("1002001 points"), "{err}");
+        // a list field with a single list of values is one point, not an axis
+        assert_eq!(
+            expand_sweep(&mapping(&format!("w: {list}\n")), &["w"])
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn checks_name_the_key_and_refuse_nan_and_infinity() {
+        let e = |r: Result<()>| format!("{:#}", r.unwrap_err());
+        assert!(
+            e(check::positive("gain", f64::NAN))
+                .contains("`gain` must be a finite number > 0, got NaN")
+        );
+        assert!(e(check::positive("lr", f64::INFINITY)).contains("got inf"));
+        assert!(e(check::positive("lr", 0.0)).contains("`lr`"));
+        assert!(check::positive("lr", 1e-300).is_ok());
+        assert!(e(check::within("x", -0.1, 0.0, 1.0)).contains("[0, 1]"));
+        assert!(check::within("x", 1.0, 0.0, 1.0).is_ok());
+        assert!(e(check::within_open_above("momentum", 1.0, 0.0, 1.0)).contains("[0, 1)"));
+        assert!(check::within_open_above("momentum", 0.0, 0.0, 1.0).is_ok());
+        assert!(e(check::at_least("batch", 1, 2)).contains("`batch` must be at least 2, got 1"));
+        assert!(e(check::at_most("n", 3, 2, "why")).contains("at most 2 (why)"));
+        for bad in [-0.1, 1.5, f64::NAN, f64::NEG_INFINITY] {
+            assert!(e(check::network_slope(bad)).contains("`slope`"), "{bad}");
+        }
+        for good in [0.0, 0.2, 1.0] {
+            assert!(check::network_slope(good).is_ok(), "{good}");
+        }
+        assert_eq!(human_bytes(100), "100 bytes");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

@@ -28,6 +28,29 @@ impl Context {
         }
     }
 
+    /// Refuses, before any unit runs, what cannot fit the memory budget even alone:
+    /// `bytes` is the estimate an experiment sizes its ensembles with, `what` names
+    /// the thing measured ("one network of `he_normal` width 10 depth 100") and
+    /// `smaller` the keys that shrink it. Ensembles are sized to the budget, but
+    /// never below one member, so without this check a member larger than the
+    /// budget would end in an allocation failure or the OOM killer.
+    pub fn check_fits(&self, what: &str, bytes: f64, smaller: &str) -> Result<()> {
+        if bytes.is_nan() || bytes > self.memory_budget as f64 {
+            let size = if bytes < u64::MAX as f64 {
+                let b = bytes.ceil() as u64;
+                format!("{} ({b} bytes)", crate::config::human_bytes(b))
+            } else {
+                format!("{bytes:.3e} bytes")
+            };
+            anyhow::bail!(
+                "{what} needs about {size}, more than the memory budget of {} ({} bytes): raise the budget with --memory-gb (default: 60% of the memory available) or use a smaller {smaller}",
+                crate::config::human_bytes(self.memory_budget),
+                self.memory_budget
+            );
+        }
+        Ok(())
+    }
+
     /// The dataset, normalised as asked, loaded on first use.
     pub fn dataset(
         &mut self,
@@ -55,4 +78,39 @@ pub fn available_memory() -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(4 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_beyond_the_budget_is_refused_with_both_sizes() {
+        let ctx = Context::new(0, None, 1, 1 << 20);
+        assert!(
+            ctx.check_fits("one network", (1 << 20) as f64, "width")
+                .is_ok()
+        );
+        let e = format!(
+            "{:#}",
+            ctx.check_fits("one network", 3.0 * (1 << 20) as f64, "width")
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("one network needs about 3.0 MiB (3145728 bytes)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("memory budget of 1.0 MiB (1048576 bytes)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("--memory-gb") && e.contains("smaller width"),
+            "{e}"
+        );
+        let e = format!("{:#}", ctx.check_fits("x", 1e300, "depth").unwrap_err());
+        assert!(e.contains("1.000e300 bytes"), "{e}");
+        // an estimate gone wrong never passes as fitting
+        assert!(ctx.check_fits("x", f64::NAN, "depth").is_err());
+    }
 }

@@ -20,7 +20,7 @@ use crate::config::ExperimentConfig;
 use crate::data::{Dataset, DatasetName, Normalization, synthetic};
 use crate::init::dist::WeightDist;
 use crate::results::{Cell, Table};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -45,6 +45,21 @@ fn default_samples() -> u64 {
     10_000_000
 }
 
+/// The most draws an estimate may take: 1.5 million blocks of 64 × 1024 draws,
+/// hours of matrix products, whose block means alone take 36 MB.
+pub const MAX_SAMPLES: u64 = 100_000_000_000;
+
+/// Checks a number of draws: at least 1, at most [`MAX_SAMPLES`].
+pub fn check_samples(samples: u64) -> Result<()> {
+    crate::config::check::at_least("samples", samples, 1)?;
+    crate::config::check::at_most(
+        "samples",
+        samples,
+        MAX_SAMPLES,
+        "the estimate keeps one mean per 65,536 draws",
+    )
+}
+
 /// The estimate with its standard errors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputStats {
@@ -66,9 +81,7 @@ pub fn estimate(
     samples: u64,
     seed: u64,
 ) -> Result<InputStats> {
-    if samples == 0 {
-        bail!("samples must be at least 1");
-    }
+    check_samples(samples)?;
     let per_block = (ROWS * INPUTS) as u64;
     let blocks = samples.div_ceil(per_block).max(2) as usize;
     let d = data.features();
@@ -213,12 +226,7 @@ pub struct InputStatsExperiment {
 
 impl InputStatsExperiment {
     pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
-        let points = typed_points(exp, &[], |p: &InputStatsPoint| {
-            if p.samples == 0 {
-                bail!("`samples` must be at least 1");
-            }
-            Ok(())
-        })?;
+        let points = typed_points(exp, &[], |p: &InputStatsPoint| check_samples(p.samples))?;
         Ok(InputStatsExperiment {
             name: exp.name.clone(),
             points,

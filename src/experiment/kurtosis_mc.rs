@@ -55,13 +55,27 @@ impl KurtosisPoint {
         if self.samples == 0 {
             bail!("`samples` must be at least 1");
         }
+        crate::config::check::network_slope(self.slope)?;
         if self.init.needs_data() {
             bail!(
                 "`init: {}` needs a dataset; kurtosis_mc uses Gaussian inputs",
                 self.init.name()
             );
         }
-        Ok(())
+        self.init.check_arch(&self.arch())
+    }
+
+    /// Bytes one member needs: its Gaussian inputs and a few activations of
+    /// them (`[S, width]` each), its weights, and what initialising it takes.
+    fn bytes_per_member(&self) -> f64 {
+        let (s, w, d) = (self.samples as f64, self.width as f64, self.depth as f64);
+        4.0 * (8.0 * s * w + d * w * w) + self.init.init_bytes_per_member(&self.arch())
+    }
+
+    /// Bytes of the per-network moments kept for the whole point (three f64 per
+    /// layer and network).
+    fn bytes_of_moments(&self) -> f64 {
+        24.0 * (self.depth as f64 + 1.0) * self.networks as f64
     }
 
     fn arch(&self) -> Arch {
@@ -221,12 +235,35 @@ impl Experiment for KurtosisExperiment {
                         p.slope,
                         p.networks
                     ),
-                    cost: 2e-9 * (p.networks * p.samples * p.depth * p.width * p.width) as f64,
+                    // in f64: the product of absurd sizes would overflow usize
+                    cost: 2e-9
+                        * p.networks as f64
+                        * p.samples as f64
+                        * p.depth as f64
+                        * (p.width as f64).powi(2),
                 }],
             })
             .collect()
     }
-    fn prepare(&self, _ctx: &mut Context) -> Result<serde_json::Value> {
+    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+        // What cannot fit even one network, or the moments of all of them, is
+        // refused before any unit runs.
+        for p in &self.points {
+            let what = format!(
+                "one network of `{}` width {} depth {} on {} samples",
+                p.init.name(),
+                p.width,
+                p.depth,
+                p.samples
+            );
+            ctx.check_fits(&what, p.bytes_per_member(), "width, depth or samples")?;
+            let what = format!(
+                "the moments of {} networks over {} layers",
+                p.networks,
+                p.depth + 1
+            );
+            ctx.check_fits(&what, p.bytes_of_moments(), "networks or depth")?;
+        }
         Ok(serde_json::json!({ "inputs": "iid standard normal (kappa0 = 3, c0 = 0)" }))
     }
     fn run_job(
@@ -241,8 +278,8 @@ impl Experiment for KurtosisExperiment {
         }
         let p = &self.points[job.index];
         let unit = &job.units[0];
-        let per_member = 4 * (8 * p.samples * p.width + p.depth * p.width * p.width) as u64;
-        let ensemble = ((ctx.memory_budget / per_member.max(1)) as usize).clamp(1, 1000);
+        let per_member = p.bytes_per_member().max(1.0);
+        let ensemble = ((ctx.memory_budget as f64 / per_member) as usize).clamp(1, 1000);
         let key = format!(
             "kurtosis_mc\n{}\n{}\n{}\n{}",
             serde_yaml::to_string(&p.init)?,

@@ -69,6 +69,12 @@ impl TheoryPoint {
                         );
                     }
                 }
+                crate::config::check::at_most(
+                    "widths",
+                    ws.len() as u64,
+                    MAX_DEPTH as u64,
+                    "the table has a row per layer",
+                )?;
                 if let Some(i) = ws.iter().position(|&w| w == 0) {
                     bail!(
                         "`widths` entry {} is 0: every width must be at least 1",
@@ -81,6 +87,13 @@ impl TheoryPoint {
                 if w == 0 {
                     bail!("`width` must be at least 1, got 0");
                 }
+                // Checked before the profile is built: it holds one entry per layer.
+                crate::config::check::at_most(
+                    "depth",
+                    d as u64,
+                    MAX_DEPTH as u64,
+                    "the table has a row per layer",
+                )?;
                 Ok(vec![w; d])
             }
             (None, Some(_), None) => bail!("missing `depth` (the number of layers)"),
@@ -91,6 +104,11 @@ impl TheoryPoint {
     }
 
     pub fn params(&self) -> Result<TheoryParams> {
+        // The recursion's moments depend on the slope only through a² and a⁴
+        // (E[φ_a(z)²] = (1 + a²)/2 · E[z²] and E[φ_a(z)⁴] = (1 + a⁴)/2 · E[z⁴] for a
+        // symmetric z, whatever the sign of a), so a negative slope is exact here;
+        // the paper's theory is stated for |a| <= 1.
+        crate::config::check::within("slope", self.slope, -1.0, 1.0)?;
         let widths = self.profile()?;
         let p = TheoryParams {
             recursion: RecursionInput {
@@ -148,6 +166,10 @@ impl TheoryPoint {
         Ok(table)
     }
 }
+
+/// The deepest network the theory tabulates (one row per layer; the paper's
+/// deepest is 500).
+pub const MAX_DEPTH: usize = 1_000_000;
 
 /// Column names of the predicted quantiles of S_n²/σ² and of their log10.
 pub const QUANTILE_COLUMNS: [&str; 4] = ["var_q50", "var_q90", "var_q99", "var_q999"];

@@ -46,6 +46,9 @@ pub struct TrainPoint {
     pub eval_steps: Vec<usize>,
 }
 
+/// The most repetitions of one sweep point (each is a work unit).
+const MAX_REPEATS: usize = 100_000;
+
 fn default_lr() -> f64 {
     1e-4
 }
@@ -65,15 +68,23 @@ impl TrainPoint {
     }
 
     fn validate(&self) -> Result<()> {
+        use crate::config::check;
         if self.width == 0 {
             bail!("`width` must be at least 1");
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            bail!("`lr` must be a positive number, got {}", self.lr);
-        }
+        check::positive("lr", self.lr)?;
+        check::network_slope(self.slope)?;
         if self.repeats == 0 {
             bail!("`repeats` must be at least 1");
         }
+        check::at_most(
+            "repeats",
+            self.repeats as u64,
+            MAX_REPEATS as u64,
+            "each repetition is a work unit, listed before work starts",
+        )?;
+        // With no step there is no training loss, and the row would report 0.
+        check::at_least("steps", self.steps as u64, 1)?;
         if self.batch_size == 0 {
             bail!("`batch_size` must be at least 1");
         }
@@ -192,13 +203,18 @@ impl TrainExperiment {
         (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits())
     }
 
-    /// Bytes one member needs while training.
-    fn bytes_per_member(p: &TrainPoint) -> u64 {
+    /// Bytes one member needs while training, or while being initialised if that
+    /// takes more (MetaInit's third-order graph); in f64, so that an absurd shape
+    /// saturates rather than overflows before `prepare` refuses it.
+    fn bytes_per_member(p: &TrainPoint) -> f64 {
         let arch = p.arch();
-        let params = arch.parameters_per_member() as u64;
-        let acts = (p.batch_size * (arch.width * (arch.depth + 1) + arch.input)) as u64;
-        // parameters, gradient, two Adam moments, views; saved activations ×4
-        4 * (5 * params + 6 * acts)
+        let params = arch.parameters_per_member() as f64;
+        let acts = p.batch_size as f64
+            * (arch.width as f64 * (arch.depth as f64 + 1.0) + arch.input as f64);
+        // parameters, gradient, two Adam moments, views; saved activations ×4;
+        // the loss curve, one f32 per step, and its f64 copy in the results
+        let training = 4.0 * (5.0 * params + 6.0 * acts) + 12.0 * p.steps as f64;
+        training.max(p.init.init_bytes_per_member(&arch))
     }
 
     fn train_runs(
@@ -380,6 +396,25 @@ impl Experiment for TrainExperiment {
             .collect()
     }
     fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+        // A shape that cannot fit even one network is refused before any dataset
+        // is loaded or unit runs.
+        for p in &self.points {
+            let what = format!(
+                "one network of `{}` width {} depth {} on {} (batch_size {})",
+                p.init.name(),
+                p.width,
+                p.depth,
+                p.dataset,
+                p.batch_size
+            );
+            let smaller = match p.init {
+                Initializer::MetaInit(_) | Initializer::Lsuv(_) => {
+                    "width, depth, batch_size or the initialiser's `batch`"
+                }
+                _ => "width, depth or batch_size",
+            };
+            ctx.check_fits(&what, Self::bytes_per_member(p), smaller)?;
+        }
         let mut described = Vec::new();
         let mut seen = Vec::new();
         for p in &self.points {
@@ -421,9 +456,12 @@ impl Experiment for TrainExperiment {
         if pending.is_empty() {
             return Ok(());
         }
-        let p0 = &self.points[pending[0].0.point];
-        let per = Self::bytes_per_member(p0).max(1);
-        let ensemble = ((ctx.memory_budget / per) as usize).clamp(1, pending.len());
+        // Runs of one job share a shape but not an initialiser: size for the largest.
+        let per = pending
+            .iter()
+            .map(|(run, _)| Self::bytes_per_member(&self.points[run.point]))
+            .fold(1.0, f64::max);
+        let ensemble = ((ctx.memory_budget as f64 / per) as usize).clamp(1, pending.len());
         for chunk in pending.chunks(ensemble) {
             self.train_runs(chunk, ctx, sink)?;
         }

@@ -66,11 +66,20 @@ impl VariancePoint {
         if self.width == 0 {
             bail!("`width` must be at least 1");
         }
+        crate::config::check::network_slope(self.slope)?;
         if self.networks == 0 {
             bail!("`networks` must be at least 1");
         }
         if self.block == 0 {
             bail!("`block` must be at least 1");
+        }
+        let blocks = self.networks.div_ceil(self.block);
+        if blocks > MAX_BLOCKS {
+            bail!(
+                "`networks` {} in blocks of {} makes {blocks} work units, more than the {MAX_BLOCKS} a sweep point may have: raise `block` or lower `networks`",
+                self.networks,
+                self.block
+            );
         }
         if self.norm == Norm::Batch {
             bail!(
@@ -109,6 +118,14 @@ pub struct BlockStats {
 
 /// Rows of inputs per forward chunk.
 pub const CHUNK: i64 = 2048;
+
+/// The most work units (blocks) one sweep point may have: every unit is listed
+/// in memory, and in the run directory's shard names, before work starts.
+const MAX_BLOCKS: usize = 100_000;
+
+/// Bytes a result row takes on its way to Parquet (the columnar table, then the
+/// data frame built from it): about 20 columns of 8–16 bytes, twice, plus strings.
+const ROW_BYTES: f64 = 1024.0;
 
 /// Moments of unit 0 of every Linear layer through the fused kernel, when the
 /// network qualifies (no normalisation, width ≤ 16, depth ≥ 1); `[L, K, 1]` order.
@@ -239,23 +256,36 @@ pub fn layer_moments_tch(
     }
 }
 
-/// Bytes one member needs in the forward pass (weights plus a few activations).
-fn bytes_per_member(p: &VariancePoint) -> u64 {
+/// Bytes one member needs in the forward pass (weights plus a few activations)
+/// and to be initialised; in f64, so that an absurd shape saturates rather than
+/// overflows before `prepare` refuses it.
+fn bytes_per_member(p: &VariancePoint) -> f64 {
     let arch = p.arch();
-    let params = arch.parameters_per_member() as u64 * 4;
-    let acts = 6 * CHUNK as u64 * arch.width.max(10) as u64 * 4;
-    let init_extra = match &p.init {
-        // MetaInit's random batches and its third-order graph
-        Initializer::MetaInit(m) => {
-            24 * m.batch as u64
-                * (arch.input as u64 + arch.width as u64 * (arch.depth as u64 + 1))
-                * 4
-                + 8 * params
-        }
-        Initializer::Lsuv(l) => 4 * l.batch as u64 * arch.input as u64 * 4,
-        _ => 2 * params,
+    let params = arch.parameters_per_member() as f64 * 4.0;
+    let acts = 6.0 * CHUNK as f64 * arch.width.max(10) as f64 * 4.0;
+    params + acts + p.init.init_bytes_per_member(&arch)
+}
+
+/// Bytes of one block's statistics ([`BlockStats`]) and of its result rows.
+fn bytes_per_block(p: &VariancePoint) -> f64 {
+    let neurons = if p.all_units {
+        p.width.max(10) as f64
+    } else {
+        1.0
     };
-    params + acts + init_extra
+    let values = (p.depth as f64 + 1.0) * p.block.min(p.networks) as f64 * neurons;
+    let stats = if p.kurtosis { 3.0 } else { 2.0 };
+    values * (8.0 * stats + ROW_BYTES)
+}
+
+/// The keys that make one member smaller, for the memory message.
+fn smaller_member(init: &Initializer) -> &'static str {
+    match init {
+        Initializer::MetaInit(_) | Initializer::Lsuv(_) => {
+            "width, depth or the initialiser's `batch`"
+        }
+        _ => "width or depth",
+    }
 }
 
 pub struct VarianceExperiment {
@@ -379,7 +409,8 @@ impl VarianceExperiment {
             Split::Train => &data.train_x,
             Split::Test => &data.test_x,
         };
-        let ensemble = ((ctx.memory_budget / bytes_per_member(p).max(1)) as usize).clamp(1, count);
+        let ensemble =
+            ((ctx.memory_budget as f64 / bytes_per_member(p).max(1.0)) as usize).clamp(1, count);
         let neurons = if p.all_units {
             arch.width.max(arch.classes)
         } else {
@@ -450,6 +481,25 @@ impl Experiment for VarianceExperiment {
             .collect()
     }
     fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+        // Shapes that cannot fit even one network, or one block's statistics, are
+        // refused before any dataset is loaded or unit runs.
+        for p in &self.points {
+            let what = format!(
+                "one network of `{}` width {} depth {} on {}",
+                p.init.name(),
+                p.width,
+                p.depth,
+                p.dataset
+            );
+            ctx.check_fits(&what, bytes_per_member(p), smaller_member(&p.init))?;
+            let what = format!(
+                "a block of {} networks' statistics ({} layers{})",
+                p.block.min(p.networks),
+                p.depth + 1,
+                if p.all_units { ", every unit" } else { "" }
+            );
+            ctx.check_fits(&what, bytes_per_block(p), "block or depth")?;
+        }
         let mut seen = Vec::new();
         for p in &self.points {
             if !seen.contains(&(p.dataset, p.normalization)) {

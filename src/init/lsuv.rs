@@ -4,9 +4,9 @@
 
 use super::InitReport;
 use super::schemes::orthogonal_stack;
-use crate::net::{Arch, Ensemble, Norm};
+use crate::net::{Arch, Ensemble};
 use crate::seed::Stream;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -44,18 +44,28 @@ impl Default for LsuvParams {
     }
 }
 
+impl LsuvParams {
+    /// Checks every hyper-parameter, naming the key: a finite tolerance > 0, at
+    /// least one iteration, and two inputs per batch (a variance needs two).
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        check::positive("tolerance", self.tolerance)?;
+        check::at_least("max_iterations", self.max_iterations as u64, 1)?;
+        check::at_least("batch", self.batch as u64, 2)?;
+        Ok(())
+    }
+}
+
 pub fn lsuv(
     p: &LsuvParams,
     arch: &Arch,
     streams: &mut [Stream],
     data: &Tensor,
 ) -> Result<(Ensemble, InitReport)> {
-    if arch.norm != Norm::None {
-        bail!("lsuv is defined here for networks without normalisation layers (norm: none)");
-    }
-    if p.batch < 2 {
-        bail!("lsuv `batch` must be at least 2");
-    }
+    // Configs are checked when read (`Initializer::check_params`); this guards
+    // callers that build parameters in code.
+    super::Initializer::Lsuv(*p).check_arch(arch)?;
+    crate::config::check::at_least("batch", p.batch as u64, 2)?;
     let k = streams.len() as i64;
     let dims = arch.layer_dims();
     let mut weights: Vec<Tensor> = dims

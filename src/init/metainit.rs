@@ -16,9 +16,9 @@
 use super::dist::WeightDist;
 use super::metainit_kernel as kernel;
 use super::{InitReport, Initializer, schemes};
-use crate::net::{Arch, Ensemble, Norm};
+use crate::net::{Arch, Ensemble};
 use crate::seed::Stream;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,30 @@ fn d_eps() -> f64 {
 }
 fn d_restarts() -> usize {
     5
+}
+
+/// The most restarts a degenerate member may get (the authors restarted a few times).
+const MAX_RESTARTS: usize = 1000;
+
+impl MetaInitParams {
+    /// Checks every hyper-parameter, naming the key: at least one step and one
+    /// input per batch, a finite learning rate and ε > 0, a momentum in [0, 1),
+    /// a bounded number of restarts.
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        check::at_least("steps", self.steps as u64, 1)?;
+        check::at_least("batch", self.batch as u64, 1)?;
+        check::positive("lr", self.lr)?;
+        check::within_open_above("momentum", self.momentum, 0.0, 1.0)?;
+        check::positive("eps", self.eps)?;
+        check::at_most(
+            "max_restarts",
+            self.max_restarts as u64,
+            MAX_RESTARTS as u64,
+            "each restart runs MetaInit again for the member",
+        )?;
+        Ok(())
+    }
 }
 
 impl Default for MetaInitParams {
@@ -266,12 +290,10 @@ pub fn metainit(
     arch: &Arch,
     streams: &mut [Stream],
 ) -> Result<(Ensemble, InitReport)> {
-    if arch.norm != Norm::None {
-        bail!("metainit is defined here for networks without normalisation layers (norm: none)");
-    }
-    if p.batch == 0 {
-        bail!("metainit `batch` must be at least 1");
-    }
+    // Configs are checked when read (`Initializer::check_params`); this guards
+    // callers that build parameters in code.
+    Initializer::MetaInit(*p).check_arch(arch)?;
+    crate::config::check::at_least("batch", p.batch as u64, 1)?;
     let k = streams.len();
     if uses_kernel(p, arch) {
         let (tuned, restarts, gq_start, gq_end) = run_kernel(p, arch, streams);

@@ -173,18 +173,83 @@ impl Initializer {
         matches!(self, Initializer::Lsuv(_))
     }
 
-    /// Checks that the scheme can build this shape (GSM's even sizes, ...).
+    /// Checks the hyper-parameters: finite and in range, each error naming the key.
+    /// Called when an initialiser is read, so that a bad value stops a config
+    /// before any of its units runs.
+    pub fn check_params(&self) -> Result<()> {
+        let checked = match self {
+            Initializer::Orthogonal(p) => crate::config::check::positive("gain", p.gain),
+            Initializer::MetaInit(p) => p.validate(),
+            Initializer::Lsuv(p) => p.validate(),
+            _ => Ok(()),
+        };
+        checked.map_err(|e| anyhow::anyhow!("initialiser `{}`: {e:#}", self.name()))
+    }
+
+    /// Checks that the scheme can build this shape (GSM's even sizes, MetaInit and
+    /// LSUV without normalisation layers). The hyper-parameters are checked when
+    /// read ([`Initializer::check_params`]), not here: code may ask for what a
+    /// config may not (the benchmark times MetaInit with no steps).
     pub fn check_arch(&self, arch: &Arch) -> Result<()> {
         if matches!(self, Initializer::Gsm) {
-            for (o, i) in arch.layer_dims() {
-                if o % 2 != 0 || i % 2 != 0 {
-                    bail!(
-                        "gsm needs even sizes (its 2×2 block structure), but a layer is {o}×{i}: use an even width (and even input features and classes)"
-                    );
-                }
+            // The layers are input→width, width→width, width→classes (input→classes
+            // at depth 0): checked from the sizes, without listing every layer.
+            let mut sizes = vec![arch.input, arch.classes];
+            if arch.depth > 0 {
+                sizes.push(arch.width);
+            }
+            if let Some(odd) = sizes.iter().find(|&&n| n % 2 != 0) {
+                bail!(
+                    "gsm needs even sizes (its 2×2 block structure), but a layer has a size of {odd}: use an even width (and even input features and classes)"
+                );
             }
         }
+        if matches!(self, Initializer::MetaInit(_) | Initializer::Lsuv(_))
+            && arch.norm != crate::net::Norm::None
+        {
+            bail!(
+                "{} is defined here for networks without normalisation layers: use `norm: none` (got `norm: {}`)",
+                self.name(),
+                arch.norm.name()
+            );
+        }
         Ok(())
+    }
+
+    /// Bytes that initialising one member needs beyond its weights, as the
+    /// experiments' ensemble sizing counts them: MetaInit's random batches and its
+    /// third-order graph, LSUV's batch of training inputs, ZerO's Hadamard matrix
+    /// (shared by the members, but one member alone needs it too), two copies of
+    /// the weights otherwise. In f64 so that an absurd shape saturates instead of
+    /// overflowing.
+    pub fn init_bytes_per_member(&self, arch: &Arch) -> f64 {
+        let params = arch.parameters_per_member() as f64 * 4.0;
+        let (input, width, depth) = (arch.input as f64, arch.width as f64, arch.depth as f64);
+        match self {
+            Initializer::MetaInit(m) => {
+                24.0 * m.batch as f64 * (input + width * (depth + 1.0)) * 4.0 + 8.0 * params
+            }
+            Initializer::Lsuv(l) => 4.0 * l.batch as f64 * input * 4.0,
+            Initializer::Zero | Initializer::ZeroStar => {
+                // An expanding layer (out > in) is built from a Hadamard matrix of the
+                // next power of two of out, and two products of its size. Only the
+                // first and last layers can expand (ZerO*'s first is random).
+                let zero_first = matches!(self, Initializer::Zero);
+                let layers = match arch.depth {
+                    0 if zero_first => vec![(arch.classes, arch.input)],
+                    0 => Vec::new(),
+                    _ if zero_first => vec![(arch.width, arch.input), (arch.classes, arch.width)],
+                    _ => vec![(arch.classes, arch.width)],
+                };
+                let order = layers
+                    .iter()
+                    .filter(|(out, input)| out > input)
+                    .map(|&(out, _)| (out as f64).log2().ceil().exp2())
+                    .fold(0.0, f64::max);
+                2.0 * params + 3.0 * 4.0 * order * order
+            }
+            _ => 2.0 * params,
+        }
     }
 }
 
@@ -247,7 +312,11 @@ impl<'de> Deserialize<'de> for Initializer {
                 )));
             }
         };
-        Initializer::from_parts(&name, params).map_err(|e| D::Error::custom(format!("{e:#}")))
+        let init = Initializer::from_parts(&name, params)
+            .map_err(|e| D::Error::custom(format!("{e:#}")))?;
+        init.check_params()
+            .map_err(|e| D::Error::custom(format!("{e:#}")))?;
+        Ok(init)
     }
 }
 
@@ -294,5 +363,114 @@ pub fn initialize(
             };
             Ok((Ensemble::from_weights(*arch, weights), report))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Norm;
+
+    fn arch(input: usize, width: usize, depth: usize, norm: Norm) -> Arch {
+        Arch {
+            input,
+            width,
+            depth,
+            classes: 10,
+            slope: 0.0,
+            norm,
+        }
+    }
+
+    #[test]
+    fn bad_hyper_parameters_are_refused_when_read_naming_the_key() {
+        let err = |yaml: &str| match serde_yaml::from_str::<Initializer>(yaml) {
+            Ok(init) => panic!("{yaml} was accepted as {init:?}"),
+            Err(e) => e.to_string(),
+        };
+        for (yaml, expected) in [
+            (
+                "{name: orthogonal, gain: .nan}",
+                "initialiser `orthogonal`: `gain` must be a finite number > 0, got NaN",
+            ),
+            ("{orthogonal: {gain: 0}}", "`gain`"),
+            ("{name: metainit, lr: -.inf}", "`lr`"),
+            ("{name: metainit, momentum: -0.1}", "`momentum`"),
+            ("{name: metainit, eps: .nan}", "`eps`"),
+            ("{name: metainit, batch: 0}", "`batch` must be at least 1"),
+            ("{name: metainit, steps: 0}", "`steps` must be at least 1"),
+            (
+                "{name: metainit, max_restarts: 1000000}",
+                "`max_restarts` must be at most 1000",
+            ),
+            ("{name: lsuv, batch: 1}", "`batch` must be at least 2"),
+            ("{name: lsuv, tolerance: .inf}", "`tolerance`"),
+            ("{name: lsuv, max_iterations: 0}", "`max_iterations`"),
+        ] {
+            let e = err(yaml);
+            assert!(e.contains(expected), "{yaml}: {e}");
+        }
+        // the defaults and ordinary values are fine
+        for yaml in [
+            "orthogonal",
+            "metainit",
+            "lsuv",
+            "{name: metainit, momentum: 0, steps: 1}",
+        ] {
+            serde_yaml::from_str::<Initializer>(yaml).unwrap();
+        }
+    }
+
+    #[test]
+    fn shape_checks_need_no_list_of_layers() {
+        // GSM's parity from the sizes: the same verdict as checking every layer.
+        for (input, width, depth) in [(16, 4, 0), (16, 4, 3), (16, 5, 0), (16, 5, 2), (15, 4, 2)] {
+            let a = arch(input, width, depth, Norm::None);
+            let every_layer_even = a.layer_dims().iter().all(|(o, i)| o % 2 == 0 && i % 2 == 0);
+            assert_eq!(
+                Initializer::Gsm.check_arch(&a).is_ok(),
+                every_layer_even,
+                "{a:?}"
+            );
+        }
+        // an absurd depth is checked at once (no layer list of that length)
+        let deep = arch(16, 4, usize::MAX, Norm::None);
+        Initializer::Gsm.check_arch(&deep).unwrap();
+        assert!(Initializer::He(WeightDist::Normal).init_bytes_per_member(&deep) > 1e18);
+        // data- and gradient-driven schemes refuse normalisation layers
+        let e = Initializer::Lsuv(LsuvParams::default())
+            .check_arch(&arch(16, 4, 2, Norm::Layer))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("norm: none"), "{e}");
+    }
+
+    #[test]
+    fn code_may_still_run_metainit_without_steps() {
+        // The benchmark times MetaInit's fixed cost with `steps: 0`, which a config
+        // may not ask for; only shapes are checked when an ensemble is built.
+        let p = MetaInitParams {
+            steps: 0,
+            ..Default::default()
+        };
+        let a = arch(8, 4, 2, Norm::None);
+        let mut streams = member_streams(1, "no-steps", 0, 2);
+        let (net, report) = initialize(&Initializer::MetaInit(p), &a, &mut streams, None).unwrap();
+        assert_eq!(net.members, 2);
+        assert_eq!(report.restarts.len(), 2);
+    }
+
+    #[test]
+    fn zero_counts_its_hadamard_matrix() {
+        // width 1000 on 16 inputs expands into a Hadamard matrix of order 1024
+        let a = arch(16, 1000, 2, Norm::None);
+        let params = a.parameters_per_member() as f64 * 4.0;
+        let zero = Initializer::Zero.init_bytes_per_member(&a);
+        assert_eq!(zero, 2.0 * params + 12.0 * 1024.0 * 1024.0);
+        // ZerO*'s first layer is random; only the last (10 <= 1000) could expand
+        assert_eq!(
+            Initializer::ZeroStar.init_bytes_per_member(&a),
+            2.0 * params
+        );
     }
 }

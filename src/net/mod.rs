@@ -47,7 +47,9 @@ pub struct Arch {
     /// Number of hidden layers; depth 0 is one Linear input → classes.
     pub depth: usize,
     pub classes: usize,
-    /// Negative slope of the leaky ReLU (0 = ReLU).
+    /// Negative slope of the leaky ReLU (0 = ReLU). Configs hold it to [0, 1]:
+    /// the hand-written training kernels take the activation's derivative from the
+    /// sign of its output, which is the pre-activation's sign only for slopes >= 0.
     pub slope: f64,
     pub norm: Norm,
 }
@@ -66,14 +68,24 @@ impl Arch {
     }
 
     /// Parameters of one member (weights, biases, normalisation scales and shifts).
+    /// In closed form, saturating at `usize::MAX`: validation sizes shapes from a
+    /// config before refusing the absurd ones, and must neither list a layer per
+    /// unit of depth nor overflow doing it.
     pub fn parameters_per_member(&self) -> usize {
-        let linear: usize = self.layer_dims().iter().map(|(o, i)| o * i + o).sum();
+        let layer = |out: usize, input: usize| out.saturating_mul(input).saturating_add(out);
+        let linear = if self.depth == 0 {
+            layer(self.classes, self.input)
+        } else {
+            layer(self.width, self.input)
+                .saturating_add(layer(self.width, self.width).saturating_mul(self.depth - 1))
+                .saturating_add(layer(self.classes, self.width))
+        };
         let norm = if self.norm == Norm::None {
             0
         } else {
-            2 * self.width * self.depth
+            self.width.saturating_mul(self.depth).saturating_mul(2)
         };
-        linear + norm
+        linear.saturating_add(norm)
     }
 }
 
@@ -353,5 +365,45 @@ impl Ensemble {
             .gather(2, &targets.unsqueeze(2), false)
             .squeeze_dim(2)
             .mean_dim([1i64].as_slice(), false, Kind::Float)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_in_closed_form_match_the_layers_and_saturate() {
+        for (input, width, depth, classes, norm) in [
+            (784, 10, 0, 10, Norm::None),
+            (784, 10, 1, 10, Norm::None),
+            (16, 6, 8, 10, Norm::Layer),
+            (3072, 200, 500, 10, Norm::Batch),
+        ] {
+            let arch = Arch {
+                input,
+                width,
+                depth,
+                classes,
+                slope: 0.0,
+                norm,
+            };
+            let linear: usize = arch.layer_dims().iter().map(|(o, i)| o * i + o).sum();
+            let norms = if norm == Norm::None {
+                0
+            } else {
+                2 * width * depth
+            };
+            assert_eq!(arch.parameters_per_member(), linear + norms, "{arch:?}");
+        }
+        let absurd = Arch {
+            input: 784,
+            width: usize::MAX / 2,
+            depth: usize::MAX,
+            classes: 10,
+            slope: 0.0,
+            norm: Norm::None,
+        };
+        assert_eq!(absurd.parameters_per_member(), usize::MAX);
     }
 }
