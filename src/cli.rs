@@ -116,6 +116,9 @@ pub struct ReproduceArgs {
     /// quick (minutes on two cores, Fashion-MNIST or synthetic data) or paper (the paper's settings).
     #[arg(long, default_value = "quick")]
     pub scale: String,
+    /// Memory for ensembles, in GiB (default: 60% of the memory available now).
+    #[arg(long, value_name = "GIB")]
+    pub memory_gb: Option<f64>,
     /// Where the run directories go (one per config).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

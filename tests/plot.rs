@@ -58,9 +58,14 @@ fn initlab(args: &[&str]) -> std::process::Output {
 
 /// Runs the tiny config into `dir/run` and returns that path.
 fn tiny_run(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("tiny.yaml");
-    std::fs::write(&config, TINY_RUN).unwrap();
-    let run = dir.join("run");
+    run_yaml(dir, "tiny", TINY_RUN)
+}
+
+/// Runs a config (YAML text) into `dir/<name>` and returns that path.
+fn run_yaml(dir: &Path, name: &str, yaml: &str) -> std::path::PathBuf {
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(&config, yaml).unwrap();
+    let run = dir.join(name);
     let out = initlab(&[
         "--threads",
         "2",
@@ -256,25 +261,12 @@ fn each_training_sweep_draws_its_own_figure_only() {
             "fig1-accuracy-vs-kurtosis",
         ),
     ] {
-        let config = tmp.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
+        let run = run_yaml(
+            tmp.path(),
+            name,
+            &format!(
                 "name: {name}\nseed: 1\nkind: train\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: [0, 2]\nsteps: 3\nbatch_size: 16\n"
             ),
-        )
-        .unwrap();
-        let run = tmp.path().join(name);
-        let out = initlab(&[
-            "run",
-            config.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         let out = initlab(&["plot", run.to_str().unwrap()]);
         assert!(

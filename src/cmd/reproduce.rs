@@ -4,7 +4,6 @@
 
 use crate::cli::ReproduceArgs;
 use crate::config::Config;
-use crate::experiment::context::available_memory;
 use crate::experiment::sweep::{self, RunOptions};
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
@@ -113,7 +112,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
             data_dir: args.data_dir.clone(),
             threads,
             shard: None,
-            memory_budget: (available_memory() as f64 * 0.6) as u64,
+            memory_budget: super::run::memory_budget(args.memory_gb)?,
             allow_data_change: false,
         };
         eprintln!("== {} ==", config.name);

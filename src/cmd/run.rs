@@ -24,11 +24,7 @@ pub fn run(args: RunArgs, threads: usize) -> Result<()> {
             None
         }
     };
-    let memory_budget = match args.memory_gb {
-        Some(g) if !(g > 0.0) => bail!("--memory-gb must be positive, got {g}"),
-        Some(g) => (g * (1u64 << 30) as f64) as u64,
-        None => (available_memory() as f64 * 0.6) as u64,
-    };
+    let memory_budget = memory_budget(args.memory_gb)?;
     let opts = RunOptions {
         out: args.out,
         data_dir: args.data_dir,
@@ -55,4 +51,15 @@ pub fn run(args: RunArgs, threads: usize) -> Result<()> {
         summary.out.display()
     );
     Ok(())
+}
+
+/// The memory for ensembles in bytes: `--memory-gb`, or 60% of what is available now.
+pub fn memory_budget(memory_gb: Option<f64>) -> Result<u64> {
+    Ok(match memory_gb {
+        Some(g) if !(g > 0.0 && g.is_finite()) => {
+            bail!("--memory-gb must be a positive number of GiB, got {g}")
+        }
+        Some(g) => (g * (1u64 << 30) as f64) as u64,
+        None => (available_memory() as f64 * 0.6) as u64,
+    })
 }
