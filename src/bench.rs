@@ -354,10 +354,9 @@ pub fn paper_scale(networks: usize) -> Result<()> {
     // Fig. 3 at width 200: seconds per Adam step of an ensemble of 30 at depths 10
     // and 100 (the difference of runs of 24 and 4 steps, so set-up and evaluation
     // cancel), and of the final evaluation on 10,000 test samples, linear in depth;
-    // MetaInit's seconds per step at depth 50, proportional to depth. Each the
-    // median of three runs, alternated: on a VM whose timings drift by 15-30%, a
-    // line through two single runs at depths 50 and 100 gave anywhere from 112 to
-    // 276 min.
+    // MetaInit's seconds per step at depth 50, proportional to depth. Each is the
+    // median of three alternated runs, because timings drift between runs by more
+    // than the differences this estimate needs.
     let cifar = Dataset::load(
         DatasetName::parse("synthetic-cifar")?,
         Normalization::Standard,
@@ -421,8 +420,7 @@ fn he_networks(arch: &Arch, label: &str, first: usize, k: usize) -> Result<Ensem
 
 /// Seconds per MetaInit step of 5 width-200, depth-50 networks: the difference of
 /// runs of 25 steps and 5 steps, so that set-up and the first steps, which fill
-/// the kernel's buffer pools, cancel (runs of 5 and 1 steps said 0.22-0.23 s where
-/// 60-step runs took 0.19-0.21 s per step).
+/// the kernel's buffer pools, cancel (short runs overstate the steady step).
 fn wide_metainit_step(features: usize) -> Result<f64> {
     Ok(
         (metainit_total(features, 200, 50, 5, 25)? - metainit_total(features, 200, 50, 5, 5)?)

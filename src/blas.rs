@@ -1,8 +1,7 @@
 //! Single-threaded f32 GEMM on row-major slices, from the oneMKL that libtorch's
 //! CPU library carries, looked up at run time. Networks of an ensemble run one per
 //! rayon thread, each GEMM with MKL's threading turned off for its thread, so
-//! that no GEMM waits on OpenMP's threads (a batched GEMM threaded by MKL spent
-//! about a tenth of a width-200 training step there). Where the loaded libtorch
+//! that no GEMM waits on OpenMP's threads. Where the loaded libtorch
 //! has no MKL, [`available`] is false and callers keep their libtorch path.
 
 use std::ffi::{c_char, c_int};

@@ -36,6 +36,8 @@ pub enum Command {
     Reproduce(ReproduceArgs),
     /// Draw a run directory's figures (PNG and SVG) into <RUN_DIR>/figures and print a summary.
     Plot(PlotArgs),
+    /// Write REPORT.md: which of the paper's claims hold, from existing run directories.
+    Report(ReportArgs),
     /// Measure throughput against this machine's matmul and bmm rates.
     Bench(BenchArgs),
     /// Join the shards of a sweep (one run directory, or several of the same
@@ -112,6 +114,16 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories, or folders of them (as `initlab reproduce --out` writes).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Folder for REPORT.md (default: the folder given, or the run directories' common parent).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReproduceArgs {
     /// quick (minutes on two cores, Fashion-MNIST or synthetic data) or paper (the paper's settings).
     #[arg(long, default_value = "quick")]
@@ -119,12 +131,18 @@ pub struct ReproduceArgs {
     /// Memory for ensembles, in GiB (default: 60% of the memory available now).
     #[arg(long, value_name = "GIB")]
     pub memory_gb: Option<f64>,
-    /// Where the run directories go (one per config).
+    /// Where the run directories and REPORT.md go (default: outputs, or
+    /// outputs-authors with --normalization authors).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Where dataset files are.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Input normalisation of every experiment that reads a dataset: standard
+    /// (each channel to mean 0, variance 1 with the dataset's own statistics, the
+    /// paper's statement) or authors (the authors' fixed constants).
+    #[arg(long, value_name = "NAME")]
+    pub normalization: Option<crate::data::Normalization>,
 }
 
 #[derive(Debug, Args)]
@@ -166,7 +184,7 @@ pub struct TheoryArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The YAML config (see configs/ and the README).
+    /// The YAML config (see configs/ and docs/configs.md).
     pub config: PathBuf,
     /// Run directory (default: outputs/<config name>).
     #[arg(long, value_name = "DIR")]

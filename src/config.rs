@@ -382,7 +382,7 @@ pub fn parse_point<T: DeserializeOwned>(
         let path = e.path().to_string();
         let msg = e.inner().to_string();
         let hint = if msg.contains("unknown field") {
-            " (check the spelling; the README lists each kind's keys)"
+            " (check the spelling; docs/configs.md lists each kind's keys)"
         } else {
             ""
         };

@@ -15,6 +15,7 @@ pub mod merge;
 pub mod net;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod rundir;
 pub mod seed;
@@ -24,8 +25,7 @@ pub mod train;
 
 /// Keeps freed tensor memory in the process instead of returning it to the kernel
 /// after every op: glibc otherwise serves each large tensor with a fresh mmap and
-/// the zero-filling page faults can cost as much as the arithmetic (measured: a
-/// kurtosis simulation ran 2.4x faster, system time 6.5 s -> 0.3 s).
+/// the zero-filling page faults can cost as much as the arithmetic.
 pub fn tune_allocator() {
     // SAFETY: mallopt only sets allocator parameters; called before threads start.
     unsafe {

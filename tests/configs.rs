@@ -76,5 +76,5 @@ fn shipped_configs_validate_and_are_embedded() {
         .flat_map(|e| e.jobs())
         .map(|j| j.units.len())
         .sum();
-    assert_eq!(runs, 11 * 6 * 5);
+    assert_eq!(runs, 11 * 7 * 5);
 }

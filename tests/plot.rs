@@ -3,6 +3,8 @@
 //! figures must exist as PNG and SVG, decode to a sensible picture, and the
 //! summary must report what the results say; a non-run directory is refused.
 
+mod common;
+use common::authors_quantile;
 use initlab::results::read_all;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -323,26 +325,6 @@ fn q90_by_layer(df: &polars::prelude::DataFrame, init: &str) -> Vec<(i64, f64)> 
             (layer, authors_quantile(&v, 0.9))
         })
         .collect()
-}
-
-/// SciPy's `mstats.mquantiles` quantile with its default plotting positions
-/// (alphap = betap = 0.4), written here apart from the library so the test
-/// checks it rather than repeats it. In the form of R's quantile types: the p
-/// quantile sits at the 1-based position n·p + m, m = 0.4 + 0.2·p, clamped to
-/// [1, n], interpolating linearly between the order statistics around it.
-fn authors_quantile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let n = sorted.len() as f64;
-    let position = (n * p + 0.4 + 0.2 * p).clamp(1.0, n);
-    let whole = position.floor();
-    let below = sorted[whole as usize - 1];
-    if position == whole {
-        below
-    } else {
-        below + (position - whole) * (sorted[whole as usize] - below)
-    }
 }
 
 #[test]

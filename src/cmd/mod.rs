@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod plot;
+pub mod report;
 pub mod reproduce;
 pub mod run;
 pub mod slurm;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::InputStats(args) => data::input_stats(args),
         Command::Reproduce(args) => reproduce::run(args, threads),
         Command::Plot(args) => plot::run(args),
+        Command::Report(args) => report::run(args),
         Command::Merge(args) => {
             let report = crate::merge::merge(&args.dirs, args.out.as_deref())?;
             for line in report.lines() {

@@ -1,9 +1,11 @@
 //! `initlab reproduce --scale quick|paper`: every config of a scale (embedded in
 //! the binary, the same files as under configs/), each into its own run directory
-//! under --out, resuming like any run; then a summary of where everything is.
+//! under --out, resuming like any run; then REPORT.md beside them (the paper's
+//! claims checked, see [`crate::report`]) and its verdict table.
 
 use crate::cli::ReproduceArgs;
 use crate::config::Config;
+use crate::data::Normalization;
 use crate::experiment::sweep::{self, RunOptions};
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
@@ -18,12 +20,20 @@ pub const QUICK: &[(&str, &str)] = &[
         "kurtosis-mc.yaml",
         include_str!("../../configs/quick/kurtosis-mc.yaml"),
     ),
+    (
+        "input-stats.yaml",
+        include_str!("../../configs/quick/input-stats.yaml"),
+    ),
     ("fig2.yaml", include_str!("../../configs/quick/fig2.yaml")),
     ("fig3.yaml", include_str!("../../configs/quick/fig3.yaml")),
     ("fig1.yaml", include_str!("../../configs/quick/fig1.yaml")),
 ];
 
 pub const PAPER: &[(&str, &str)] = &[
+    (
+        "input-stats.yaml",
+        include_str!("../../configs/paper/input-stats.yaml"),
+    ),
     (
         "fig1-mnist.yaml",
         include_str!("../../configs/paper/fig1-mnist.yaml"),
@@ -67,6 +77,23 @@ pub fn configs(scale: &str, synthetic_instead: bool) -> Result<Vec<Config>> {
         .collect()
 }
 
+/// Gives every experiment of `config` that reads a dataset the input
+/// normalisation `normalization`, and says so in the config's text (kept in the
+/// run directory) so the run directory records how it was made.
+pub fn set_normalization(config: &mut Config, normalization: Normalization) -> Result<()> {
+    let name = serde_yaml::to_value(normalization)?;
+    for e in &mut config.experiments {
+        if e.params.contains_key("dataset") {
+            e.params.insert("normalization".into(), name.clone());
+        }
+    }
+    config.source_text.push_str(&format!(
+        "# initlab reproduce --normalization {}: every experiment that reads a dataset uses it.\n",
+        name.as_str().unwrap_or_default()
+    ));
+    Ok(())
+}
+
 pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     // The quick scale wants Fashion-MNIST; without it, the synthetic dataset of the
     // same shape keeps the reproduction running anywhere (and says so).
@@ -82,8 +109,18 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
             source.data_dir.join("fashion-mnist").display()
         );
     }
-    let configs = configs(&args.scale, synthetic_instead)?;
-    let out = args.out.unwrap_or_else(|| PathBuf::from("outputs"));
+    let mut configs = configs(&args.scale, synthetic_instead)?;
+    if let Some(normalization) = args.normalization {
+        for config in &mut configs {
+            set_normalization(config, normalization)?;
+        }
+    }
+    let default_out = match args.normalization {
+        Some(Normalization::Authors) => "outputs-authors",
+        _ => "outputs",
+    };
+    let out = args.out.unwrap_or_else(|| PathBuf::from(default_out));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     if args.scale == "paper" {
         // Say what is missing before hours of work start.
         let source = crate::data::DataSource::new(args.data_dir.clone());
@@ -105,7 +142,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     let started = std::time::Instant::now();
     let mut table = Vec::new();
     let mut figures = Vec::new();
-    let mut summaries = Vec::new();
+    let mut dirs = Vec::new();
     for config in &configs {
         let opts = RunOptions {
             out: Some(out.join(&config.name)),
@@ -118,14 +155,13 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
         eprintln!("== {} ==", config.name);
         let summary =
             sweep::run(config, &opts).with_context(|| format!("reproducing {}", config.name))?;
-        let (files, lines) = crate::plot::plot_and_summarise(&summary.out)
+        let files = crate::plot::plot_run_dir(&summary.out)
             .with_context(|| format!("drawing {}", config.name))?;
         figures.extend(
             files
                 .into_iter()
                 .filter(|f| f.extension().is_some_and(|e| e == "png")),
         );
-        summaries.extend(lines);
         table.push(format!(
             "{:<14} {:>6} units ({:>5} run now) {:>8.1} s   {}",
             config.name,
@@ -134,7 +170,10 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
             summary.wall_time_s,
             summary.out.display()
         ));
+        dirs.push(summary.out);
     }
+    let report = crate::report::build(&dirs).context("writing the reproduction report")?;
+    let report_path = report.write(&out)?;
     println!(
         "reproduction ({} scale) finished in {:.1} s",
         args.scale,
@@ -148,9 +187,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     for f in figures {
         println!("  {}", f.display());
     }
-    println!("\nsummary:");
-    for l in summaries {
-        println!("  {l}");
-    }
+    println!();
+    super::report::print_verdicts(&report, &report_path);
     Ok(())
 }

@@ -124,7 +124,9 @@ impl<'de> Deserialize<'de> for DatasetName {
 }
 
 /// How pixels are normalised after scaling to [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalization {
     /// Each channel to mean 0 and variance 1, with statistics of the training set

@@ -248,8 +248,8 @@ fn random_batch_vec(
 /// One member's batch from its stream: iid standard-normal inputs `xs` (read
 /// lane-major by the kernel, row-major `[B][in]` otherwise) and uniform labels
 /// `ys`. A batch is up to 10⁵ normals per member and step, drawn from a xoshiro
-/// generator seeded from the member's stream (ChaCha's refills took as long as the
-/// sampling).
+/// generator seeded from the member's stream (refilling ChaCha would cost as much
+/// as the sampling itself).
 fn member_batch(rng: &mut Stream, classes: usize, xs: &mut [f32], ys: &mut [i64]) {
     let seed = member_labels(rng, classes, ys);
     let mut fast = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -483,8 +483,8 @@ fn run(
 
 /// Whether the hand-written step ([`super::metainit_kernel`]) runs MetaInit: batches in
 /// whole lane groups, up to width 256. Narrow networks would otherwise pay libtorch's
-/// per-op cost; at width 200 the step is 2.5–3× faster than autograd
-/// (`initlab bench --only wide-metainit`).
+/// per-op cost, and wide ones autograd's (docs/performance.md,
+/// `initlab bench --only wide-metainit`).
 pub fn uses_kernel(p: &MetaInitParams, arch: &Arch) -> bool {
     arch.width <= 256 && p.batch % kernel::LANES == 0
 }
@@ -710,9 +710,8 @@ fn run_kernel(
         }
     };
     // Members step in turns, each by whichever thread is free, with no barrier
-    // between steps: 5 members on 2 threads took as long as 6 when every step
-    // waited for all members (the fifth alone on one thread, the split halves of
-    // its products too fine to keep the other busy).
+    // between steps: with a barrier, an odd member out would run alone on one
+    // thread while the others idle, its products too small to split usefully.
     let queue: Mutex<VecDeque<Chain>> = Mutex::new(
         flat.chunks_mut(stride)
             .zip(momentum.chunks_mut(layers))

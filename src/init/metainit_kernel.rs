@@ -98,8 +98,8 @@ impl Drop for ParamVec {
 /// Matrices of at least this many floats are kept for reuse when a [`ParamVec`]
 /// is dropped. A step makes and drops about five vectors the size of the network;
 /// fresh from the allocator, a wide first layer's matrix (2.4 MB at 3,072 × 200)
-/// came straight from the OS each time, and the kernel's zeroing of those pages
-/// took a fifth of a width-200 step's CPU samples.
+/// would come straight from the OS each time, and zeroing its pages would cost a
+/// large share of a step.
 const POOL_MIN: usize = 4096;
 /// At most this many floats (1 GB) are held per thread.
 const POOL_MAX: usize = 1 << 28;
@@ -582,8 +582,8 @@ fn mat_t_block<const FMA: bool>(
 }
 
 /// g[r][c] += Σ_samples a[r] · b[c], or g[r][c] = … where `first` (the first lane
-/// group's product), so that g need not be zeroed before (zeroing a width-200
-/// network's gradient took 4% of a step; MKL writes with β = 0 instead); split like
+/// group's product), so that g need not be zeroed before (MKL writes with β = 0
+/// for the same reason); split like
 /// [`mat_acc`], by rows.
 #[inline(always)]
 fn outer_acc<const FMA: bool>(g: &mut [f32], a: &[Lane], b: &[Lane], first: bool) {

@@ -210,7 +210,7 @@ pub fn distinct<T: ToString>(values: impl IntoIterator<Item = T>) -> usize {
         .len()
 }
 
-/// Where an initialiser goes in legends: the README's order, others after it.
+/// Where an initialiser goes in legends: docs/configs.md's order, others after it.
 pub fn init_rank(name: &str) -> usize {
     const ORDER: [&str; 12] = [
         "he_normal",

@@ -120,7 +120,7 @@ pub fn plot_simulation(
     save(
         &Simulation::new(&run.name, panels),
         out,
-        "kurtosis-mc-vs-theory",
+        super::figure::KURTOSIS_MC,
     )
 }
 
@@ -421,7 +421,7 @@ pub fn plot_theory(
             quantity: Quantity::Kurtosis,
         },
         out,
-        "theory-kurtosis",
+        super::figure::THEORY_KURTOSIS,
     )?;
     written.extend(save(
         &TheoryFigure {
@@ -429,7 +429,7 @@ pub fn plot_theory(
             quantity: Quantity::VarianceQ90,
         },
         out,
-        "theory-variance-q90",
+        super::figure::THEORY_VARIANCE_Q90,
     )?);
     Ok(written)
 }

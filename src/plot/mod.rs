@@ -11,7 +11,7 @@
 
 mod axis;
 mod canvas;
-mod columns;
+pub(crate) mod columns;
 mod kurtosis;
 mod train;
 mod variance;
@@ -20,12 +20,23 @@ use crate::results::parquet_files;
 use anyhow::{Context, Result, bail};
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The folder, inside a run directory, that receives the figures.
 pub const FIGURES_DIR: &str = "figures";
+
+/// File stems (without `.png`/`.svg`) of the figures, used by the drawing code
+/// and by the reproduction report that links them.
+pub mod figure {
+    pub const FIG1: &str = "fig1-accuracy-vs-kurtosis";
+    pub const FIG2: &str = "fig2-empirical-variance";
+    pub const FIG3: &str = "fig3-accuracy-vs-depth";
+    pub const KURTOSIS_MC: &str = "kurtosis-mc-vs-theory";
+    pub const THEORY_KURTOSIS: &str = "theory-kurtosis";
+    pub const THEORY_VARIANCE_Q90: &str = "theory-variance-q90";
+}
 
 /// Draws every figure that applies to the run directory `dir` into
 /// `dir/figures/` (each as `.png` and `.svg`) and returns the files written.
@@ -129,11 +140,14 @@ fn read_columns(files: &[PathBuf], wanted: &[&str]) -> Result<DataFrame> {
 pub(crate) struct ExperimentResults {
     pub name: String,
     pub table: DataFrame,
+    /// The input normalisations its points use (empty for kinds without data).
+    pub normalizations: BTreeSet<String>,
 }
 
 /// A run directory's name and its results, grouped by experiment kind.
 pub(crate) struct Run {
     pub name: String,
+    pub dir: PathBuf,
     pub by_kind: BTreeMap<String, Vec<ExperimentResults>>,
 }
 
@@ -148,17 +162,33 @@ struct ResolvedConfig {
 struct ResolvedExperiment {
     name: String,
     kind: String,
+    #[serde(default)]
+    points: Vec<ResolvedPoint>,
+}
+
+#[derive(Deserialize)]
+struct ResolvedPoint {
+    normalization: Option<String>,
 }
 
 impl Run {
     fn load(dir: &Path) -> Result<Run> {
+        Run::load_columns(dir, columns_drawn)
+    }
+
+    /// Loads the results of `dir`, reading for each kind the columns `wanted`
+    /// names (kinds it maps to `None` are skipped).
+    pub(crate) fn load_columns(
+        dir: &Path,
+        wanted: fn(&str) -> Option<&'static [&'static str]>,
+    ) -> Result<Run> {
         if !dir.is_dir() {
             bail!(
                 "{} is not a directory: pass a run directory written by `initlab run`",
                 dir.display()
             );
         }
-        let config_path = dir.join("config.resolved.yaml");
+        let config_path = dir.join(crate::rundir::RESOLVED_CONFIG_FILE);
         if !config_path.is_file() {
             bail!(
                 "{} is not an initlab run directory (it has no config.resolved.yaml): pass a directory written by `initlab run`",
@@ -177,13 +207,13 @@ impl Run {
         let mut by_kind: BTreeMap<String, Vec<ExperimentResults>> = BTreeMap::new();
         let mut any_results = false;
         for experiment in config.experiments {
-            let files = parquet_files(&dir.join("results").join(&experiment.name))?;
+            let files = parquet_files(&dir.join(crate::rundir::RESULTS_DIR).join(&experiment.name))?;
             if files.is_empty() {
                 continue;
             }
             any_results = true;
             // Kinds without figures are not read at all.
-            let Some(wanted) = columns_drawn(&experiment.kind) else {
+            let Some(wanted) = wanted(&experiment.kind) else {
                 continue;
             };
             let table = read_columns(&files, wanted).with_context(|| {
@@ -198,6 +228,11 @@ impl Run {
                 .push(ExperimentResults {
                     name: experiment.name,
                     table,
+                    normalizations: experiment
+                        .points
+                        .into_iter()
+                        .filter_map(|p| p.normalization)
+                        .collect(),
                 });
         }
         if !any_results {
@@ -206,6 +241,10 @@ impl Run {
                 dir.display()
             );
         }
-        Ok(Run { name, by_kind })
+        Ok(Run {
+            name,
+            dir: dir.to_path_buf(),
+            by_kind,
+        })
     }
 }

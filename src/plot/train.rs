@@ -235,11 +235,11 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
         written.extend(save(
             &Fig3::new(&run.name, &depth_runs, panels),
             out,
-            "fig3-accuracy-vs-depth",
+            super::figure::FIG3,
         )?);
     }
     if let Some(fig1) = Fig1::new(&run.name, &kurtosis_runs) {
-        written.extend(save(&fig1, out, "fig1-accuracy-vs-kurtosis")?);
+        written.extend(save(&fig1, out, super::figure::FIG1)?);
     }
     Ok(written)
 }
@@ -761,6 +761,7 @@ mod tests {
         let experiments = [ExperimentResults {
             name: "acc".into(),
             table: t.to_dataframe().unwrap(),
+            normalizations: Default::default(),
         }];
         let lines = summary(&experiments).unwrap();
         assert_eq!(

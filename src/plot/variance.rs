@@ -345,7 +345,7 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
         return Ok(Vec::new());
     }
     let figure = Fig2::new(&run.name, curves);
-    save(&figure, out, "fig2-empirical-variance")
+    save(&figure, out, super::figure::FIG2)
 }
 
 struct Fig2 {
@@ -636,6 +636,7 @@ mod tests {
         ExperimentResults {
             name: "var".into(),
             table: t.to_dataframe().unwrap(),
+            normalizations: Default::default(),
         }
     }
 

@@ -138,3 +138,23 @@ pub fn write_mnist(dir: &Path, n: usize, m: usize, gzip: bool) {
         }
     }
 }
+
+/// SciPy's `mstats.mquantiles` quantile with its default plotting positions
+/// (alphap = betap = 0.4), written here apart from the library so the test
+/// checks it rather than repeats it. In the form of R's quantile types: the p
+/// quantile sits at the 1-based position n·p + m, m = 0.4 + 0.2·p, clamped to
+/// [1, n], interpolating linearly between the order statistics around it.
+pub fn authors_quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let n = sorted.len() as f64;
+    let position = (n * p + 0.4 + 0.2 * p).clamp(1.0, n);
+    let whole = position.floor();
+    let below = sorted[whole as usize - 1];
+    if position == whole {
+        below
+    } else {
+        below + (position - whole) * (sorted[whole as usize] - below)
+    }
+}
