@@ -63,15 +63,28 @@ samples: 200000
 
 fn run_config(out: &Path, name: &str, yaml: &str) {
     let config = write(out, &format!("{name}.yaml"), yaml);
-    ok(&["--threads", "2", "run", s(&config), "--out", s(&out.join("runs").join(name))]);
+    ok(&[
+        "--threads",
+        "2",
+        "run",
+        s(&config),
+        "--out",
+        s(&out.join("runs").join(name)),
+    ]);
 }
 
 /// The table rows of the report's section `number` (lines starting with `|`).
 fn section_rows(report: &str, number: usize) -> Vec<String> {
-    let start = report.find(&format!("\n## {number}. ")).expect("section present");
+    let start = report
+        .find(&format!("\n## {number}. "))
+        .expect("section present");
     let rest = &report[start + 1..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
-    rest[..end].lines().filter(|l| l.starts_with("| ") && !l.starts_with("| ---")).map(String::from).collect()
+    rest[..end]
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| ---"))
+        .map(String::from)
+        .collect()
 }
 
 /// The report's number format: 4 decimals, trailing zeros dropped, scientific far from 1.
@@ -108,7 +121,12 @@ fn spearman(x: &[f64], y: &[f64]) -> f64 {
 fn report_numbers_come_from_the_results_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path();
-    for (name, yaml) in [("kmc", KURTOSIS), ("var", VARIANCE), ("tr", TRAIN), ("inputs", INPUTS)] {
+    for (name, yaml) in [
+        ("kmc", KURTOSIS),
+        ("var", VARIANCE),
+        ("tr", TRAIN),
+        ("inputs", INPUTS),
+    ] {
         run_config(out, name, yaml);
     }
     let stdout = ok(&["report", s(&out.join("runs"))]);
@@ -116,28 +134,50 @@ fn report_numbers_come_from_the_results_tables() {
     // One printed verdict line per claim, and the report's path.
     assert!(stdout.contains("REPORT.md"), "{stdout}");
     for n in 1..=6 {
-        assert!(stdout.lines().any(|l| l.trim_start().starts_with(&format!("{n}. "))), "claim {n} missing:\n{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{n}. "))),
+            "claim {n} missing:\n{stdout}"
+        );
     }
 
     // Claim 1: one setting, N = networks · samples · width pooled values.
     let rows = section_rows(&report, 1);
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows[1].contains(&format!("| {} |", num(300.0 * 32.0 * 4.0))), "{}", rows[1]);
+    assert!(
+        rows[1].contains(&format!("| {} |", num(300.0 * 32.0 * 4.0))),
+        "{}",
+        rows[1]
+    );
 
     // Claim 3: Spearman's ρ of the Fig. 1 sweep (`kurt`, He-scaled only).
     let df = initlab::results::read_all(&out.join("runs/tr/results/kurt")).unwrap();
     let acc = f64_column(&df, "test_acc");
-    let lnk: Vec<f64> = f64_column(&df, "theory_kurtosis").iter().map(|k| k.ln()).collect();
+    let lnk: Vec<f64> = f64_column(&df, "theory_kurtosis")
+        .iter()
+        .map(|k| k.ln())
+        .collect();
     let rho = spearman(&acc, &lnk);
     let rows = section_rows(&report, 3);
-    assert!(rows[1].starts_with(&format!("| synthetic-tiny | {} | {rho:.3} |", acc.len())), "{} vs ρ = {rho}", rows[1]);
+    assert!(
+        rows[1].starts_with(&format!("| synthetic-tiny | {} | {rho:.3} |", acc.len())),
+        "{} vs ρ = {rho}",
+        rows[1]
+    );
 
     // Claim 4: the first layer whose 0.9 quantile (authors' rule) is below 10⁻³.
     let var = results(&out.join("runs/var"), &["init", "layer", "network"]);
-    let (inits, layers, s2) = (str_column(&var, "init"), i64_column(&var, "layer"), f64_column(&var, "emp_var"));
+    let (inits, layers, s2) = (
+        str_column(&var, "init"),
+        i64_column(&var, "layer"),
+        f64_column(&var, "emp_var"),
+    );
     let mut by: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
     for i in 0..s2.len() {
-        by.entry((inits[i].clone(), layers[i])).or_default().push(s2[i]);
+        by.entry((inits[i].clone(), layers[i]))
+            .or_default()
+            .push(s2[i]);
     }
     for init in ["he_normal", "glorot_normal"] {
         let first = (0..=90).find(|&l| {
@@ -145,15 +185,32 @@ fn report_numbers_come_from_the_results_tables() {
             v.sort_by(f64::total_cmp);
             authors_quantile(&v, 0.9) < 1e-3
         });
-        let expected = format!("- var ({init}, synthetic-tiny): {}", first.map_or("never".into(), |l| format!("layer {l}")));
-        assert!(report.contains(&expected), "expected `{expected}` in the report");
+        let expected = format!(
+            "- var ({init}, synthetic-tiny): {}",
+            first.map_or("never".into(), |l| format!("layer {l}"))
+        );
+        assert!(
+            report.contains(&expected),
+            "expected `{expected}` in the report"
+        );
     }
 
     // Claim 6: the exact κ₀ and c₀ as the table has them.
     let inputs = results(&out.join("runs/inputs"), &["dataset"]);
-    let (k, c) = (f64_column(&inputs, "kappa0_exact")[0], f64_column(&inputs, "c0_exact")[0]);
+    let (k, c) = (
+        f64_column(&inputs, "kappa0_exact")[0],
+        f64_column(&inputs, "c0_exact")[0],
+    );
     let rows = section_rows(&report, 6);
-    assert!(rows.iter().any(|r| r.contains(&format!("| {} | {} | {} |", num(k), num(c), num(3.0 * (1.0 + c))))), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.contains(&format!(
+            "| {} | {} | {} |",
+            num(k),
+            num(c),
+            num(3.0 * (1.0 + c))
+        ))),
+        "{rows:?}"
+    );
     // Gaussian weights: the exact values satisfy κ₀ = 3(1 + c₀).
     assert!((k - 3.0 * (1.0 + c)).abs() < 1e-9 * k, "{k} vs {c}");
 }
@@ -162,7 +219,10 @@ fn report_numbers_come_from_the_results_tables() {
 fn report_refuses_folders_without_runs_and_missing_output_folders() {
     let tmp = tempfile::tempdir().unwrap();
     let err = fails(&["report", s(tmp.path())]);
-    assert!(err.contains("neither a run directory nor a folder of run directories"), "{err}");
+    assert!(
+        err.contains("neither a run directory nor a folder of run directories"),
+        "{err}"
+    );
     let err = fails(&["report", s(&tmp.path().join("absent"))]);
     assert!(err.contains("is not a directory"), "{err}");
     assert!(!tmp.path().join("REPORT.md").exists());

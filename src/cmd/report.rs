@@ -11,7 +11,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
         None => default_folder(&args.dirs)?,
     };
     if !folder.is_dir() {
-        bail!("{} is not a directory: pass --out with an existing folder for REPORT.md", folder.display());
+        bail!(
+            "{} is not a directory: pass --out with an existing folder for REPORT.md",
+            folder.display()
+        );
     }
     let report = crate::report::build(&args.dirs)?;
     let path = report.write(&folder)?;

@@ -207,7 +207,8 @@ impl Run {
         let mut by_kind: BTreeMap<String, Vec<ExperimentResults>> = BTreeMap::new();
         let mut any_results = false;
         for experiment in config.experiments {
-            let files = parquet_files(&dir.join(crate::rundir::RESULTS_DIR).join(&experiment.name))?;
+            let files =
+                parquet_files(&dir.join(crate::rundir::RESULTS_DIR).join(&experiment.name))?;
             if files.is_empty() {
                 continue;
             }

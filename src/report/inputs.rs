@@ -15,14 +15,26 @@ use crate::plot::columns::{floats, strings, strings_or};
 use anyhow::Result;
 
 pub const COLUMNS: &[&str] = &[
-    "dataset", "weights", "normalization", "samples", "kappa0", "kappa0_se", "c0", "c0_se", "kappa0_exact", "c0_exact",
+    "dataset",
+    "weights",
+    "normalization",
+    "samples",
+    "kappa0",
+    "kappa0_se",
+    "c0",
+    "c0_se",
+    "kappa0_exact",
+    "c0_exact",
 ];
 
 /// (dataset, κ₀, c₀) as printed in the paper's Section 6.1 (external reference).
 const PAPER_TEXT: [(&str, f64, f64); 2] = [("mnist", 3.95, 0.71), ("cifar10", 3.28, 0.10)];
 /// The same in the authors' code, which has the datasets the other way round
 /// (external reference).
-const AUTHORS_CODE: [(&str, f64, f64); 2] = [("mnist", 3.2843307, 0.0972639), ("cifar10", 3.9532556, 0.7099126)];
+const AUTHORS_CODE: [(&str, f64, f64); 2] = [
+    ("mnist", 3.2843307, 0.0972639),
+    ("cifar10", 3.9532556, 0.7099126),
+];
 const MATCH: f64 = 0.05;
 
 const TITLE: &str = "Input statistics κ₀, c₀";
@@ -48,19 +60,43 @@ struct Measured<'a> {
 }
 
 fn verdict(measured: &[Measured]) -> (Verdict, String) {
-    let paper: Vec<&Measured> = measured.iter().filter(|m| lookup(&PAPER_TEXT, m.dataset).is_some() && m.weights == "normal").collect();
+    let paper: Vec<&Measured> = measured
+        .iter()
+        .filter(|m| lookup(&PAPER_TEXT, m.dataset).is_some() && m.weights == "normal")
+        .collect();
     if paper.is_empty() {
         return (Verdict::NotRun, "no paper dataset (MNIST, CIFAR-10) was measured at this scale; the identity check below still applies".into());
     }
-    let matches = |table: &[(&str, f64, f64)], m: &Measured| lookup(table, m.dataset).is_some_and(|(k, c)| close(m.exact.0, k) && close(m.exact.1, c));
+    let matches = |table: &[(&str, f64, f64)], m: &Measured| {
+        lookup(table, m.dataset).is_some_and(|(k, c)| close(m.exact.0, k) && close(m.exact.1, c))
+    };
     let text = paper.iter().filter(|m| matches(&PAPER_TEXT, m)).count();
     let code = paper.iter().filter(|m| matches(&AUTHORS_CODE, m)).count();
     if text == paper.len() {
-        (Verdict::Holds, format!("the exact κ₀ and c₀ match the paper's text within {:.0}%", 100.0 * MATCH))
+        (
+            Verdict::Holds,
+            format!(
+                "the exact κ₀ and c₀ match the paper's text within {:.0}%",
+                100.0 * MATCH
+            ),
+        )
     } else if text + code > 0 {
-        (Verdict::HoldsInPart, format!("{text} of {} datasets match the paper's text and {code} the authors' code within {:.0}%", paper.len(), 100.0 * MATCH))
+        (
+            Verdict::HoldsInPart,
+            format!(
+                "{text} of {} datasets match the paper's text and {code} the authors' code within {:.0}%",
+                paper.len(),
+                100.0 * MATCH
+            ),
+        )
     } else {
-        (Verdict::DoesNotHoldAtThisScale, format!("no dataset matches the paper's numbers within {:.0}%", 100.0 * MATCH))
+        (
+            Verdict::DoesNotHoldAtThisScale,
+            format!(
+                "no dataset matches the paper's numbers within {:.0}%",
+                100.0 * MATCH
+            ),
+        )
     }
 }
 
@@ -68,11 +104,35 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
     let mut rows = Vec::new();
     for (_, e) in runs.of_kind("input_stats") {
         let t = &e.table;
-        let (dataset, weights, norm) = (strings(t, "dataset")?, strings(t, "weights")?, strings_or(t, "normalization", "")?);
-        let col = |n: &str| floats(t, n).map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect::<Vec<f64>>());
-        let (k, kse, c, cse, ke, ce) = (col("kappa0")?, col("kappa0_se")?, col("c0")?, col("c0_se")?, col("kappa0_exact")?, col("c0_exact")?);
+        let (dataset, weights, norm) = (
+            strings(t, "dataset")?,
+            strings(t, "weights")?,
+            strings_or(t, "normalization", "")?,
+        );
+        let col = |n: &str| {
+            floats(t, n).map(|v| {
+                v.into_iter()
+                    .map(|x| x.unwrap_or(f64::NAN))
+                    .collect::<Vec<f64>>()
+            })
+        };
+        let (k, kse, c, cse, ke, ce) = (
+            col("kappa0")?,
+            col("kappa0_se")?,
+            col("c0")?,
+            col("c0_se")?,
+            col("kappa0_exact")?,
+            col("c0_exact")?,
+        );
         for i in 0..t.height() {
-            rows.push(Measured { dataset: dataset[i], weights: weights[i], normalization: norm[i], kappa0: (k[i], kse[i]), c0: (c[i], cse[i]), exact: (ke[i], ce[i]) });
+            rows.push(Measured {
+                dataset: dataset[i],
+                weights: weights[i],
+                normalization: norm[i],
+                kappa0: (k[i], kse[i]),
+                c0: (c[i], cse[i]),
+                exact: (ke[i], ce[i]),
+            });
         }
     }
     let (verdict, why) = verdict(&rows);
@@ -83,17 +143,33 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
         for m in &rows {
             measured.push(format!(
                 "| {} | {} | {} | {} ± {} | {} ± {} | {} | {} | {} |",
-                m.dataset, m.weights, m.normalization, num(m.kappa0.0), num(m.kappa0.1), num(m.c0.0), num(m.c0.1), num(m.exact.0), num(m.exact.1), num(3.0 * (1.0 + m.exact.1))
+                m.dataset,
+                m.weights,
+                m.normalization,
+                num(m.kappa0.0),
+                num(m.kappa0.1),
+                num(m.c0.0),
+                num(m.c0.1),
+                num(m.exact.0),
+                num(m.exact.1),
+                num(3.0 * (1.0 + m.exact.1))
             ));
         }
     }
     measured.push("\nThe paper's pairs against the Gaussian-weight identity κ₀ = 3(1 + c₀) (external reference values; the identity is exact for Gaussian weights, so a pair that breaks it cannot come from the Gaussian-weight estimate the paper describes):\n".into());
     measured.push("| source | dataset | κ₀ | c₀ | 3(1 + c₀) | satisfies it within 5% |".into());
     measured.push("|---|---|---|---|---|---|".into());
-    for (source, table) in [("paper text", &PAPER_TEXT), ("authors' code", &AUTHORS_CODE)] {
+    for (source, table) in [
+        ("paper text", &PAPER_TEXT),
+        ("authors' code", &AUTHORS_CODE),
+    ] {
         for (d, k, c) in table.iter() {
             let implied = 3.0 * (1.0 + c);
-            measured.push(format!("| {source} | {d} | {k} | {c} | {} | {} |", num(implied), if close(*k, implied) { "yes" } else { "no" }));
+            measured.push(format!(
+                "| {source} | {d} | {k} | {c} | {} | {} |",
+                num(implied),
+                if close(*k, implied) { "yes" } else { "no" }
+            ));
         }
     }
     let (_, k, c) = PAPER_TEXT[0];
@@ -103,10 +179,34 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
         num(k / 3.0 - 1.0)
     ));
     if rows.is_empty() {
-        return Ok(Claim { measured, ..Claim::not_run(6, TITLE, SOURCE, STATEMENT, "input_stats results") });
+        return Ok(Claim {
+            measured,
+            ..Claim::not_run(6, TITLE, SOURCE, STATEMENT, "input_stats results")
+        });
     }
-    let headline = rows.iter().map(|m| format!("{}: κ₀ = {}, c₀ = {}", m.dataset, num(m.exact.0), num(m.exact.1))).collect::<Vec<_>>().join("; ");
-    Ok(Claim { number: 6, title: TITLE, source: SOURCE, statement: STATEMENT, verdict, why, headline, measured, figures: Vec::new() })
+    let headline = rows
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: κ₀ = {}, c₀ = {}",
+                m.dataset,
+                num(m.exact.0),
+                num(m.exact.1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(Claim {
+        number: 6,
+        title: TITLE,
+        source: SOURCE,
+        statement: STATEMENT,
+        verdict,
+        why,
+        headline,
+        measured,
+        figures: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -114,16 +214,32 @@ mod tests {
     use super::*;
 
     fn m(dataset: &'static str, k: f64, c: f64) -> Measured<'static> {
-        Measured { dataset, weights: "normal", normalization: "standard", kappa0: (k, 0.0), c0: (c, 0.0), exact: (k, c) }
+        Measured {
+            dataset,
+            weights: "normal",
+            normalization: "standard",
+            kappa0: (k, 0.0),
+            c0: (c, 0.0),
+            exact: (k, c),
+        }
     }
 
     #[test]
     fn the_verdict_compares_exact_values_with_the_text_then_the_code() {
         assert_eq!(verdict(&[m("fashion-mnist", 3.5, 0.17)]).0, Verdict::NotRun);
-        assert_eq!(verdict(&[m("mnist", 3.9, 0.70), m("cifar10", 3.3, 0.101)]).0, Verdict::Holds);
+        assert_eq!(
+            verdict(&[m("mnist", 3.9, 0.70), m("cifar10", 3.3, 0.101)]).0,
+            Verdict::Holds
+        );
         // The authors' code's (swapped) values.
-        assert_eq!(verdict(&[m("mnist", 3.28, 0.097), m("cifar10", 3.95, 0.71)]).0, Verdict::HoldsInPart);
-        assert_eq!(verdict(&[m("mnist", 6.0, 1.0)]).0, Verdict::DoesNotHoldAtThisScale);
+        assert_eq!(
+            verdict(&[m("mnist", 3.28, 0.097), m("cifar10", 3.95, 0.71)]).0,
+            Verdict::HoldsInPart
+        );
+        assert_eq!(
+            verdict(&[m("mnist", 6.0, 1.0)]).0,
+            Verdict::DoesNotHoldAtThisScale
+        );
     }
 
     #[test]

@@ -26,8 +26,17 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 pub const COLUMNS: &[&str] = &[
-    "init", "width", "slope", "networks", "samples", "layer", "kurtosis", "kurtosis_se",
-    "kurtosis_hi", "kappa_w", "theory_kurtosis",
+    "init",
+    "width",
+    "slope",
+    "networks",
+    "samples",
+    "layer",
+    "kurtosis",
+    "kurtosis_se",
+    "kurtosis_hi",
+    "kappa_w",
+    "theory_kurtosis",
 ];
 
 const TITLE: &str = "Kurtosis grows as the recursion says";
@@ -76,7 +85,11 @@ fn compare(label: String, rows: &Rows, lambda_max: f64, pooled: f64) -> Setting 
     let x: Vec<f64> = followed.iter().map(|&i| rows.layer[i] as f64).collect();
     let rate = |v: &Vec<f64>| {
         let ln: Vec<f64> = followed.iter().map(|&i| v[i].ln()).collect();
-        if followed.len() >= 2 { ols_slope(&x, &ln).exp() } else { f64::NAN }
+        if followed.len() >= 2 {
+            ols_slope(&x, &ln).exp()
+        } else {
+            f64::NAN
+        }
     };
     Setting {
         label,
@@ -87,7 +100,9 @@ fn compare(label: String, rows: &Rows, lambda_max: f64, pooled: f64) -> Setting 
         rate_predicted: rate(&rows.theory),
         lambda_max,
         pooled,
-        bound_layer: (0..n).find(|&i| rows.theory[i] > pooled).map(|i| rows.layer[i]),
+        bound_layer: (0..n)
+            .find(|&i| rows.theory[i] > pooled)
+            .map(|i| rows.layer[i]),
     }
 }
 
@@ -108,20 +123,29 @@ pub fn verdict(settings: &[Setting]) -> (Verdict, String) {
     let shortest = settings.iter().map(followed_layers).min().unwrap_or(0);
     let worst = settings.iter().map(|s| s.within_3se).fold(1.0, f64::min);
     if settings.iter().all(good) {
-        (Verdict::Holds, format!(
-            "in all {} settings the simulation matches the recursion within 3 SE on ≥ 90% of the layers it can follow (at least {shortest}) and grows at its rate within 10%",
-            settings.len()
-        ))
+        (
+            Verdict::Holds,
+            format!(
+                "in all {} settings the simulation matches the recursion within 3 SE on ≥ 90% of the layers it can follow (at least {shortest}) and grows at its rate within 10%",
+                settings.len()
+            ),
+        )
     } else if worst >= 0.5 {
-        (Verdict::HoldsInPart, format!(
-            "the recursion matches the simulation (≥ {:.0}% of layers within 3 SE) where a simulation can follow it, at least {shortest} layers; deeper, the sample kurtosis of this many networks falls short of the exponential growth",
-            100.0 * worst
-        ))
+        (
+            Verdict::HoldsInPart,
+            format!(
+                "the recursion matches the simulation (≥ {:.0}% of layers within 3 SE) where a simulation can follow it, at least {shortest} layers; deeper, the sample kurtosis of this many networks falls short of the exponential growth",
+                100.0 * worst
+            ),
+        )
     } else {
-        (Verdict::DoesNotHoldAtThisScale, format!(
-            "in some setting only {:.0}% of the followed layers agree within 3 SE",
-            100.0 * worst
-        ))
+        (
+            Verdict::DoesNotHoldAtThisScale,
+            format!(
+                "in some setting only {:.0}% of the followed layers agree within 3 SE",
+                100.0 * worst
+            ),
+        )
     }
 }
 
@@ -130,8 +154,13 @@ fn settings(runs: &Runs) -> Result<Vec<Setting>> {
     for (_, e) in runs.of_kind("kurtosis_mc") {
         let t = &e.table;
         let (init, width, slope) = (strings(t, "init")?, ints(t, "width")?, floats(t, "slope")?);
-        let (networks, samples, layer) = (ints(t, "networks")?, ints(t, "samples")?, ints(t, "layer")?);
-        let (k, se, hi) = (floats(t, "kurtosis")?, floats(t, "kurtosis_se")?, floats(t, "kurtosis_hi")?);
+        let (networks, samples, layer) =
+            (ints(t, "networks")?, ints(t, "samples")?, ints(t, "layer")?);
+        let (k, se, hi) = (
+            floats(t, "kurtosis")?,
+            floats(t, "kurtosis_se")?,
+            floats(t, "kurtosis_hi")?,
+        );
         let (kw, th) = (floats(t, "kappa_w")?, floats(t, "theory_kurtosis")?);
         let mut groups: BTreeMap<(String, i64, String), Vec<usize>> = BTreeMap::new();
         for i in 0..t.height() {
@@ -140,7 +169,8 @@ fn settings(runs: &Runs) -> Result<Vec<Setting>> {
         }
         for ((init_name, w, a), mut rows) in groups {
             rows.sort_by_key(|&i| layer[i]);
-            let get = |c: &Vec<Option<f64>>| rows.iter().map(|&i| c[i].unwrap_or(f64::NAN)).collect();
+            let get =
+                |c: &Vec<Option<f64>>| rows.iter().map(|&i| c[i].unwrap_or(f64::NAN)).collect();
             let r = Rows {
                 layer: rows.iter().map(|&i| layer[i] as usize).collect(),
                 kurt: get(&k),
@@ -149,7 +179,11 @@ fn settings(runs: &Runs) -> Result<Vec<Setting>> {
                 theory: get(&th),
             };
             let i0 = rows[0];
-            let lambda = crate::theory::eigen::lambda_max(w as usize, slope[i0].unwrap_or(0.0), kw[i0].unwrap_or(f64::NAN));
+            let lambda = crate::theory::eigen::lambda_max(
+                w as usize,
+                slope[i0].unwrap_or(0.0),
+                kw[i0].unwrap_or(f64::NAN),
+            );
             let pooled = (networks[i0] * samples[i0] * w) as f64;
             let label = format!("{} ({}), width {w}, slope {a}", e.name, init_name);
             out.push(compare(label, &r, lambda, pooled));
@@ -161,7 +195,13 @@ fn settings(runs: &Runs) -> Result<Vec<Setting>> {
 pub fn claim(runs: &Runs) -> Result<Claim> {
     let settings = settings(runs)?;
     if settings.is_empty() {
-        return Ok(Claim::not_run(1, TITLE, SOURCE, STATEMENT, "kurtosis_mc results"));
+        return Ok(Claim::not_run(
+            1,
+            TITLE,
+            SOURCE,
+            STATEMENT,
+            "kurtosis_mc results",
+        ));
     }
     let (verdict, why) = verdict(&settings);
     let mut measured = vec![
@@ -183,7 +223,8 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
             num(s.rate_predicted),
             num(s.lambda_max),
             num(s.pooled),
-            s.bound_layer.map_or("beyond the depth".into(), |l| l.to_string()),
+            s.bound_layer
+                .map_or("beyond the depth".into(), |l| l.to_string()),
         ));
     }
     let figures = runs
@@ -201,7 +242,17 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
         followed.iter().max().unwrap_or(&0),
         100.0 * worst
     );
-    Ok(Claim { number: 1, title: TITLE, source: SOURCE, statement: STATEMENT, verdict, why, headline, measured, figures })
+    Ok(Claim {
+        number: 1,
+        title: TITLE,
+        source: SOURCE,
+        statement: STATEMENT,
+        verdict,
+        why,
+        headline,
+        measured,
+        figures,
+    })
 }
 
 #[cfg(test)]
@@ -231,7 +282,10 @@ mod tests {
         assert_eq!(s.bound_layer, None);
         assert_eq!(verdict(&[s.clone()]).0, Verdict::Holds);
         // With a pooled sample of 100 values the recursion passes N at layer 9 (3·1.5^9 = 115).
-        assert_eq!(compare("x".into(), &rows(&kurt, &theory, 1.0), 1.5, 100.0).bound_layer, Some(9));
+        assert_eq!(
+            compare("x".into(), &rows(&kurt, &theory, 1.0), 1.5, 100.0).bound_layer,
+            Some(9)
+        );
         // Too few followed layers make it hold only in part.
         let short: Vec<f64> = theory.iter().map(|&t| t.min(8.0)).collect();
         let s = compare("x".into(), &rows(&short, &theory, 0.1), 1.5, 1e6);

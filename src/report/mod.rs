@@ -60,7 +60,13 @@ pub struct Claim {
 }
 
 impl Claim {
-    fn not_run(number: usize, title: &'static str, source: &'static str, statement: &'static str, missing: &str) -> Claim {
+    fn not_run(
+        number: usize,
+        title: &'static str,
+        source: &'static str,
+        statement: &'static str,
+        missing: &str,
+    ) -> Claim {
         Claim {
             number,
             title,
@@ -103,7 +109,10 @@ pub(crate) struct Runs {
 
 impl Runs {
     /// Every experiment of `kind`, with the run it belongs to.
-    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a Run, &'a ExperimentResults)> + 'a {
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a Run, &'a ExperimentResults)> + 'a {
         self.runs.iter().flat_map(move |run| {
             run.by_kind
                 .get(kind)
@@ -122,11 +131,23 @@ fn parts_verdict<'a>(parts: impl Iterator<Item = (&'a str, bool)>) -> (Verdict, 
     let held = parts.iter().filter(|p| p.1).count();
     let headline = format!("{held} of {} parts hold", parts.len());
     if held == parts.len() {
-        return (Verdict::Holds, format!("all {} parts hold", parts.len()), headline);
+        return (
+            Verdict::Holds,
+            format!("all {} parts hold", parts.len()),
+            headline,
+        );
     }
     let failed: Vec<&str> = parts.iter().filter(|p| !p.1).map(|p| p.0).collect();
-    let verdict = if 2 * held >= parts.len() { Verdict::HoldsInPart } else { Verdict::DoesNotHoldAtThisScale };
-    (verdict, format!("{headline}; these do not: {}", failed.join("; ")), headline)
+    let verdict = if 2 * held >= parts.len() {
+        Verdict::HoldsInPart
+    } else {
+        Verdict::DoesNotHoldAtThisScale
+    };
+    (
+        verdict,
+        format!("{headline}; these do not: {}", failed.join("; ")),
+        headline,
+    )
 }
 
 /// The path of figure `stem` in `run`, if it was drawn.
@@ -149,7 +170,10 @@ pub fn run_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             continue;
         }
         if !dir.is_dir() {
-            bail!("{} is not a directory: pass run directories, or the folder `initlab reproduce` wrote", dir.display());
+            bail!(
+                "{} is not a directory: pass run directories, or the folder `initlab reproduce` wrote",
+                dir.display()
+            );
         }
         let mut inner: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
@@ -181,7 +205,10 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
                 runs.push(run);
             }
             Err(e) if format!("{e:#}").contains("has no results yet") => {
-                eprintln!("note: {} has no results yet; the report leaves it out", dir.display());
+                eprintln!(
+                    "note: {} has no results yet; the report leaves it out",
+                    dir.display()
+                );
             }
             Err(e) => return Err(e.context(format!("reading {} for the report", dir.display()))),
         }
@@ -216,11 +243,20 @@ impl Report {
     /// One line per claim: number, title, verdict, key numbers.
     pub fn verdict_lines(&self) -> Vec<String> {
         let width = |f: fn(&Claim) -> usize| self.claims.iter().map(f).max().unwrap_or(0);
-        let (title, verdict) = (width(|c| c.title.chars().count()), width(|c| c.verdict.label().len()));
+        let (title, verdict) = (
+            width(|c| c.title.chars().count()),
+            width(|c| c.verdict.label().len()),
+        );
         self.claims
             .iter()
             .map(|c| {
-                let line = format!("{}. {:<title$}  {:<verdict$}  {}", c.number, c.title, c.verdict.label(), c.headline);
+                let line = format!(
+                    "{}. {:<title$}  {:<verdict$}  {}",
+                    c.number,
+                    c.title,
+                    c.verdict.label(),
+                    c.headline
+                );
                 line.trim_end().to_string()
             })
             .collect()
@@ -251,9 +287,19 @@ impl Report {
             "\nInput normalisation: {norm}. Quantiles over networks: {}. How each verdict is decided: docs/report.md.\n",
             crate::plot::columns::QuantileRule::Authors.describe()
         );
-        let _ = writeln!(md, "## Verdicts\n\n| # | claim | verdict | key numbers |\n|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "## Verdicts\n\n| # | claim | verdict | key numbers |\n|---|---|---|---|"
+        );
         for c in &self.claims {
-            let _ = writeln!(md, "| {} | {} | **{}** | {} |", c.number, c.title, c.verdict.label(), c.headline);
+            let _ = writeln!(
+                md,
+                "| {} | {} | **{}** | {} |",
+                c.number,
+                c.title,
+                c.verdict.label(),
+                c.headline
+            );
         }
         for c in &self.claims {
             let _ = writeln!(md, "\n## {}. {} ({})\n", c.number, c.title, c.source);

@@ -23,12 +23,26 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 pub const COLUMNS: &[&str] = &[
-    "work_unit", "dataset", "init", "width", "depth", "repeat", "test_acc", "theory_kurtosis", "restarts",
+    "work_unit",
+    "dataset",
+    "init",
+    "width",
+    "depth",
+    "repeat",
+    "test_acc",
+    "theory_kurtosis",
+    "restarts",
 ];
 
 /// Twice chance with ten classes (every dataset initlab reads has ten).
 const FAILS_BELOW: f64 = 0.2;
-const PAPER_RANDOM: [&str; 5] = ["he_normal", "glorot_normal", "orthogonal", "gsm", "metainit"];
+const PAPER_RANDOM: [&str; 5] = [
+    "he_normal",
+    "glorot_normal",
+    "orthogonal",
+    "gsm",
+    "metainit",
+];
 
 /// One trained network.
 struct Trained<'a> {
@@ -64,7 +78,10 @@ fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
 }
 
 fn figures(runs: &Runs, stem: &str) -> Vec<std::path::PathBuf> {
-    runs.runs.iter().filter_map(|r| super::figure(r, stem)).collect()
+    runs.runs
+        .iter()
+        .filter_map(|r| super::figure(r, stem))
+        .collect()
 }
 
 const K_TITLE: &str = "High kurtosis, poor training (Fig. 1)";
@@ -75,12 +92,24 @@ const K_STATEMENT: &str = "networks whose output kurtosis at initialisation is l
 type DatasetCheck = (usize, f64, Vec<(i32, f64, f64, usize)>);
 
 fn kurtosis_check(rows: &[&Trained]) -> DatasetCheck {
-    let (acc, lnk): (Vec<f64>, Vec<f64>) = rows.iter().map(|r| (r.acc, r.kurtosis.unwrap_or(f64::NAN).ln())).unzip();
+    let (acc, lnk): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .map(|r| (r.acc, r.kurtosis.unwrap_or(f64::NAN).ln()))
+        .unzip();
     let mut decades: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
     for r in rows {
-        decades.entry(r.kurtosis.unwrap_or(1.0).log10().floor() as i32).or_default().push(r.acc);
+        decades
+            .entry(r.kurtosis.unwrap_or(1.0).log10().floor() as i32)
+            .or_default()
+            .push(r.acc);
     }
-    let bins = decades.into_iter().map(|(d, v)| { let (m, se) = mean_se(&v); (d, m, se, v.len()) }).collect();
+    let bins = decades
+        .into_iter()
+        .map(|(d, v)| {
+            let (m, se) = mean_se(&v);
+            (d, m, se, v.len())
+        })
+        .collect();
     (rows.len(), spearman(&acc, &lnk), bins)
 }
 
@@ -89,17 +118,40 @@ fn kurtosis_verdict(checks: &BTreeMap<&str, DatasetCheck>) -> (Verdict, String) 
     let drops = |c: &DatasetCheck| {
         let full: Vec<_> = c.2.iter().filter(|b| b.3 >= 3).collect();
         match (full.first(), full.last()) {
-            (Some(lo), Some(hi)) if lo.0 != hi.0 => lo.1 - hi.1 > 2.0 * (lo.2.powi(2) + hi.2.powi(2)).sqrt(),
+            (Some(lo), Some(hi)) if lo.0 != hi.0 => {
+                lo.1 - hi.1 > 2.0 * (lo.2.powi(2) + hi.2.powi(2)).sqrt()
+            }
             _ => false,
         }
     };
-    let rhos: Vec<String> = checks.iter().map(|(d, c)| format!("{d}: ρ = {:.2} (n = {})", c.1, c.0)).collect();
+    let rhos: Vec<String> = checks
+        .iter()
+        .map(|(d, c)| format!("{d}: ρ = {:.2} (n = {})", c.1, c.0))
+        .collect();
     if checks.values().all(|c| significant(c) && drops(c)) {
-        (Verdict::Holds, format!("accuracy falls with the predicted kurtosis ({})", rhos.join("; ")))
+        (
+            Verdict::Holds,
+            format!(
+                "accuracy falls with the predicted kurtosis ({})",
+                rhos.join("; ")
+            ),
+        )
     } else if checks.values().any(significant) {
-        (Verdict::HoldsInPart, format!("accuracy falls with the kurtosis in some datasets, not all by the rule ({})", rhos.join("; ")))
+        (
+            Verdict::HoldsInPart,
+            format!(
+                "accuracy falls with the kurtosis in some datasets, not all by the rule ({})",
+                rhos.join("; ")
+            ),
+        )
     } else {
-        (Verdict::DoesNotHoldAtThisScale, format!("no significant negative rank correlation ({})", rhos.join("; ")))
+        (
+            Verdict::DoesNotHoldAtThisScale,
+            format!(
+                "no significant negative rank correlation ({})",
+                rhos.join("; ")
+            ),
+        )
     }
 }
 
@@ -111,23 +163,56 @@ pub fn kurtosis_claim(runs: &Runs) -> Result<Claim> {
         by_experiment.entry(t.experiment).or_default().push(t);
     }
     let mut by_dataset: BTreeMap<&str, Vec<&Trained>> = BTreeMap::new();
-    for rows in by_experiment.into_values().filter(|r| r.iter().all(|t| t.init.starts_with("he_") && t.kurtosis.is_some())) {
+    for rows in by_experiment.into_values().filter(|r| {
+        r.iter()
+            .all(|t| t.init.starts_with("he_") && t.kurtosis.is_some())
+    }) {
         for t in rows.into_iter().filter(|t| t.acc.is_finite()) {
             by_dataset.entry(t.dataset).or_default().push(t);
         }
     }
     if by_dataset.is_empty() {
-        return Ok(Claim::not_run(3, K_TITLE, K_SOURCE, K_STATEMENT, "Fig. 1 training results (He-scaled initialisers alone)"));
+        return Ok(Claim::not_run(
+            3,
+            K_TITLE,
+            K_SOURCE,
+            K_STATEMENT,
+            "Fig. 1 training results (He-scaled initialisers alone)",
+        ));
     }
-    let checks: BTreeMap<&str, DatasetCheck> = by_dataset.iter().map(|(d, rows)| (*d, kurtosis_check(rows))).collect();
+    let checks: BTreeMap<&str, DatasetCheck> = by_dataset
+        .iter()
+        .map(|(d, rows)| (*d, kurtosis_check(rows)))
+        .collect();
     let (verdict, why) = kurtosis_verdict(&checks);
     let mut measured = vec!["| dataset | runs | Spearman ρ (accuracy, ln κ) | 2 SE under independence | mean test accuracy by decade of predicted κ (± SE, runs) |".to_string(), "|---|---|---|---|---|".into()];
     for (d, (n, rho, bins)) in &checks {
-        let b: Vec<String> = bins.iter().map(|(e, m, se, k)| format!("10^{e}–10^{}: {:.3} ± {:.3} ({k})", e + 1, m, se)).collect();
-        measured.push(format!("| {d} | {n} | {rho:.3} | {:.3} | {} |", spearman_threshold(*n), b.join("; ")));
+        let b: Vec<String> = bins
+            .iter()
+            .map(|(e, m, se, k)| format!("10^{e}–10^{}: {:.3} ± {:.3} ({k})", e + 1, m, se))
+            .collect();
+        measured.push(format!(
+            "| {d} | {n} | {rho:.3} | {:.3} | {} |",
+            spearman_threshold(*n),
+            b.join("; ")
+        ));
     }
-    let headline = checks.iter().map(|(d, c)| format!("{d}: ρ = {:.2} (n = {})", c.1, c.0)).collect::<Vec<_>>().join("; ");
-    Ok(Claim { number: 3, title: K_TITLE, source: K_SOURCE, statement: K_STATEMENT, verdict, why, headline, measured, figures: figures(runs, crate::plot::figure::FIG1) })
+    let headline = checks
+        .iter()
+        .map(|(d, c)| format!("{d}: ρ = {:.2} (n = {})", c.1, c.0))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(Claim {
+        number: 3,
+        title: K_TITLE,
+        source: K_SOURCE,
+        statement: K_STATEMENT,
+        verdict,
+        why,
+        headline,
+        measured,
+        figures: figures(runs, crate::plot::figure::FIG1),
+    })
 }
 
 const D_TITLE: &str = "Random inits fail deep, ZerO trains (Fig. 3)";
@@ -139,20 +224,46 @@ type AtDepth<'a> = BTreeMap<&'a str, (f64, f64, usize)>;
 
 fn at_depth<'a>(rows: &[&Trained<'a>], depth: i64) -> AtDepth<'a> {
     let mut by_init: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.depth == depth && r.acc.is_finite()) {
+    for r in rows
+        .iter()
+        .filter(|r| r.depth == depth && r.acc.is_finite())
+    {
         by_init.entry(r.init).or_default().push(r.acc);
     }
-    by_init.into_iter().map(|(i, v)| { let (m, se) = mean_se(&v); (i, (m, se, v.len())) }).collect()
+    by_init
+        .into_iter()
+        .map(|(i, v)| {
+            let (m, se) = mean_se(&v);
+            (i, (m, se, v.len()))
+        })
+        .collect()
 }
 
 /// The parts of claim 5 at one sweep's deepest depth: (what, holds).
 fn depth_parts(deepest: &AtDepth) -> Vec<(String, bool)> {
-    let Some(&(zm, zse, zn)) = deepest.get("zero") else { return Vec::new() };
+    let Some(&(zm, zse, zn)) = deepest.get("zero") else {
+        return Vec::new();
+    };
     let mut parts = Vec::new();
     for (init, &(m, se, n)) in deepest.iter().filter(|(i, _)| PAPER_RANDOM.contains(i)) {
-        parts.push((format!("{init} fails (mean {} < {FAILS_BELOW})", num(m)), m < FAILS_BELOW));
-        let margin = if n > 1 && zn > 1 { 2.0 * (se * se + zse * zse).sqrt() } else { 0.0 };
-        parts.push((format!("{init} below ZerO by more than {} ({} vs {})", num(margin), num(m), num(zm)), zm - m > margin));
+        parts.push((
+            format!("{init} fails (mean {} < {FAILS_BELOW})", num(m)),
+            m < FAILS_BELOW,
+        ));
+        let margin = if n > 1 && zn > 1 {
+            2.0 * (se * se + zse * zse).sqrt()
+        } else {
+            0.0
+        };
+        parts.push((
+            format!(
+                "{init} below ZerO by more than {} ({} vs {})",
+                num(margin),
+                num(m),
+                num(zm)
+            ),
+            zm - m > margin,
+        ));
     }
     parts
 }
@@ -162,11 +273,20 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
     observe_restarts(runs, observations)?;
     let mut sweeps: BTreeMap<(&str, &str, i64), Vec<&Trained>> = BTreeMap::new();
     for t in &all {
-        sweeps.entry((t.experiment, t.dataset, t.width)).or_default().push(t);
+        sweeps
+            .entry((t.experiment, t.dataset, t.width))
+            .or_default()
+            .push(t);
     }
     sweeps.retain(|_, rows| rows.iter().any(|r| r.init == "zero"));
     if sweeps.is_empty() {
-        return Ok(Claim::not_run(5, D_TITLE, D_SOURCE, D_STATEMENT, "Fig. 3 training results (a depth sweep with ZerO)"));
+        return Ok(Claim::not_run(
+            5,
+            D_TITLE,
+            D_SOURCE,
+            D_STATEMENT,
+            "Fig. 3 training results (a depth sweep with ZerO)",
+        ));
     }
     let mut parts = Vec::new();
     let mut measured = Vec::new();
@@ -178,13 +298,26 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
         measured.push(format!("\n{experiment}, {dataset}, width {width}: mean test accuracy ± SE over repetitions (n):\n"));
         let shown: Vec<i64> = depths.iter().rev().take(2).rev().copied().collect();
         let tables: Vec<AtDepth> = shown.iter().map(|&d| at_depth(rows, d)).collect();
-        measured.push(format!("| initialiser | {} |", shown.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | ")));
+        measured.push(format!(
+            "| initialiser | {} |",
+            shown
+                .iter()
+                .map(|d| format!("depth {d}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
         measured.push(format!("|---|{}", "---|".repeat(shown.len())));
         let mut inits: Vec<&str> = tables.iter().flat_map(|t| t.keys().copied()).collect();
         inits.sort_by_key(|i| crate::plot::columns::init_rank(i));
         inits.dedup();
         for init in inits {
-            let cells: Vec<String> = tables.iter().map(|t| t.get(init).map_or("–".into(), |(m, se, n)| format!("{m:.3} ± {se:.3} ({n})"))).collect();
+            let cells: Vec<String> = tables
+                .iter()
+                .map(|t| {
+                    t.get(init)
+                        .map_or("–".into(), |(m, se, n)| format!("{m:.3} ± {se:.3} ({n})"))
+                })
+                .collect();
             measured.push(format!("| {init} | {} |", cells.join(" | ")));
         }
         for (what, holds) in depth_parts(&at_depth(rows, deepest)) {
@@ -192,17 +325,36 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
         }
     }
     if parts.is_empty() {
-        return Ok(Claim::not_run(5, D_TITLE, D_SOURCE, D_STATEMENT, "a random initialiser of the paper beside ZerO in a depth sweep"));
+        return Ok(Claim::not_run(
+            5,
+            D_TITLE,
+            D_SOURCE,
+            D_STATEMENT,
+            "a random initialiser of the paper beside ZerO in a depth sweep",
+        ));
     }
     let (verdict, why, headline) = super::parts_verdict(parts.iter().map(|p| (p.0.as_str(), p.1)));
-    Ok(Claim { number: 5, title: D_TITLE, source: D_SOURCE, statement: D_STATEMENT, verdict, why, headline, measured, figures: figures(runs, crate::plot::figure::FIG3) })
+    Ok(Claim {
+        number: 5,
+        title: D_TITLE,
+        source: D_SOURCE,
+        statement: D_STATEMENT,
+        verdict,
+        why,
+        headline,
+        measured,
+        figures: figures(runs, crate::plot::figure::FIG3),
+    })
 }
 
 fn observe_restarts(runs: &Runs, out: &mut Vec<String>) -> Result<()> {
     for (_, e) in runs.of_kind("train") {
         let t = &e.table;
         let (init, restarts) = (strings(t, "init")?, ints_or(t, "restarts", 0)?);
-        let meta: Vec<i64> = (0..t.height()).filter(|&i| init[i] == "metainit").map(|i| restarts[i]).collect();
+        let meta: Vec<i64> = (0..t.height())
+            .filter(|&i| init[i] == "metainit")
+            .map(|i| restarts[i])
+            .collect();
         if meta.iter().any(|&r| r > 0) {
             out.push(format!(
                 "{}: {} of {} MetaInit-initialised networks degenerated during MetaInit and were restarted ({} restarts in all) before training.",
@@ -221,25 +373,64 @@ mod tests {
     use super::*;
 
     fn run<'a>(init: &'a str, depth: i64, acc: f64, kurtosis: Option<f64>) -> Trained<'a> {
-        Trained { experiment: "e", dataset: "d", init, width: 10, depth, acc, kurtosis }
+        Trained {
+            experiment: "e",
+            dataset: "d",
+            init,
+            width: 10,
+            depth,
+            acc,
+            kurtosis,
+        }
     }
 
     #[test]
     fn accuracy_falling_with_kurtosis_holds_and_flat_accuracy_does_not() {
         // Ten runs per decade 10^0..10^3, accuracy 0.9 − 0.2·decade ± 0.01.
-        let rows: Vec<Trained> = (0..40).map(|i| run("he_normal", 0, 0.9 - 0.2 * (i / 10) as f64 + 0.01 * (i % 3) as f64, Some(2.0 * 10f64.powi(i / 10)))).collect();
+        let rows: Vec<Trained> = (0..40)
+            .map(|i| {
+                run(
+                    "he_normal",
+                    0,
+                    0.9 - 0.2 * (i / 10) as f64 + 0.01 * (i % 3) as f64,
+                    Some(2.0 * 10f64.powi(i / 10)),
+                )
+            })
+            .collect();
         let check = kurtosis_check(&rows.iter().collect::<Vec<_>>());
         assert_eq!(check.2.len(), 4);
         assert!(check.1 < -0.9, "{}", check.1);
-        assert_eq!(kurtosis_verdict(&BTreeMap::from([("d", check)])).0, Verdict::Holds);
-        let flat: Vec<Trained> = (0..40).map(|i| run("he_normal", 0, 0.5 + 0.01 * (i % 2) as f64, Some(2.0 * 10f64.powi(i / 10)))).collect();
+        assert_eq!(
+            kurtosis_verdict(&BTreeMap::from([("d", check)])).0,
+            Verdict::Holds
+        );
+        let flat: Vec<Trained> = (0..40)
+            .map(|i| {
+                run(
+                    "he_normal",
+                    0,
+                    0.5 + 0.01 * (i % 2) as f64,
+                    Some(2.0 * 10f64.powi(i / 10)),
+                )
+            })
+            .collect();
         let check = kurtosis_check(&flat.iter().collect::<Vec<_>>());
-        assert_eq!(kurtosis_verdict(&BTreeMap::from([("d", check)])).0, Verdict::DoesNotHoldAtThisScale);
+        assert_eq!(
+            kurtosis_verdict(&BTreeMap::from([("d", check)])).0,
+            Verdict::DoesNotHoldAtThisScale
+        );
     }
 
     #[test]
     fn depth_parts_need_failure_and_a_gap_to_zero_beyond_the_spread() {
-        let rows = [run("zero", 100, 0.80, None), run("zero", 100, 0.82, None), run("he_normal", 100, 0.10, None), run("he_normal", 100, 0.12, None), run("gsm", 100, 0.79, None), run("gsm", 100, 0.83, None)];
+        let rows = [
+            run("zero", 100, 0.80, None),
+            run("zero", 100, 0.82, None),
+            run("he_normal", 100, 0.10, None),
+            run("he_normal", 100, 0.12, None),
+            run("gsm", 100, 0.79, None),
+            run("gsm", 100, 0.83, None),
+        ];
         let parts = depth_parts(&at_depth(&rows.iter().collect::<Vec<_>>(), 100));
         let holds: Vec<bool> = parts.iter().map(|p| p.1).collect();
         // gsm: fails no, below ZerO no (0.81 vs 0.81); he_normal: both yes.

@@ -21,14 +21,24 @@
 
 use super::stats::quantile_interval;
 use super::{Claim, Runs, Verdict, num};
-use crate::plot::columns::{QuantileRule, RankedSample, floats, floats_or_null, ints, ints_or, strings, strings_or};
+use crate::plot::columns::{
+    QuantileRule, RankedSample, floats, floats_or_null, ints, ints_or, strings, strings_or,
+};
 use crate::theory::VarianceRatioLaw;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const COLUMNS: &[&str] = &[
-    "work_unit", "init", "dataset", "network", "layer", "samples", "emp_var", "restarts",
-    "theory_variance", "theory_kurtosis",
+    "work_unit",
+    "init",
+    "dataset",
+    "network",
+    "layer",
+    "samples",
+    "emp_var",
+    "restarts",
+    "theory_variance",
+    "theory_kurtosis",
 ];
 
 /// The paper's random initialisers, whose S² Fig. 2 says vanishes.
@@ -60,13 +70,25 @@ fn curves(runs: &Runs) -> Result<Vec<Curve>> {
     let mut out = Vec::new();
     for (_, e) in runs.of_kind("variance") {
         let t = &e.table;
-        let (init, layer, var) = (strings(t, "init")?, ints(t, "layer")?, floats(t, "emp_var")?);
+        let (init, layer, var) = (
+            strings(t, "init")?,
+            ints(t, "layer")?,
+            floats(t, "emp_var")?,
+        );
         let dataset = strings_or(t, "dataset", "")?;
         let samples = ints_or(t, "samples", 0)?;
-        let (tv, tk) = (floats_or_null(t, "theory_variance")?, floats_or_null(t, "theory_kurtosis")?);
-        let mut by_init: BTreeMap<(&str, &str), BTreeMap<usize, (Vec<f64>, Option<f64>)>> = BTreeMap::new();
+        let (tv, tk) = (
+            floats_or_null(t, "theory_variance")?,
+            floats_or_null(t, "theory_kurtosis")?,
+        );
+        let mut by_init: BTreeMap<(&str, &str), BTreeMap<usize, (Vec<f64>, Option<f64>)>> =
+            BTreeMap::new();
         for i in 0..t.height() {
-            let slot = by_init.entry((init[i], dataset[i])).or_default().entry(layer[i] as usize).or_default();
+            let slot = by_init
+                .entry((init[i], dataset[i]))
+                .or_default()
+                .entry(layer[i] as usize)
+                .or_default();
             slot.0.push(var[i].unwrap_or(f64::NAN));
             if let (Some(v), Some(k)) = (tv[i], tk[i]) {
                 let law = VarianceRatioLaw::new(k, samples[i].max(2) as u64);
@@ -117,7 +139,8 @@ pub fn law_check(c: &Curve) -> LawCheck {
             }
         }
     }
-    let pred_below = (0..n).find(|&l| c.predicted_log10_q90[l].is_some_and(|p| p < THRESHOLD.log10()));
+    let pred_below =
+        (0..n).find(|&l| c.predicted_log10_q90[l].is_some_and(|p| p < THRESHOLD.log10()));
     let gaps = [40.min(n - 1), n - 1]
         .into_iter()
         .collect::<BTreeSet<_>>()
@@ -128,25 +151,51 @@ pub fn law_check(c: &Curve) -> LawCheck {
             (m > 0.0).then(|| (l, m.log10() - p))
         })
         .collect();
-    LawCheck { agree, layers: n, first_below_predicted: pred_below, first_below_measured: c.first_below(0.9), gaps }
+    LawCheck {
+        agree,
+        layers: n,
+        first_below_predicted: pred_below,
+        first_below_measured: c.first_below(0.9),
+        gaps,
+    }
 }
 
 pub fn law_verdict(checks: &[LawCheck]) -> (Verdict, String) {
     if checks.is_empty() {
-        return (Verdict::NotRun, "no variance results with a Section 5 prediction".into());
+        return (
+            Verdict::NotRun,
+            "no variance results with a Section 5 prediction".into(),
+        );
     }
-    let worst = checks.iter().map(|c| c.agree as f64 / c.layers as f64).fold(1.0, f64::min);
-    let gap = checks.iter().flat_map(|c| c.gaps.last()).map(|g| g.1).fold(f64::NEG_INFINITY, f64::max);
+    let worst = checks
+        .iter()
+        .map(|c| c.agree as f64 / c.layers as f64)
+        .fold(1.0, f64::min);
+    let gap = checks
+        .iter()
+        .flat_map(|c| c.gaps.last())
+        .map(|g| g.1)
+        .fold(f64::NEG_INFINITY, f64::max);
     if worst >= 0.9 {
         (Verdict::Holds, "the predicted 0.9 quantile lies within the measured one's 95% interval on at least 90% of the layers".into())
-    } else if checks.iter().all(|c| c.first_below_predicted.is_some() && c.first_below_measured.is_some()) {
-        (Verdict::HoldsInPart, format!(
-            "prediction and measurement both vanish below 10⁻³, but the prediction agrees on only {:.0}% of the layers and at the last layer lies up to {} orders of magnitude below the measurement",
-            100.0 * worst,
-            num(gap)
-        ))
+    } else if checks
+        .iter()
+        .all(|c| c.first_below_predicted.is_some() && c.first_below_measured.is_some())
+    {
+        (
+            Verdict::HoldsInPart,
+            format!(
+                "prediction and measurement both vanish below 10⁻³, but the prediction agrees on only {:.0}% of the layers and at the last layer lies up to {} orders of magnitude below the measurement",
+                100.0 * worst,
+                num(gap)
+            ),
+        )
     } else {
-        (Verdict::DoesNotHoldAtThisScale, "the prediction and the measurement do not both fall below 10⁻³ within the depth".into())
+        (
+            Verdict::DoesNotHoldAtThisScale,
+            "the prediction and the measurement do not both fall below 10⁻³ within the depth"
+                .into(),
+        )
     }
 }
 
@@ -155,9 +204,18 @@ const LAW_SOURCE: &str = "Section 5";
 const LAW_STATEMENT: &str = "\"For large n, we can approximate distribution of the ratio S_n²/σ² by χ²(DF_n)/DF_n, where DF_n = 2n/(κ − (n−3)/(n−1))\" (Section 5).";
 
 pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
-    let with_law: Vec<Curve> = curves(runs)?.into_iter().filter(|c| c.predicted_log10_q90.iter().any(Option::is_some)).collect();
+    let with_law: Vec<Curve> = curves(runs)?
+        .into_iter()
+        .filter(|c| c.predicted_log10_q90.iter().any(Option::is_some))
+        .collect();
     if with_law.is_empty() {
-        return Ok(Claim::not_run(2, LAW_TITLE, LAW_SOURCE, LAW_STATEMENT, "variance results of He or Glorot networks"));
+        return Ok(Claim::not_run(
+            2,
+            LAW_TITLE,
+            LAW_SOURCE,
+            LAW_STATEMENT,
+            "variance results of He or Glorot networks",
+        ));
     }
     let checks: Vec<LawCheck> = with_law.iter().map(law_check).collect();
     let (verdict, why) = law_verdict(&checks);
@@ -168,23 +226,57 @@ pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
         "|---|---|---|---|---|".into(),
     ];
     for (c, k) in with_law.iter().zip(&checks) {
-        let gaps: Vec<String> = k.gaps.iter().map(|(l, g)| format!("{} at layer {l}", num(*g))).collect();
+        let gaps: Vec<String> = k
+            .gaps
+            .iter()
+            .map(|(l, g)| format!("{} at layer {l}", num(*g)))
+            .collect();
         let layer = |l: Option<usize>| l.map_or("none".into(), |l| l.to_string());
         measured.push(format!(
             "| {} | {} of {} | {} | {} | {} |",
-            c.label, k.agree, k.layers, layer(k.first_below_predicted), layer(k.first_below_measured), gaps.join(", ")
+            c.label,
+            k.agree,
+            k.layers,
+            layer(k.first_below_predicted),
+            layer(k.first_below_measured),
+            gaps.join(", ")
         ));
     }
     measured.push("\nWhat it means: the law is an approximation for large n that only sees the kurtosis; where it falls far below the measurement the networks' S² vanishes more slowly than a Gamma law with that kurtosis says, so the law overstates how fast the variance vanishes even where it gets the direction right.".into());
-    let share = |f: fn(f64, f64) -> f64| checks.iter().map(|c| c.agree as f64 / c.layers as f64).fold(f64::NAN, f);
+    let share = |f: fn(f64, f64) -> f64| {
+        checks
+            .iter()
+            .map(|c| c.agree as f64 / c.layers as f64)
+            .fold(f64::NAN, f)
+    };
     let headline = format!(
         "law within the 95% interval on {:.0}–{:.0}% of layers; first below 10⁻³ at {} (law) vs {} (measured)",
         100.0 * share(f64::min),
         100.0 * share(f64::max),
-        checks.iter().map(|c| c.first_below_predicted.map_or("–".into(), |l| l.to_string())).collect::<Vec<_>>().join("/"),
-        checks.iter().map(|c| c.first_below_measured.map_or("–".into(), |l| l.to_string())).collect::<Vec<_>>().join("/"),
+        checks
+            .iter()
+            .map(|c| c
+                .first_below_predicted
+                .map_or("–".into(), |l| l.to_string()))
+            .collect::<Vec<_>>()
+            .join("/"),
+        checks
+            .iter()
+            .map(|c| c.first_below_measured.map_or("–".into(), |l| l.to_string()))
+            .collect::<Vec<_>>()
+            .join("/"),
     );
-    Ok(Claim { number: 2, title: LAW_TITLE, source: LAW_SOURCE, statement: LAW_STATEMENT, verdict, why, headline, measured, figures: figures(runs) })
+    Ok(Claim {
+        number: 2,
+        title: LAW_TITLE,
+        source: LAW_SOURCE,
+        statement: LAW_STATEMENT,
+        verdict,
+        why,
+        headline,
+        measured,
+        figures: figures(runs),
+    })
 }
 
 /// One part of claim 4 and whether it holds.
@@ -206,7 +298,11 @@ fn parts(c: &Curve) -> Vec<Part> {
     let mut parts = Vec::new();
     if PAPER_RANDOM.contains(&c.init.as_str()) && n > 80 {
         let q = c.q(80, 0.9);
-        parts.push(Part { what: format!("{}: q0.9 < 10⁻³ at layer 80", c.label), holds: q < THRESHOLD, measured: format!("q0.9 = {}", num(q)) });
+        parts.push(Part {
+            what: format!("{}: q0.9 < 10⁻³ at layer 80", c.label),
+            holds: q < THRESHOLD,
+            measured: format!("q0.9 = {}", num(q)),
+        });
         for p in QUANTILES {
             let rises = rises_after_40(c, p);
             parts.push(Part {
@@ -221,7 +317,12 @@ fn parts(c: &Curve) -> Vec<Part> {
         parts.push(Part {
             what: format!("{}: S² explodes", c.label),
             holds: last > 10.0 * first || infinite > 0,
-            measured: format!("q0.9 {} at layer 0, {} at layer {}; up to {infinite} networks infinite", num(first), num(last), n - 1),
+            measured: format!(
+                "q0.9 {} at layer 0, {} at layer {}; up to {infinite} networks infinite",
+                num(first),
+                num(last),
+                n - 1
+            ),
         });
     } else if c.init == "zero" && n > 1 {
         let v1 = c.q(1, 0.5);
@@ -229,7 +330,11 @@ fn parts(c: &Curve) -> Vec<Part> {
         parts.push(Part {
             what: format!("{}: S² constant after the first layer", c.label),
             holds: spread <= 1e-6 * v1.abs().max(f64::MIN_POSITIVE),
-            measured: format!("S² = {} at layer 1, largest departure after it {}", num(v1), num(spread)),
+            measured: format!(
+                "S² = {} at layer 1, largest departure after it {}",
+                num(v1),
+                num(spread)
+            ),
         });
     }
     parts
@@ -244,18 +349,50 @@ pub fn fig2_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim> 
     observe(runs, &curves, observations)?;
     let parts: Vec<Part> = curves.iter().flat_map(parts).collect();
     if parts.is_empty() {
-        return Ok(Claim::not_run(4, FIG2_TITLE, FIG2_SOURCE, FIG2_STATEMENT, "variance results of the paper's initialisers at depth > 80"));
+        return Ok(Claim::not_run(
+            4,
+            FIG2_TITLE,
+            FIG2_SOURCE,
+            FIG2_STATEMENT,
+            "variance results of the paper's initialisers at depth > 80",
+        ));
     }
-    let (verdict, why, headline) = super::parts_verdict(parts.iter().map(|p| (p.what.as_str(), p.holds)));
-    let mut measured = vec!["| part | holds | measured |".to_string(), "|---|---|---|".into()];
+    let (verdict, why, headline) =
+        super::parts_verdict(parts.iter().map(|p| (p.what.as_str(), p.holds)));
+    let mut measured = vec![
+        "| part | holds | measured |".to_string(),
+        "|---|---|---|".into(),
+    ];
     for p in &parts {
-        measured.push(format!("| {} | {} | {} |", p.what, if p.holds { "yes" } else { "no" }, p.measured));
+        measured.push(format!(
+            "| {} | {} | {} |",
+            p.what,
+            if p.holds { "yes" } else { "no" },
+            p.measured
+        ));
     }
-    measured.push("\nFirst layer at which the 0.9 quantile falls below 10⁻³, every initialiser run:\n".into());
+    measured.push(
+        "\nFirst layer at which the 0.9 quantile falls below 10⁻³, every initialiser run:\n".into(),
+    );
     for c in &curves {
-        measured.push(format!("- {}: {}", c.label, c.first_below(0.9).map_or("never".into(), |l| format!("layer {l}"))));
+        measured.push(format!(
+            "- {}: {}",
+            c.label,
+            c.first_below(0.9)
+                .map_or("never".into(), |l| format!("layer {l}"))
+        ));
     }
-    Ok(Claim { number: 4, title: FIG2_TITLE, source: FIG2_SOURCE, statement: FIG2_STATEMENT, verdict, why, headline, measured, figures: figures(runs) })
+    Ok(Claim {
+        number: 4,
+        title: FIG2_TITLE,
+        source: FIG2_SOURCE,
+        statement: FIG2_STATEMENT,
+        verdict,
+        why,
+        headline,
+        measured,
+        figures: figures(runs),
+    })
 }
 
 /// What the variance results show beyond the paper: ZerO's exact zeros, NaN or
@@ -263,7 +400,9 @@ pub fn fig2_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim> 
 fn observe(runs: &Runs, curves: &[Curve], out: &mut Vec<String>) -> Result<()> {
     for c in curves {
         if c.init == "zero" {
-            if let Some(l) = (0..c.layers.len()).find(|&l| c.layers[l].sorted.iter().all(|&v| v == 0.0)) {
+            if let Some(l) =
+                (0..c.layers.len()).find(|&l| c.layers[l].sorted.iter().all(|&v| v == 0.0))
+            {
                 out.push(format!(
                     "{}: S² is exactly 0 from layer {l} on. ZerO's first layer is a rectangular identity that passes on the first inputs (pixels) unchanged; where those pixels are constant over the dataset, as the blank corner pixels of MNIST-like images are, nothing varies after it.",
                     c.label
@@ -281,14 +420,29 @@ fn observe(runs: &Runs, curves: &[Curve], out: &mut Vec<String>) -> Result<()> {
         if !crate::plot::columns::has(t, "restarts") {
             continue;
         }
-        let (unit, net, init, restarts) = (strings(t, "work_unit")?, ints(t, "network")?, strings(t, "init")?, ints(t, "restarts")?);
+        let (unit, net, init, restarts) = (
+            strings(t, "work_unit")?,
+            ints(t, "network")?,
+            strings(t, "init")?,
+            ints(t, "restarts")?,
+        );
         let mut members: BTreeMap<(&str, i64), (&str, i64)> = BTreeMap::new();
         for i in 0..t.height() {
             members.insert((unit[i], net[i]), (init[i], restarts[i]));
         }
-        let restarted = members.values().filter(|(init, r)| *init == "metainit" && *r > 0).count();
-        let total: i64 = members.values().filter(|(init, _)| *init == "metainit").map(|m| m.1).sum();
-        let of = members.values().filter(|(init, _)| *init == "metainit").count();
+        let restarted = members
+            .values()
+            .filter(|(init, r)| *init == "metainit" && *r > 0)
+            .count();
+        let total: i64 = members
+            .values()
+            .filter(|(init, _)| *init == "metainit")
+            .map(|m| m.1)
+            .sum();
+        let of = members
+            .values()
+            .filter(|(init, _)| *init == "metainit")
+            .count();
         if of > 0 {
             out.push(format!("{}: {restarted} of {of} MetaInit networks degenerated during MetaInit and were restarted ({total} restarts in all).", e.name));
         }
@@ -300,11 +454,19 @@ fn observe(runs: &Runs, curves: &[Curve], out: &mut Vec<String>) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn curve(init: &str, per_layer: impl Fn(usize, usize) -> f64, layers: usize, networks: usize, pred: impl Fn(usize) -> Option<f64>) -> Curve {
+    fn curve(
+        init: &str,
+        per_layer: impl Fn(usize, usize) -> f64,
+        layers: usize,
+        networks: usize,
+        pred: impl Fn(usize) -> Option<f64>,
+    ) -> Curve {
         Curve {
             label: init.into(),
             init: init.into(),
-            layers: (0..layers).map(|l| RankedSample::new((0..networks).map(|n| per_layer(l, n)).collect())).collect(),
+            layers: (0..layers)
+                .map(|l| RankedSample::new((0..networks).map(|n| per_layer(l, n)).collect()))
+                .collect(),
             predicted_log10_q90: (0..layers).map(pred).collect(),
         }
     }
@@ -312,23 +474,51 @@ mod tests {
     #[test]
     fn a_vanishing_random_init_passes_both_parts_and_a_rising_one_fails() {
         // S² = (n + 1)/100 · 0.7^l over 100 networks: q0.9 at layer 80 ≈ 0.9 · 0.7^80 ≈ 4e-13.
-        let good = curve("he_normal", |l, n| (n + 1) as f64 / 100.0 * 0.7f64.powi(l as i32), 101, 100, |_| None);
+        let good = curve(
+            "he_normal",
+            |l, n| (n + 1) as f64 / 100.0 * 0.7f64.powi(l as i32),
+            101,
+            100,
+            |_| None,
+        );
         let p = parts(&good);
         assert_eq!(p.len(), 4);
-        assert!(p.iter().all(|p| p.holds), "{:?}", p.iter().map(|p| &p.measured).collect::<Vec<_>>());
+        assert!(
+            p.iter().all(|p| p.holds),
+            "{:?}",
+            p.iter().map(|p| &p.measured).collect::<Vec<_>>()
+        );
         // Doubling at layer 60 is far above the interval of layer 59.
-        let bad = curve("gsm", |l, n| (n + 1) as f64 * if l == 60 { 1.0 } else { 0.5f64.powi(l as i32) }, 101, 100, |_| None);
+        let bad = curve(
+            "gsm",
+            |l, n| (n + 1) as f64 * if l == 60 { 1.0 } else { 0.5f64.powi(l as i32) },
+            101,
+            100,
+            |_| None,
+        );
         let p = parts(&bad);
         assert!(p[0].holds && p[1..].iter().all(|p| !p.holds));
     }
 
     #[test]
     fn zero_constant_and_metainit_explosion_are_read_from_the_quantiles() {
-        let zero = curve("zero", |l, _| if l == 0 { 2.0 } else { 0.5 }, 101, 1, |_| None);
+        let zero = curve(
+            "zero",
+            |l, _| if l == 0 { 2.0 } else { 0.5 },
+            101,
+            1,
+            |_| None,
+        );
         assert!(parts(&zero)[0].holds);
         let drifting = curve("zero", |l, _| 0.5 + l as f64 * 1e-3, 101, 1, |_| None);
         assert!(!parts(&drifting)[0].holds);
-        let exploding = curve("metainit", |l, n| (n + 1) as f64 * 1.1f64.powi(l as i32), 101, 10, |_| None);
+        let exploding = curve(
+            "metainit",
+            |l, n| (n + 1) as f64 * 1.1f64.powi(l as i32),
+            101,
+            10,
+            |_| None,
+        );
         assert!(parts(&exploding)[0].holds);
         let calm = curve("metainit", |_, n| (n + 1) as f64, 101, 10, |_| None);
         assert!(!parts(&calm)[0].holds);
@@ -338,8 +528,19 @@ mod tests {
     fn the_law_check_counts_agreeing_layers_and_the_gap() {
         // Networks' S² uniform on 1..=1000 · 10^-l; the law predicts the 0.9
         // quantile exactly (900.x · 10^-l) for l < 5 and 10^-30 from layer 5 on.
-        let c = curve("he_normal", |l, n| (n + 1) as f64 * 10f64.powi(-(l as i32)), 50, 1000,
-            |l| Some(if l < 5 { 900.5f64.log10() - l as f64 } else { -30.0 }));
+        let c = curve(
+            "he_normal",
+            |l, n| (n + 1) as f64 * 10f64.powi(-(l as i32)),
+            50,
+            1000,
+            |l| {
+                Some(if l < 5 {
+                    900.5f64.log10() - l as f64
+                } else {
+                    -30.0
+                })
+            },
+        );
         let k = law_check(&c);
         assert_eq!(k.agree, 5);
         assert_eq!(k.first_below_predicted, Some(5));
@@ -347,7 +548,10 @@ mod tests {
         assert_eq!(k.first_below_measured, Some(6));
         let (l, gap) = k.gaps[0];
         assert_eq!(l, 40);
-        assert!((gap - (900.5f64.log10() - 40.0 + 30.0)).abs() < 1e-3, "{gap}");
+        assert!(
+            (gap - (900.5f64.log10() - 40.0 + 30.0)).abs() < 1e-3,
+            "{gap}"
+        );
         assert_eq!(law_verdict(&[k]).0, Verdict::HoldsInPart);
     }
 }
