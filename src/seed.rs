@@ -29,6 +29,7 @@ const FLOAT: u8 = b'f';
 const FLAG: u8 = b'b';
 const OPTION: u8 = b'o';
 const UINT_LIST: u8 = b'l';
+const KEY: u8 = b'k';
 
 /// The explicit identity of a unit or a family of networks: [`KEY_VERSION`], a
 /// kind, then fields in the order written, each as (name, type, value).
@@ -108,6 +109,14 @@ impl Key {
         } else {
             self.bytes.push(0);
         }
+        self
+    }
+
+    /// Another key (a part this one is made of), as its bytes, length-prefixed.
+    pub fn key(mut self, name: &str, part: &Key) -> Self {
+        self.field(name, KEY);
+        self.bytes.extend((part.bytes.len() as u64).to_le_bytes());
+        self.bytes.extend(&part.bytes);
         self
     }
 
@@ -223,7 +232,8 @@ mod tests {
             .flag("kurtosis", true)
             .maybe_uint("depth", None)
             .maybe_uints("widths", Some(&[3, 4]))
-            .uints("eval_steps", &[]);
+            .uints("eval_steps", &[])
+            .key("family", &Key::new("part").uint("a", 1));
         // The id, the seed and the key's first draw were also computed from the
         // rules in Python (hashlib, and ChaCha8 written out); `stream`'s draw pins
         // rand's `seed_from_u64`.
@@ -236,9 +246,9 @@ mod tests {
             short_hash("hello"),
         ];
         let want = [
-            "94fa0a6292dae96f",
-            "0c505a5772b4b675",
-            "b01263a72e42707e",
+            "e0921ea9aaf1920c",
+            "13f8cb3b69e175ee",
+            "041d9ebc478584ca",
             "17cfd336b0d19552",
             "c4e385cd2155b701",
             "2cf24dba5fb0a30e",
@@ -268,6 +278,10 @@ mod tests {
         assert_ne!(
             Key::new("k").uints("a", &[]).id(),
             Key::new("k").maybe_uints("a", None).id()
+        );
+        assert_ne!(
+            Key::new("k").key("a", &Key::new("j")).id(),
+            Key::new("k").key("a", &Key::new("j").uint("b", 0)).id()
         );
     }
 

@@ -334,10 +334,16 @@ fn set_key_version(path: &Path, version: Option<&str>) {
     std::fs::write(path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
 }
 
-#[test]
-fn a_directory_of_another_unit_key_version_is_not_resumed() {
+/// A temporary folder holding the config SHORT, and the config's path.
+fn short_config() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "short.yaml", SHORT);
+    (dir, cfg)
+}
+
+#[test]
+fn a_directory_of_another_unit_key_version_is_not_resumed() {
+    let (dir, cfg) = short_config();
     let out = dir.path().join("old");
     ok(&["run", s(&cfg), "--out", s(&out)]);
     let meta = out.join("metadata.json");
@@ -379,8 +385,7 @@ fn a_directory_of_another_unit_key_version_is_not_resumed() {
 
 #[test]
 fn shards_of_another_unit_key_version_are_neither_joined_nor_merged() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let (dir, cfg) = short_config();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     ok(&["run", s(&cfg), "--out", s(&a), "--shard", "1/2"]);
     ok(&["run", s(&cfg), "--out", s(&b), "--shard", "2/2"]);

@@ -91,26 +91,21 @@ impl KurtosisPoint {
         }
     }
 
-    /// A key of `kind` with what shapes the networks: initialiser, width, depth, slope.
-    fn shape_key(&self, kind: &str) -> Result<Key> {
+    /// Names the networks and inputs drawn: what shapes them, not how many.
+    pub fn family_key(&self) -> Result<Key> {
         Ok(self
             .init
-            .write_key(Key::new(kind))?
+            .write_key(Key::new("kurtosis_mc-networks"))?
             .uint("width", self.width as u64)
             .uint("depth", self.depth as u64)
             .float("slope", self.slope)?)
-    }
-
-    /// Names the networks and inputs drawn: not how many.
-    pub fn family_key(&self) -> Result<Key> {
-        self.shape_key("kurtosis_mc-networks")
     }
 }
 
 impl PointKey for KurtosisPoint {
     fn key(&self) -> Result<Key> {
-        Ok(self
-            .shape_key("kurtosis_mc")?
+        Ok(Key::new("kurtosis_mc")
+            .key("family", &self.family_key()?)
             .uint("networks", self.networks as u64)
             .uint("samples", self.samples as u64))
     }

@@ -110,7 +110,7 @@ pub fn dataset_arch(
 
 /// Names a family of networks for their random streams: a key of `kind` with
 /// everything that decides a network's weights (not how many are drawn, nor how
-/// they are trained). Sweep points extend it with their other fields.
+/// they are trained). A sweep point's key holds it as its field `family`.
 pub fn network_key(
     kind: &str,
     dataset: crate::data::DatasetName,

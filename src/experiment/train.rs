@@ -132,15 +132,9 @@ impl TrainPoint {
 
 impl PointKey for TrainPoint {
     fn key(&self) -> Result<Key> {
-        let network = super::network_key(
-            "train",
-            self.dataset,
-            &self.init,
-            &self.arch(),
-            self.normalization,
-        )?;
         let eval_steps: Vec<u64> = self.eval_steps.iter().map(|&s| s as u64).collect();
-        Ok(network
+        Ok(Key::new("train")
+            .key("family", &self.network_key()?)
             .float("lr", self.lr)?
             .uint("repeats", self.repeats as u64)
             .uint("steps", self.steps as u64)

@@ -114,14 +114,8 @@ impl VariancePoint {
 
 impl PointKey for VariancePoint {
     fn key(&self) -> Result<Key> {
-        let network = super::network_key(
-            "variance",
-            self.dataset,
-            &self.init,
-            &self.arch(),
-            self.normalization,
-        )?;
-        Ok(network
+        Ok(Key::new("variance")
+            .key("family", &self.family_key()?)
             .uint("networks", self.networks as u64)
             .uint("block", self.block as u64)
             .flag("all_units", self.all_units)
