@@ -31,6 +31,8 @@ pub fn run(args: TheoryArgs) -> Result<()> {
         n: args.n,
         threshold: args.threshold,
     };
+    // Validated first, so that a bad value gets the message naming its valid range.
+    point.params()?;
     let unit = point.key()?.id();
     let table = point.rows(&unit)?;
     let mut df = table.to_dataframe()?;
