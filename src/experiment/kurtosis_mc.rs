@@ -93,12 +93,11 @@ impl KurtosisPoint {
 
     /// Names the networks and inputs drawn: what shapes them, not how many.
     pub fn family_key(&self) -> Result<Key> {
-        Ok(self
-            .init
+        self.init
             .write_key(Key::new("kurtosis_mc-networks"))?
             .uint("width", self.width as u64)
             .uint("depth", self.depth as u64)
-            .float("slope", self.slope)?)
+            .float("slope", self.slope)
     }
 }
 
