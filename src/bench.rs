@@ -9,6 +9,7 @@ use crate::experiment::variance::layer_moments;
 use crate::init::dist::WeightDist;
 use crate::init::{Initializer, MetaInitParams, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
+use crate::seed::Key;
 use anyhow::Result;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -202,7 +203,7 @@ fn metainit_total(
         slope: 0.0,
         norm: Norm::None,
     };
-    let mut streams = member_streams(1, "bench-metainit", 0, k);
+    let mut streams = member_streams(1, &Key::new("bench-metainit"), 0, k);
     let p = MetaInitParams {
         steps,
         max_restarts: 0,
@@ -237,7 +238,7 @@ pub fn training(data: &Dataset, width: usize, depth: usize, k: usize, steps: usi
         norm: Norm::None,
     };
     let net = he_networks(&arch, "bench-train", 0, k)?;
-    let shuffles = member_streams(1, "bench-shuffle", 0, k);
+    let shuffles = member_streams(1, &Key::new("bench-shuffle"), 0, k);
     let opts = crate::train::TrainOptions::adam(steps, 90, vec![1e-4; k]);
     let start = Instant::now();
     let _ = crate::train::train(&net, data, shuffles, &opts)?;
@@ -408,7 +409,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Members `first..first + k` of the He-normal family `label` of shape `arch`.
 fn he_networks(arch: &Arch, label: &str, first: usize, k: usize) -> Result<Ensemble> {
-    let mut streams = member_streams(1, label, first, k);
+    let mut streams = member_streams(1, &Key::new(label), first, k);
     let (net, _) = initialize(
         &Initializer::He(WeightDist::Normal),
         arch,
@@ -463,7 +464,7 @@ pub fn wide_step(data: &Dataset, depth: usize) -> Result<f64> {
         crate::train::train(
             &net,
             data,
-            member_streams(1, "bench-w200-shuffle", 0, 30),
+            member_streams(1, &Key::new("bench-w200-shuffle"), 0, 30),
             &opts,
         )?;
         Ok(start.elapsed().as_secs_f64())

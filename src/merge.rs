@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::results::{parquet_files, read_parquet, write_parquet, write_text};
-use crate::rundir::Metadata;
+use crate::rundir::{Metadata, key_version_problem, metadata_files};
 use anyhow::{Context, Result, bail};
 use polars::prelude::{BooleanChunked, DataFrame, NewChunkedArray, PlSmallStr};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -79,25 +79,6 @@ fn read_resolved(dir: &Path) -> Result<String> {
     })
 }
 
-/// Every metadata file of a run directory (the main one and per-shard ones).
-fn metadata_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    let n = p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    n.starts_with("metadata") && n.ends_with(".json")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
 /// Merges `dirs` (all made by the same config) into `out` (default: the only dir, in place).
 pub fn merge(dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> {
     if dirs.is_empty() {
@@ -109,6 +90,17 @@ pub fn merge(dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> {
             bail!(
                 "{} and {} were made by different configs: refusing to merge them (compare their config.resolved.yaml)",
                 dirs[0].display(),
+                d.display()
+            );
+        }
+    }
+    // The expected unit ids come from this build's encoding: shards made under
+    // another would all look missing, and their units unknown.
+    for d in dirs {
+        if let Some(problem) = key_version_problem(d)? {
+            bail!(
+                "cannot merge {}: it {problem}. \
+                 Rerun its sweep (or shards) with this initlab into a new --out directory, then merge those",
                 d.display()
             );
         }

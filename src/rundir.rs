@@ -4,6 +4,7 @@
 //! results as Parquet shards under `results/<experiment>/`.
 
 use crate::results::{parquet_files, stale_temporary, write_text};
+use crate::seed::KEY_VERSION;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -60,6 +61,10 @@ pub struct Metadata {
     pub initlab_version: String,
     pub git_commit: String,
     pub libtorch_version: String,
+    /// The encoding this directory's unit ids and seeds were derived with
+    /// ([`KEY_VERSION`]); empty in directories made before it was recorded.
+    #[serde(default)]
+    pub unit_key_version: String,
     pub name: String,
     pub seed: u64,
     pub config_sha256: String,
@@ -259,6 +264,54 @@ fn holders(locks: &Path, shard: Option<&str>) -> String {
     }
 }
 
+/// Every metadata file of a run directory (the main one and per-shard ones).
+pub fn metadata_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.starts_with("metadata") && n.ends_with(".json")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// What is wrong, if anything, with the unit-key versions a run directory's
+/// metadata files record ("was made by ..."): each must be this build's
+/// [`KEY_VERSION`], since unit ids (what a resume skips, what a merge expects)
+/// and seeds are derived by it.
+pub fn key_version_problem(dir: &Path) -> Result<Option<String>> {
+    for path in metadata_files(dir) {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let meta: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is corrupt; delete it to start its metadata afresh",
+                path.display()
+            )
+        })?;
+        let found = meta.get("unit_key_version").and_then(|v| v.as_str());
+        if found != Some(KEY_VERSION) {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let who = match found {
+                Some(v) => format!("another initlab (its {name} records unit-key version `{v}`)"),
+                None => format!("an older initlab (its {name} records no unit-key version)"),
+            };
+            return Ok(Some(format!(
+                "was made by {who}, whose unit ids and seeds are derived differently from this one's (`{KEY_VERSION}`)"
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether a directory holds nothing but a run directory's own layout.
 fn holds_only_run_dir_entries(root: &Path) -> bool {
     std::fs::read_dir(root)
@@ -384,6 +437,13 @@ impl RunDir {
         ),
     ) -> Result<Self> {
         let resolved_path = root.join(RESOLVED_CONFIG_FILE);
+        if let Some(problem) = key_version_problem(root)? {
+            bail!(
+                "run directory {} {problem}; resuming would mix results of both derivations. \
+                 Rerun into a new --out directory, or delete the directory to start over",
+                root.display()
+            );
+        }
         if resolved_path.exists() {
             let previous = std::fs::read_to_string(&resolved_path)
                 .with_context(|| format!("cannot read {}", resolved_path.display()))?;
@@ -424,6 +484,7 @@ impl RunDir {
                 initlab_version: env!("CARGO_PKG_VERSION").into(),
                 git_commit: GIT_COMMIT.into(),
                 libtorch_version: LIBTORCH_VERSION.into(),
+                unit_key_version: KEY_VERSION.into(),
                 name: name.into(),
                 seed,
                 config_sha256: crate::seed::short_hash(resolved),

@@ -8,6 +8,7 @@ use initlab::experiment::variance::{layer_moments_tch, unit0_moments_fused};
 use initlab::init::dist::WeightDist;
 use initlab::init::{Initializer, LsuvParams, MetaInitParams, initialize, member_streams};
 use initlab::net::{Arch, Ensemble, Norm};
+use initlab::seed::Key;
 use tch::{Kind, Tensor};
 
 fn arch(input: usize, width: usize, depth: usize, slope: f64) -> Arch {
@@ -22,7 +23,7 @@ fn arch(input: usize, width: usize, depth: usize, slope: f64) -> Arch {
 }
 
 fn build(init: &Initializer, a: &Arch, first: usize, k: usize, data: Option<&Tensor>) -> Ensemble {
-    let mut streams = member_streams(7, "test-family", first, k);
+    let mut streams = member_streams(7, &Key::new("test-family"), first, k);
     initialize(init, a, &mut streams, data).unwrap().0
 }
 
@@ -187,7 +188,7 @@ fn orthogonal_gsm_zero_identity_have_their_structure() {
         );
         assert!(blk(0, 0).abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
-    let mut s = member_streams(1, "x", 0, 1);
+    let mut s = member_streams(1, &Key::new("x"), 0, 1);
     let e = initialize(&Initializer::Gsm, &arch(30, 7, 2, 0.0), &mut s, None)
         .err()
         .unwrap();
@@ -258,7 +259,7 @@ fn metainit_lowers_the_gradient_quotient_and_matches_across_ensembles() {
         steps: 60,
         ..Default::default()
     };
-    let mut streams = member_streams(3, "metainit-test", 0, 4);
+    let mut streams = member_streams(3, &Key::new("metainit-test"), 0, 4);
     let (big, report) = initialize(&Initializer::MetaInit(p), &a, &mut streams, None).unwrap();
     let start: f64 = report.gq_start.iter().sum::<f64>() / 4.0;
     let end: f64 = report.gq_end.iter().sum::<f64>() / 4.0;
@@ -271,7 +272,7 @@ fn metainit_lowers_the_gradient_quotient_and_matches_across_ensembles() {
         "MetaInit should lower the gradient quotient: {start} -> {end}"
     );
     // only the norms moved: every matrix is its He start times a positive factor
-    let mut s0 = member_streams(3, "metainit-test", 0, 4);
+    let mut s0 = member_streams(3, &Key::new("metainit-test"), 0, 4);
     let he = initialize(&Initializer::He(WeightDist::Normal), &a, &mut s0, None)
         .unwrap()
         .0;
@@ -289,7 +290,7 @@ fn metainit_lowers_the_gradient_quotient_and_matches_across_ensembles() {
         }
     }
     // member 2 alone is member 2 of the ensemble
-    let mut one = member_streams(3, "metainit-test", 2, 1);
+    let mut one = member_streams(3, &Key::new("metainit-test"), 2, 1);
     let (alone, r1) = initialize(&Initializer::MetaInit(p), &a, &mut one, None).unwrap();
     assert_eq!(r1.restarts[0], report.restarts[2]);
     for (w1, w2) in alone.weights.iter().zip(&big.weights) {
@@ -317,10 +318,10 @@ fn a_metainit_restart_in_turn_is_a_restart_after_the_attempt() {
         };
         initialize(&Initializer::MetaInit(p), &a, streams, None).unwrap()
     };
-    let mut all = member_streams(5, "metainit-restart", 0, 6);
+    let mut all = member_streams(5, &Key::new("metainit-restart"), 0, 6);
     let (whole, report) = run(3, &mut all);
     eprintln!("restarts per member: {:?}", report.restarts);
-    let mut once = member_streams(5, "metainit-restart", 0, 6);
+    let mut once = member_streams(5, &Key::new("metainit-restart"), 0, 6);
     let (_, first) = run(0, &mut once);
     let (again, rest) = run(2, &mut once);
     let mut compared = 0;
@@ -362,7 +363,7 @@ fn proposition1_theoretical_variance_is_preserved_in_simulation() {
             "width: 10\ndepth: 12\nslope: {slope}\nnetworks: 600\nsamples: 128\n"
         ))
         .unwrap();
-        let m = simulate(&p, 5, &format!("prop1-{slope}"), 200).unwrap();
+        let m = simulate(&p, 5, 200).unwrap();
         for l in 0..=12 {
             let (var, _, _) = m.estimates(l);
             assert!(
@@ -485,14 +486,23 @@ fn an_ensemble_trains_exactly_like_its_members_alone() {
         let lrs = vec![1e-2, 3e-3, 1e-3];
         let mut opts = initlab::train::TrainOptions::adam(25, 16, lrs.clone());
         opts.eval_at = vec![10];
-        let together =
-            initlab::train::train(&net, &d, member_streams(9, "shuffle", 0, 3), &opts).unwrap();
+        let together = initlab::train::train(
+            &net,
+            &d,
+            member_streams(9, &Key::new("shuffle"), 0, 3),
+            &opts,
+        )
+        .unwrap();
         for i in 0..3 {
             let mut o = initlab::train::TrainOptions::adam(25, 16, vec![lrs[i]]);
             o.eval_at = vec![10];
-            let alone =
-                initlab::train::train(&net.member(i), &d, member_streams(9, "shuffle", i, 1), &o)
-                    .unwrap();
+            let alone = initlab::train::train(
+                &net.member(i),
+                &d,
+                member_streams(9, &Key::new("shuffle"), i, 1),
+                &o,
+            )
+            .unwrap();
             for (a, b) in together[i].train_loss.iter().zip(&alone[0].train_loss) {
                 assert!(
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
@@ -560,10 +570,13 @@ fn the_hand_written_training_paths_match_autograd() {
         assert_eq!(initlab::train::narrow_path(&net), width <= 16 && depth > 0);
         let mut opts = initlab::train::TrainOptions::adam(30, 12, vec![1e-2, 3e-3, 1e-3, 3e-2]);
         opts.eval_at = vec![15];
-        let kernel = initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
+        let kernel =
+            initlab::train::train(&net, &d, member_streams(2, &Key::new("s"), 0, 4), &opts)
+                .unwrap();
         opts.force_autograd = true;
         let autograd =
-            initlab::train::train(&net, &d, member_streams(2, "s", 0, 4), &opts).unwrap();
+            initlab::train::train(&net, &d, member_streams(2, &Key::new("s"), 0, 4), &opts)
+                .unwrap();
         for (x, y) in kernel.iter().zip(&autograd) {
             for (p, q) in x.train_loss.iter().zip(&y.train_loss) {
                 assert!(

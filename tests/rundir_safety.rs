@@ -2,7 +2,8 @@
 //! is refused with the holder's name), shards side by side, no torn or leftover
 //! temporary file, damaged shards moved aside and recomputed, a failed run that
 //! never removes a directory another process holds, SLURM sharding only when
-//! asked, and dataset bytes that may not change under a resume.
+//! asked, dataset bytes that may not change under a resume, and directories whose
+//! unit ids were derived by another unit-key version, neither resumed nor merged.
 
 mod common;
 use common::*;
@@ -318,4 +319,98 @@ fn resuming_with_other_dataset_bytes_is_refused_unless_allowed() {
     let invocations = meta("metadata.json")["invocations"].clone();
     let last = invocations.as_array().unwrap().last().unwrap().clone();
     assert_ne!(last["dataset_sha256"][images], first[images]);
+}
+
+/// Sets the unit-key version a metadata file records, or removes it (`None`), as
+/// an initlab that derived unit ids differently would have left it.
+fn set_key_version(path: &Path, version: Option<&str>) {
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let map = meta.as_object_mut().unwrap();
+    match version {
+        Some(v) => map.insert("unit_key_version".into(), v.into()),
+        None => map.remove("unit_key_version"),
+    };
+    std::fs::write(path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+}
+
+/// A temporary folder holding the config SHORT, and the config's path.
+fn short_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "short.yaml", SHORT);
+    (dir, cfg)
+}
+
+#[test]
+fn a_directory_of_another_unit_key_version_is_not_resumed() {
+    let (dir, cfg) = short_config();
+    let out = dir.path().join("old");
+    ok(&["run", s(&cfg), "--out", s(&out)]);
+    let meta = out.join("metadata.json");
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(recorded["unit_key_version"], initlab::seed::KEY_VERSION);
+    // One unit's shard gone: a resume, were it allowed, would compute it again.
+    let shards = || initlab::results::parquet_files(&out.join("results/short")).unwrap();
+    std::fs::remove_file(&shards()[0]).unwrap();
+    let before = shards();
+    for (version, who) in [
+        (None, "an older initlab"),
+        (Some("initlab-unit-v1"), "another initlab"),
+    ] {
+        set_key_version(&meta, version);
+        let meta_before = std::fs::read_to_string(&meta).unwrap();
+        let e = fails(&["run", s(&cfg), "--out", s(&out)]);
+        assert!(
+            e.contains(&format!("was made by {who}"))
+                && e.contains("unit ids and seeds are derived differently")
+                && e.contains(initlab::seed::KEY_VERSION)
+                && e.contains("new --out")
+                && e.contains("delete the directory")
+                && e.lines().count() == 1,
+            "{e}"
+        );
+        assert_eq!(shards(), before, "a refused resume wrote results");
+        assert_eq!(std::fs::read_to_string(&meta).unwrap(), meta_before);
+    }
+    // Made by this build, the same directory resumes: the missing unit alone runs.
+    set_key_version(&meta, Some(initlab::seed::KEY_VERSION));
+    let o = run(&["run", s(&cfg), "--out", s(&out)]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && e.contains("1 units run, 5 already done"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shards_of_another_unit_key_version_are_neither_joined_nor_merged() {
+    let (dir, cfg) = short_config();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&["run", s(&cfg), "--out", s(&a), "--shard", "1/2"]);
+    ok(&["run", s(&cfg), "--out", s(&b), "--shard", "2/2"]);
+    let old = b.join("metadata-shard-2-of-2.json");
+    set_key_version(&old, Some("initlab-unit-v1"));
+    // A shard of this build may not join a directory holding units of the old one.
+    let e = fails(&["run", s(&cfg), "--out", s(&b), "--shard", "1/2"]);
+    assert!(
+        e.contains("metadata-shard-2-of-2.json records unit-key version `initlab-unit-v1`"),
+        "{e}"
+    );
+    // Nor may the two be merged.
+    let merged = dir.path().join("merged");
+    let e = fails(&["merge", s(&a), s(&b), "--out", s(&merged)]);
+    assert!(
+        e.contains(&format!("cannot merge {}", b.display()))
+            && e.contains("unit ids and seeds are derived differently")
+            && e.contains("new --out"),
+        "{e}"
+    );
+    assert!(
+        !merged.exists(),
+        "a refused merge wrote {}",
+        merged.display()
+    );
+    set_key_version(&old, Some(initlab::seed::KEY_VERSION));
+    ok(&["merge", s(&a), s(&b), "--out", s(&merged)]);
 }

@@ -3,6 +3,7 @@
 use crate::cli::{DataCheckArgs, DataFetchArgs, InputStatsArgs};
 use crate::data::fetch::{self, FetchOptions};
 use crate::data::{DataSource, Dataset, DatasetName, Normalization};
+use crate::experiment::PointKey;
 use crate::experiment::input_stats;
 use crate::init::dist::WeightDist;
 use crate::results::{Table, write_parquet};
@@ -172,12 +173,14 @@ pub fn input_stats(args: InputStatsArgs) -> Result<()> {
     );
     if let Some(out) = &args.out {
         let mut t = Table::new();
-        let unit = crate::seed::short_hash(&format!(
-            "{name}/{}/{}/{}",
-            weights.name(),
-            args.samples,
-            args.seed
-        ));
+        // The point's key with the seed: this command seeds its draws directly.
+        let point = input_stats::InputStatsPoint {
+            dataset: name,
+            samples: args.samples,
+            weights,
+            normalization,
+        };
+        let unit = point.key()?.uint("seed", args.seed).id();
         t.push(stats.row(&unit, &name.to_string(), weights, normalization, args.seed));
         let meta = BTreeMap::from([(
             "initlab_version".to_string(),

@@ -1,6 +1,7 @@
 //! `initlab theory`: the theory table of one network, printed or written as Parquet.
 
 use crate::cli::TheoryArgs;
+use crate::experiment::PointKey;
 use crate::experiment::theory::TheoryPoint;
 use crate::results::write_parquet;
 use anyhow::{Result, bail};
@@ -30,7 +31,9 @@ pub fn run(args: TheoryArgs) -> Result<()> {
         n: args.n,
         threshold: args.threshold,
     };
-    let unit = crate::seed::short_hash(&crate::experiment::canonical("theory", &point));
+    // Validated first, so that a bad value gets the message naming its valid range.
+    point.params()?;
+    let unit = point.key()?.id();
     let table = point.rows(&unit)?;
     let mut df = table.to_dataframe()?;
     match args.out {

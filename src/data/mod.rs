@@ -139,6 +139,17 @@ pub enum Normalization {
     None,
 }
 
+impl Normalization {
+    /// The name, as in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Normalization::Standard => "standard",
+            Normalization::Authors => "authors",
+            Normalization::None => "none",
+        }
+    }
+}
+
 /// A loaded dataset.
 pub struct Dataset {
     pub name: DatasetName,

@@ -15,11 +15,12 @@
 //! over the whole training set): E[z⁴|x] ∝ 3‖x‖⁴ + (κ_w − 3)Σx_k⁴ and
 //! E[z_i²z_j²|x] ∝ ‖x‖⁴, reported as `kappa0_exact` and `c0_exact`.
 
-use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
 use crate::config::ExperimentConfig;
 use crate::data::{Dataset, DatasetName, Normalization, synthetic};
 use crate::init::dist::WeightDist;
 use crate::results::{Cell, Table};
+use crate::seed::Key;
 use anyhow::Result;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,16 @@ pub struct InputStatsPoint {
 
 fn default_samples() -> u64 {
     10_000_000
+}
+
+impl PointKey for InputStatsPoint {
+    fn key(&self) -> Result<Key> {
+        Ok(Key::new("input_stats")
+            .text("dataset", &self.dataset.to_string())
+            .uint("samples", self.samples)
+            .text("weights", self.weights.name())
+            .text("normalization", self.normalization.name()))
+    }
 }
 
 /// The most draws an estimate may take: 1.5 million blocks of 64 × 1024 draws,
@@ -236,7 +247,7 @@ impl InputStatsExperiment {
     fn unit(&self, i: usize) -> UnitSpec {
         let p = &self.points[i];
         UnitSpec {
-            id: crate::seed::short_hash(&canonical("input_stats", p)),
+            id: unit_key(p).id(),
             label: format!(
                 "{} {} weights, {} samples",
                 p.dataset,
@@ -281,7 +292,7 @@ impl Experiment for InputStatsExperiment {
         let p = &self.points[job.index];
         let unit = &job.units[0];
         let data = ctx.dataset(p.dataset, p.normalization)?;
-        let seed = crate::seed::derive(ctx.seed, &[&unit.id]);
+        let seed = unit_key(p).seed(ctx.seed);
         let stats = estimate(&data, p.weights, p.samples, seed)?;
         let mut table = Table::new();
         table.push(stats.row(

@@ -8,12 +8,13 @@
 //! inputs of one network are not independent of each other through its weights)
 //! and a 95% normal interval, beside the recursion's prediction.
 
-use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
 use crate::config::ExperimentConfig;
 use crate::init::dist::WeightDist;
 use crate::init::{Initializer, initialize, member_streams, schemes::draw_stack};
 use crate::net::{Arch, Norm};
 use crate::results::{Cell, Table};
+use crate::seed::Key;
 use crate::theory::{RecursionInput, kurtosis_recursion};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,24 @@ impl KurtosisPoint {
             norm: Norm::None,
         }
     }
+
+    /// Names the networks and inputs drawn: what shapes them, not how many.
+    pub fn family_key(&self) -> Result<Key> {
+        self.init
+            .write_key(Key::new("kurtosis_mc-networks"))?
+            .uint("width", self.width as u64)
+            .uint("depth", self.depth as u64)
+            .float("slope", self.slope)
+    }
+}
+
+impl PointKey for KurtosisPoint {
+    fn key(&self) -> Result<Key> {
+        Ok(Key::new("kurtosis_mc")
+            .key("family", &self.family_key()?)
+            .uint("networks", self.networks as u64)
+            .uint("samples", self.samples as u64))
+    }
 }
 
 /// Per layer 0..=depth and per network: (E[y²], E[y⁴], E[y_i²y_j²]) over its inputs.
@@ -103,7 +122,7 @@ pub struct PooledMoments {
 
 /// Simulates `networks` networks of `init` on `samples` Gaussian inputs each,
 /// `ensemble` networks at a time.
-pub fn simulate(p: &KurtosisPoint, seed: u64, key: &str, ensemble: usize) -> Result<PooledMoments> {
+pub fn simulate(p: &KurtosisPoint, seed: u64, ensemble: usize) -> Result<PooledMoments> {
     let _guard = tch::no_grad_guard();
     let arch = p.arch();
     let layers = p.depth + 1;
@@ -115,10 +134,11 @@ pub fn simulate(p: &KurtosisPoint, seed: u64, key: &str, ensemble: usize) -> Res
         m22: vec![0.0; layers * p.networks],
     };
     let half = (p.width / 2) as i64;
+    let family = p.family_key()?;
     let mut done = 0;
     while done < p.networks {
         let k = ensemble.min(p.networks - done);
-        let mut streams = member_streams(seed, key, done, k);
+        let mut streams = member_streams(seed, &family, done, k);
         let (net, _) = initialize(&p.init, &arch, &mut streams, None)?;
         let x = draw_stack(&mut streams, WeightDist::Normal, p.samples, p.width); // [K, S, w]
         let mut record = |l: usize, y: &Tensor| {
@@ -226,7 +246,7 @@ impl Experiment for KurtosisExperiment {
             .map(|(i, p)| Job {
                 index: i,
                 units: vec![UnitSpec {
-                    id: crate::seed::short_hash(&canonical("kurtosis_mc", p)),
+                    id: unit_key(p).id(),
                     label: format!(
                         "{} w{} d{} slope {} ({} networks)",
                         p.init.name(),
@@ -280,14 +300,7 @@ impl Experiment for KurtosisExperiment {
         let unit = &job.units[0];
         let per_member = p.bytes_per_member().max(1.0);
         let ensemble = ((ctx.memory_budget as f64 / per_member) as usize).clamp(1, 1000);
-        let key = format!(
-            "kurtosis_mc\n{}\n{}\n{}\n{}",
-            serde_yaml::to_string(&p.init)?,
-            p.width,
-            p.depth,
-            p.slope
-        );
-        let moments = simulate(p, ctx.seed, &key, ensemble)?;
+        let moments = simulate(p, ctx.seed, ensemble)?;
         let kappa_w = p.init.weight_kurtosis();
         let theory = kappa_w.map(|kw| {
             kurtosis_recursion(&RecursionInput {

@@ -13,6 +13,7 @@ pub mod variance;
 
 use crate::config::{Config, ExperimentConfig, expand_sweep, parse_point};
 use crate::results::Table;
+use crate::seed::Key;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +26,7 @@ pub const KINDS: [&str; 5] = ["theory", "input_stats", "variance", "train", "kur
 /// A unit of work: saved on its own, skipped when a rerun finds it done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitSpec {
-    /// Stable id: a hash of the kind, the sweep point and the unit's part of it.
+    /// Stable id: the id of a [`Key`] of the kind, the sweep point and the unit's part of it.
     pub id: String,
     /// A short human description for the log.
     pub label: String,
@@ -72,7 +73,7 @@ pub trait Experiment: Send + Sync {
 }
 
 /// Parses every sweep point of an experiment into `T`, validating each.
-pub fn typed_points<T: DeserializeOwned + Serialize>(
+pub fn typed_points<T: DeserializeOwned + Serialize + PointKey>(
     exp: &ExperimentConfig,
     list_fields: &[&str],
     validate: impl Fn(&T) -> Result<()>,
@@ -81,7 +82,7 @@ pub fn typed_points<T: DeserializeOwned + Serialize>(
     let mut out = Vec::with_capacity(points.len());
     for point in &points {
         let typed: T = parse_point(point, &exp.name, &exp.kind)?;
-        validate(&typed).map_err(|e| {
+        validate(&typed).and_then(|_| typed.key()).map_err(|e| {
             anyhow::anyhow!("experiment `{}` (kind: {}): {e:#}", exp.name, exp.kind)
         })?;
         out.push(typed);
@@ -107,23 +108,24 @@ pub fn dataset_arch(
     }
 }
 
-/// Names a family of networks for their random streams: everything that decides
-/// a network's weights (not how many are drawn, nor how they are trained).
+/// Names a family of networks for their random streams: a key of `kind` with
+/// everything that decides a network's weights (not how many are drawn, nor how
+/// they are trained). A sweep point's key holds it as its field `family`.
 pub fn network_key(
-    purpose: &str,
+    kind: &str,
     dataset: crate::data::DatasetName,
     init: &crate::init::Initializer,
     arch: &crate::net::Arch,
     normalization: crate::data::Normalization,
-) -> String {
-    format!(
-        "{purpose}\n{dataset}\n{}\n{}\n{}\n{}\n{}\n{normalization:?}",
-        serde_yaml::to_string(init).unwrap_or_default(),
-        arch.width,
-        arch.depth,
-        arch.slope,
-        arch.norm.name(),
-    )
+) -> Result<Key> {
+    let key = Key::new(kind).text("dataset", &dataset.to_string());
+    Ok(init
+        .write_key(key)?
+        .uint("width", arch.width as u64)
+        .uint("depth", arch.depth as u64)
+        .float("slope", arch.slope)?
+        .text("norm", arch.norm.name())
+        .text("normalization", normalization.name()))
 }
 
 /// `config.resolved.yaml`'s entry of an experiment: its typed points.
@@ -141,12 +143,19 @@ pub fn one_job_per_point(points: usize, unit: impl Fn(usize) -> UnitSpec) -> Vec
         .collect()
 }
 
-/// The canonical text of a typed sweep point, the basis of unit ids.
-pub fn canonical<T: Serialize>(kind: &str, point: &T) -> String {
-    format!(
-        "{kind}\n{}",
-        serde_yaml::to_string(point).expect("sweep points serialise")
-    )
+/// A sweep point's explicit identity: a [`Key`] of its kind with every field
+/// by name, in a fixed order. Unit ids are this key with the unit's part of the
+/// point (a block of networks, a repetition).
+pub trait PointKey {
+    fn key(&self) -> Result<Key>;
+}
+
+/// The key of a point that [`typed_points`] accepted (it refuses a point whose
+/// key cannot be built, e.g. a NaN, before any work).
+pub fn unit_key<T: PointKey>(point: &T) -> Key {
+    point
+        .key()
+        .expect("typed_points refuses points whose key cannot be built")
 }
 
 /// Builds the typed experiments of a config; every error surfaces here, before work.

@@ -301,12 +301,12 @@ fn write_shard(
             exp.kind()
         );
     }
-    let ids: Vec<&str> = units.iter().map(|u| u.id.as_str()).collect();
-    let name = format!(
-        "{}-{}.parquet",
-        exp.kind(),
-        crate::seed::short_hash(&ids.join(","))
+    // Named by the units it holds, so that a rewrite of the same units replaces it.
+    let key = units.iter().fold(
+        crate::seed::Key::new("results-shard").uint("units", units.len() as u64),
+        |key, u| key.text("unit", &u.id),
     );
+    let name = format!("{}-{}.parquet", exp.kind(), key.id());
     let meta = BTreeMap::from([
         (
             "initlab_version".to_string(),

@@ -2,9 +2,10 @@
 //! recursion, Lemma 4's eigenvalue, Section 5's empirical-variance law), one row
 //! per layer, for every point of a sweep over its parameters.
 
-use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
 use crate::config::ExperimentConfig;
 use crate::results::{Cell, Table};
+use crate::seed::Key;
 use crate::theory::{RecursionInput, TheoryParams, VARIANCE_QUANTILES, theory_table};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -167,6 +168,26 @@ impl TheoryPoint {
     }
 }
 
+impl PointKey for TheoryPoint {
+    fn key(&self) -> Result<Key> {
+        let widths: Option<Vec<u64>> = self
+            .widths
+            .as_ref()
+            .map(|ws| ws.iter().map(|&w| w as u64).collect());
+        Key::new("theory")
+            .maybe_uint("width", self.width.map(|w| w as u64))
+            .maybe_uint("depth", self.depth.map(|d| d as u64))
+            .maybe_uints("widths", widths.as_deref())
+            .float("slope", self.slope)?
+            .float("kappa_w", self.kappa_w)?
+            .float("kappa0", self.kappa0)?
+            .float("c0", self.c0)?
+            .float("sigma2", self.sigma2)?
+            .uint("n", self.n)
+            .float("threshold", self.threshold)
+    }
+}
+
 /// The deepest network the theory tabulates (one row per layer; the paper's
 /// deepest is 500).
 pub const MAX_DEPTH: usize = 1_000_000;
@@ -198,7 +219,7 @@ impl TheoryExperiment {
         let p = &self.points[i];
         let depth = p.profile().map(|w| w.len()).unwrap_or(0);
         UnitSpec {
-            id: crate::seed::short_hash(&canonical("theory", p)),
+            id: unit_key(p).id(),
             label: format!("depth {depth}, slope {}, kappa_w {}", p.slope, p.kappa_w),
             cost: 1e-6 * (depth as f64 + 1.0),
         }

@@ -6,12 +6,13 @@
 //! initial network and its own shuffling. One row per run.
 
 use super::input_stats::exact_for_kurtosis;
-use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
 use crate::config::ExperimentConfig;
 use crate::data::{DatasetName, Normalization};
 use crate::init::{Initializer, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
 use crate::results::{Cell, Table};
+use crate::seed::Key;
 use crate::theory::output_kurtosis;
 use crate::train::{TrainOptions, train};
 use anyhow::{Result, bail};
@@ -118,7 +119,7 @@ impl TrainPoint {
 
     /// Names the initial network and data order of repetition r (not the learning
     /// rate or the number of steps: runs that differ only there start alike).
-    fn network_key(&self) -> String {
+    fn network_key(&self) -> Result<Key> {
         super::network_key(
             "train-network",
             self.dataset,
@@ -126,6 +127,19 @@ impl TrainPoint {
             &self.arch(),
             self.normalization,
         )
+    }
+}
+
+impl PointKey for TrainPoint {
+    fn key(&self) -> Result<Key> {
+        let eval_steps: Vec<u64> = self.eval_steps.iter().map(|&s| s as u64).collect();
+        Ok(Key::new("train")
+            .key("family", &self.network_key()?)
+            .float("lr", self.lr)?
+            .uint("repeats", self.repeats as u64)
+            .uint("steps", self.steps as u64)
+            .uint("batch_size", self.batch_size as u64)
+            .uints("eval_steps", &eval_steps))
     }
 }
 
@@ -181,11 +195,7 @@ impl TrainExperiment {
         let flops =
             6.0 * p.steps as f64 * p.batch_size as f64 * arch.parameters_per_member() as f64;
         UnitSpec {
-            id: crate::seed::short_hash(&format!(
-                "{}\nrepeat {}",
-                canonical("train", p),
-                run.repeat
-            )),
+            id: unit_key(p).uint("repeat", run.repeat as u64).id(),
             label: format!(
                 "{} w{} d{} lr {} {} repeat {}",
                 p.init.name(),
@@ -238,18 +248,17 @@ impl TrainExperiment {
         let mut order: Vec<usize> = Vec::new();
         let mut stacks: Vec<Vec<Tensor>> = (0..=arch.depth).map(|_| Vec::new()).collect();
         let mut restarts = vec![0usize; runs.len()];
+        // Member i's network and data order: repetition r of its point's network family.
+        let families = runs
+            .iter()
+            .map(|(run, _)| Ok((self.points[run.point].network_key()?, run.repeat)))
+            .collect::<Result<Vec<_>>>()?;
         for (init, members) in &by_init {
             let mut streams: Vec<_> = members
                 .iter()
                 .map(|&i| {
-                    let (run, _) = runs[i];
-                    member_streams(
-                        ctx.seed,
-                        &self.points[run.point].network_key(),
-                        run.repeat,
-                        1,
-                    )
-                    .remove(0)
+                    let (family, repeat) = &families[i];
+                    member_streams(ctx.seed, family, *repeat, 1).remove(0)
                 })
                 .collect();
             let (net, report) = initialize(init, &arch, &mut streams, Some(&data.train_x))?;
@@ -266,15 +275,12 @@ impl TrainExperiment {
         let shuffles = order
             .iter()
             .map(|&i| {
-                let (run, _) = runs[i];
-                crate::seed::stream(
-                    ctx.seed,
-                    &[
-                        &self.points[run.point].network_key(),
-                        "shuffle",
-                        &run.repeat.to_string(),
-                    ],
-                )
+                let (family, repeat) = &families[i];
+                family
+                    .clone()
+                    .text("stream", "shuffle")
+                    .uint("member", *repeat as u64)
+                    .stream(ctx.seed)
             })
             .collect();
         let mut opts = TrainOptions::adam(

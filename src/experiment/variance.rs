@@ -5,12 +5,13 @@
 //! layer[, neuron]). Networks come in blocks (the work units); a block runs as one
 //! or more ensembles sized to fit the memory budget.
 
-use super::{Context, Experiment, Job, Sink, UnitSpec, canonical, typed_points};
+use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
 use crate::config::ExperimentConfig;
 use crate::data::{Dataset, DatasetName, Normalization};
 use crate::init::{Initializer, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
 use crate::results::{Cell, Table};
+use crate::seed::Key;
 use crate::stats::StreamingMoments;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,16 @@ pub enum Split {
     Test,
 }
 
+impl Split {
+    /// The name, as in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
 fn default_block() -> usize {
     250
 }
@@ -90,7 +101,7 @@ impl VariancePoint {
     }
 
     /// Names the family of networks: everything that shapes a network, not how many are drawn.
-    pub fn family_key(&self) -> String {
+    pub fn family_key(&self) -> Result<Key> {
         super::network_key(
             "variance-networks",
             self.dataset,
@@ -98,6 +109,18 @@ impl VariancePoint {
             &self.arch(),
             self.normalization,
         )
+    }
+}
+
+impl PointKey for VariancePoint {
+    fn key(&self) -> Result<Key> {
+        Ok(Key::new("variance")
+            .key("family", &self.family_key()?)
+            .uint("networks", self.networks as u64)
+            .uint("block", self.block as u64)
+            .flag("all_units", self.all_units)
+            .flag("kurtosis", self.kurtosis)
+            .text("split", self.split.name()))
     }
 }
 
@@ -361,7 +384,7 @@ impl VarianceExperiment {
 
     fn units(&self, i: usize) -> Vec<UnitSpec> {
         let p = &self.points[i];
-        let base = canonical("variance", p);
+        let base = unit_key(p);
         let arch = p.arch();
         let n = p.dataset.features() as f64;
         let per_net =
@@ -378,10 +401,11 @@ impl VarianceExperiment {
                 let first = b * p.block;
                 let count = p.block.min(p.networks - first);
                 UnitSpec {
-                    id: crate::seed::short_hash(&format!(
-                        "{base}\nnetworks {first}..{}",
-                        first + count
-                    )),
+                    id: base
+                        .clone()
+                        .uint("first", first as u64)
+                        .uint("end", (first + count) as u64)
+                        .id(),
                     label: format!(
                         "{} w{} d{} {} networks {first}..{}",
                         p.init.name(),
@@ -432,7 +456,7 @@ impl VarianceExperiment {
             },
             restarts: vec![0; count],
         };
-        let family = p.family_key();
+        let family = p.family_key()?;
         let mut done = 0;
         while done < count {
             let k = ensemble.min(count - done);

@@ -11,7 +11,7 @@ pub mod metainit_kernel;
 pub mod schemes;
 
 use crate::net::{Arch, Ensemble};
-use crate::seed::Stream;
+use crate::seed::{Key, Stream};
 use anyhow::{Result, bail};
 use dist::WeightDist;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,46 @@ impl Initializer {
             Initializer::MetaInit(_) => "metainit",
             Initializer::Lsuv(_) => "lsuv",
         }
+    }
+
+    /// Writes the initialiser into a key: its name as the field `init`, then each
+    /// hyper-parameter as `init.<name>` in a fixed order, so that a network's
+    /// seed names every choice that shapes it. The parameters are taken apart
+    /// whole, so a new hyper-parameter does not compile until it is written here.
+    pub fn write_key(&self, key: Key) -> Result<Key> {
+        let key = key.text("init", self.name());
+        Ok(match *self {
+            Initializer::Orthogonal(OrthogonalParams { gain }) => key.float("init.gain", gain)?,
+            Initializer::MetaInit(MetaInitParams {
+                steps,
+                batch,
+                lr,
+                momentum,
+                eps,
+                max_restarts,
+            }) => key
+                .uint("init.steps", steps as u64)
+                .uint("init.batch", batch as u64)
+                .float("init.lr", lr)?
+                .float("init.momentum", momentum)?
+                .float("init.eps", eps)?
+                .uint("init.max_restarts", max_restarts as u64),
+            Initializer::Lsuv(LsuvParams {
+                tolerance,
+                max_iterations,
+                batch,
+            }) => key
+                .float("init.tolerance", tolerance)?
+                .uint("init.max_iterations", max_iterations as u64)
+                .uint("init.batch", batch as u64),
+            Initializer::He(_)
+            | Initializer::GlorotNormal
+            | Initializer::LecunNormal
+            | Initializer::Gsm
+            | Initializer::Zero
+            | Initializer::ZeroStar
+            | Initializer::Identity => key,
+        })
     }
 
     /// Builds an initialiser from its name and a mapping of hyper-parameters.
@@ -331,10 +371,11 @@ pub struct InitReport {
 }
 
 /// One random stream per member, for members `first..first + count` of the
-/// network family named `key` under the run's `seed`.
-pub fn member_streams(seed: u64, key: &str, first: usize, count: usize) -> Vec<Stream> {
+/// network family `family` under the run's `seed`: member i's stream is that of
+/// the family's key with the field ("member", i).
+pub fn member_streams(seed: u64, family: &Key, first: usize, count: usize) -> Vec<Stream> {
     (first..first + count)
-        .map(|i| crate::seed::stream(seed, &[key, "member", &i.to_string()]))
+        .map(|i| family.clone().uint("member", i as u64).stream(seed))
         .collect()
 }
 
@@ -454,7 +495,7 @@ mod tests {
             ..Default::default()
         };
         let a = arch(8, 4, 2, Norm::None);
-        let mut streams = member_streams(1, "no-steps", 0, 2);
+        let mut streams = member_streams(1, &Key::new("no-steps"), 0, 2);
         let (net, report) = initialize(&Initializer::MetaInit(p), &a, &mut streams, None).unwrap();
         assert_eq!(net.members, 2);
         assert_eq!(report.restarts.len(), 2);

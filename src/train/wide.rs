@@ -607,10 +607,11 @@ mod tests {
     use crate::init::dist::WeightDist;
     use crate::init::{Initializer, initialize, member_streams};
     use crate::net::Arch;
+    use crate::seed::Key;
 
     /// `k` He-normal networks of `arch`, the family `label`'s first members.
     fn he_networks(arch: &Arch, label: &str, k: usize) -> Ensemble {
-        let mut streams = member_streams(5, label, 0, k);
+        let mut streams = member_streams(5, &Key::new(label), 0, k);
         let (net, _) = initialize(
             &Initializer::He(WeightDist::Normal),
             arch,
@@ -691,7 +692,7 @@ mod tests {
             let net = he_networks(&arch, "wide-train", 3);
             let mut opts = TrainOptions::adam(25, 16, vec![1e-2, 3e-3, 1e-3]);
             opts.eval_at = vec![10];
-            let shuffle = || member_streams(5, "wide-shuffle", 0, 3);
+            let shuffle = || member_streams(5, &Key::new("wide-shuffle"), 0, 3);
             let members = train_members(&net, &data, shuffle(), &opts).expect("members");
             let batched = train_batched(&net, &data, shuffle(), &opts).expect("batched");
             for (m, (a, b)) in members.iter().zip(&batched).enumerate() {
