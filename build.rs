@@ -49,15 +49,21 @@ fn main() {
         commit
     };
     println!("cargo:rustc-env=INITLAB_GIT_COMMIT={commit}");
-    for path in [
-        ".git/HEAD",
-        ".git/refs/heads",
-        ".git/packed-refs",
-        ".git/index",
-    ]
-    .into_iter()
-    .chain(sources)
-    {
+    // Where HEAD and the index live: `.git/` in a plain clone, elsewhere in a
+    // worktree (whose `.git` is a file), so ask git rather than assume.
+    let git_path = |what: &str| {
+        std::process::Command::new("git")
+            .args(["rev-parse", "--git-path", what])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let git_files: Vec<String> = ["HEAD", "refs/heads", "packed-refs", "index"]
+        .into_iter()
+        .filter_map(git_path)
+        .collect();
+    for path in git_files.iter().map(String::as_str).chain(sources) {
         if std::path::Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

@@ -239,11 +239,14 @@ fn broken_files_give_one_clear_error() {
 
 #[test]
 fn fashion_mnist_from_the_debian_package() {
-    if initlab::data::locate::system_locations(DatasetName::FashionMnist)
+    let installed = initlab::data::locate::system_locations(DatasetName::FashionMnist)
         .iter()
-        .all(|p| !p.join("train-images-idx3-ubyte.gz").exists())
-    {
-        eprintln!("skipped: Debian's dataset-fashion-mnist is not installed (CI installs it)");
+        .any(|p| p.join("train-images-idx3-ubyte.gz").exists());
+    if !present_or_skip(
+        installed,
+        "Debian's dataset-fashion-mnist",
+        "apt-get install dataset-fashion-mnist",
+    ) {
         return;
     }
     // an empty data directory: the dataset must come from the system location

@@ -158,3 +158,17 @@ pub fn authors_quantile(sorted: &[f64], p: f64) -> f64 {
         below + (position - whole) * (sorted[whole as usize] - below)
     }
 }
+
+/// Whether a test that needs `what` can run here. Missing, it fails under CI
+/// (`.ci/run` sets INITLAB_CI and installs everything), so that CI never passes
+/// a test it did not run; elsewhere it prints why it skipped and `how` to get it.
+pub fn present_or_skip(present: bool, what: &str, how: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("INITLAB_CI").is_none(),
+            "{what} is missing, and CI (INITLAB_CI is set) must run this test: {how}"
+        );
+        eprintln!("skipped: {what} is missing here ({how})");
+    }
+    present
+}
