@@ -325,6 +325,14 @@ pub mod check {
         Ok(())
     }
 
+    /// A finite number in (lo, hi], e.g. a probability that must not be 0.
+    pub fn within_open_below(key: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
+        if !(value.is_finite() && value > lo && value <= hi) {
+            bail!("`{key}` must be a finite number in ({lo}, {hi}], got {value}");
+        }
+        Ok(())
+    }
+
     /// A count of at least `min`.
     pub fn at_least(key: &str, value: u64, min: u64) -> Result<()> {
         if value < min {
@@ -457,6 +465,11 @@ mod tests {
         assert!(check::within("x", 1.0, 0.0, 1.0).is_ok());
         assert!(e(check::within_open_above("momentum", 1.0, 0.0, 1.0)).contains("[0, 1)"));
         assert!(check::within_open_above("momentum", 0.0, 0.0, 1.0).is_ok());
+        assert!(
+            e(check::within_open_below("p", 0.0, 0.0, 1.0))
+                .contains("`p` must be a finite number in (0, 1], got 0")
+        );
+        assert!(check::within_open_below("p", 1.0, 0.0, 1.0).is_ok());
         assert!(e(check::at_least("batch", 1, 2)).contains("`batch` must be at least 2, got 1"));
         assert!(e(check::at_most("n", 3, 2, "why")).contains("at most 2 (why)"));
         for bad in [-0.1, 1.5, f64::NAN, f64::NEG_INFINITY] {

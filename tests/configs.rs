@@ -1,4 +1,5 @@
-//! Every config shipped in configs/ is valid, and the reproduction embeds them all.
+//! Every config shipped in configs/ is valid, and the reproduction embeds those
+//! of the paper's two scales.
 
 use initlab::cmd::reproduce;
 use initlab::config::Config;
@@ -43,6 +44,24 @@ fn shipped_configs_validate_and_are_embedded() {
             );
         }
     }
+    // studies beyond the paper are not part of `reproduce`, but they validate too
+    let beyond = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/beyond");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&beyond).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let config = Config::load(&path).unwrap();
+            let experiments = initlab::experiment::build(&config)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            assert!(
+                experiments.iter().map(|e| e.jobs().len()).sum::<usize>() > 0,
+                "{} has no work",
+                path.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count > 0, "configs/beyond holds no config");
     // without Fashion-MNIST the quick scale falls back to synthetic data of its shape
     for c in reproduce::configs("quick", true).unwrap() {
         assert!(!c.source_text.contains("fashion-mnist"), "{}", c.name);

@@ -28,11 +28,17 @@ fn build(init: &Initializer, a: &Arch, first: usize, k: usize, data: Option<&Ten
 }
 
 fn all_inits() -> Vec<Initializer> {
-    // every closed-form scheme by name, and LSUV with a small batch (MetaInit has its own test)
+    // every closed-form scheme by name (the kurtosis knobs with a value of their
+    // hyper-parameter), and LSUV with a small batch (MetaInit has its own test)
     let mut v: Vec<Initializer> = initlab::init::NAMES
         .iter()
         .filter(|n| !matches!(**n, "metainit" | "lsuv"))
-        .map(|n| serde_yaml::from_str(n).unwrap())
+        .map(|n| match *n {
+            "he_gennorm" => "{name: he_gennorm, beta: 0.7}".to_string(),
+            "he_sparse" => "{name: he_sparse, p: 0.3}".to_string(),
+            other => other.to_string(),
+        })
+        .map(|n| serde_yaml::from_str(&n).unwrap())
         .collect();
     v.push(Initializer::Lsuv(LsuvParams {
         batch: 64,
@@ -146,6 +152,83 @@ fn he_weights_have_their_variance_and_kurtosis() {
     let v: Vec<f64> = Vec::try_from(l.weights[0].to_kind(Kind::Double).reshape([-1])).unwrap();
     let (var, se, _, _) = kurtosis_with_se(&v);
     assert!((var - 1.0 / 40.0).abs() < 4.0 * se, "lecun variance {var}");
+}
+
+#[test]
+fn the_kurtosis_knobs_give_he_variance_and_the_kurtosis_they_promise() {
+    // 500,000 weights per law (200 members of a 50 × 50 layer). The sample
+    // kurtosis's standard error comes from the sample's own 6th and 8th moments
+    // (delta method); 4 of them leave a correct law failing once in ~16,000
+    // checks, while a law off by a few percent in κ_w (SE 0.1–1% of κ_w here) fails.
+    for slope in [0.0, 0.5] {
+        let a = arch(40, 50, 2, slope);
+        let expected_var = 2.0 / (50.0 * (1.0 + slope * slope));
+        let laws: Vec<(String, f64)> = [1.0, 2.0, 4.0, 8.0]
+            .iter()
+            .map(|beta| {
+                // Γ(5/β)Γ(1/β)/Γ(3/β)² at the four shapes, worked by hand:
+                // 6 (Laplace), 3 (normal), Γ(1/4)²/(4Γ(3/4)²), and at β = 8
+                // Γ(5/8)Γ(1/8)/Γ(3/8)² from tables of Γ.
+                let kappa = match *beta as i64 {
+                    1 => 6.0,
+                    2 => 3.0,
+                    4 => 2.188_439_615,
+                    _ => 1.434_518_848_1 * 7.533_941_598_8 / (2.370_436_184_4f64).powi(2),
+                };
+                (format!("{{name: he_gennorm, beta: {beta}}}"), kappa)
+            })
+            .chain(
+                [0.1, 0.5, 1.0]
+                    .iter()
+                    .map(|p| (format!("{{name: he_sparse, p: {p}}}"), 3.0 / p)),
+            )
+            .collect();
+        for (yaml, kappa) in &laws {
+            let init: Initializer = serde_yaml::from_str(yaml).unwrap();
+            assert!(
+                (init.weight_kurtosis().unwrap() - kappa).abs() < 1e-8 * kappa,
+                "{yaml}"
+            );
+            let net = build(&init, &a, 0, 200, None);
+            let v: Vec<f64> =
+                Vec::try_from(net.weights[1].to_kind(Kind::Double).reshape([-1])).unwrap(); // [200, 50, 50]
+            let (var, var_se, k, k_se) = kurtosis_with_se(&v);
+            assert!(
+                (var - expected_var).abs() < 4.0 * var_se,
+                "{yaml} slope {slope}: variance {var} ± {var_se}, expected {expected_var}"
+            );
+            assert!(
+                (k - kappa).abs() < 4.0 * k_se,
+                "{yaml} slope {slope}: kurtosis {k} ± {k_se}, expected {kappa}"
+            );
+            if let Some(p) = yaml.strip_prefix("{name: he_sparse, p: ") {
+                // the share of exact zeros is 1 − p, within 4 binomial standard errors
+                let p: f64 = p.trim_end_matches('}').parse().unwrap();
+                let n = v.len() as f64;
+                let zeros = v.iter().filter(|w| **w == 0.0).count() as f64 / n;
+                let se = (p * (1.0 - p) / n).sqrt();
+                assert!(
+                    (zeros - (1.0 - p)).abs() <= 4.0 * se,
+                    "{yaml}: {zeros} of the weights are 0, expected {} ± {se}",
+                    1.0 - p
+                );
+            }
+        }
+    }
+    // the same seed gives the same weights; another value of the knob others
+    let draw = |yaml: &str| {
+        let init: Initializer = serde_yaml::from_str(yaml).unwrap();
+        build(&init, &arch(8, 6, 2, 0.0), 0, 3, None).weights
+    };
+    for yaml in ["{name: he_gennorm, beta: 0.5}", "{name: he_sparse, p: 0.2}"] {
+        for (w1, w2) in draw(yaml).iter().zip(&draw(yaml)) {
+            assert!(w1.equal(w2), "{yaml} is not deterministic");
+        }
+    }
+    assert!(
+        !draw("{name: he_gennorm, beta: 1}")[0].equal(&draw("{name: he_gennorm, beta: 1.5}")[0])
+    );
+    assert!(!draw("{name: he_sparse, p: 0.5}")[0].equal(&draw("{name: he_sparse, p: 0.4}")[0]));
 }
 
 #[test]

@@ -239,3 +239,136 @@ fn a_killed_sweep_resumes_to_the_uninterrupted_result() {
             .contains("resuming")
     );
 }
+
+#[test]
+fn the_kurtosis_knobs_carry_their_kappa_w_into_every_theory_column() {
+    // κ_w by the closed forms: Laplace 6, a Gaussian kept with p = 1/4 is 3/p = 12.
+    let inits = "[he_normal, {name: he_gennorm, beta: 1}, {name: he_sparse, p: 0.25}]";
+    let expected_kw = |init: &str| match init {
+        "he_normal" => 3.0,
+        "he_gennorm" => 6.0,
+        "he_sparse" => 12.0,
+        other => panic!("unexpected init {other}"),
+    };
+    let recursion = |width: usize, depth: usize, kappa_w: f64, kappa0: f64, c0: f64| {
+        initlab::theory::kurtosis_recursion(&initlab::theory::RecursionInput {
+            widths: vec![width; depth],
+            slope: 0.0,
+            kappa_w,
+            kappa0,
+            c0,
+        })
+        .unwrap()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let dir = tempfile::tempdir().unwrap();
+
+    // train: κ_w, and the output kurtosis from it and the input's κ₀, c₀
+    let t = results(
+        &run_config(
+            dir.path(),
+            "t",
+            &format!(
+                "name: t\nseed: 2\nkind: train\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: 3\nsteps: 2\nbatch_size: 8\n"
+            ),
+            &[],
+        ),
+        &["init"],
+    );
+    let inputs: std::collections::BTreeMap<String, (f64, f64)> = str_column(&t, "init")
+        .into_iter()
+        .zip(
+            f64_column(&t, "kappa0")
+                .into_iter()
+                .zip(f64_column(&t, "c0")),
+        )
+        .collect();
+    for (i, init) in str_column(&t, "init").iter().enumerate() {
+        let kw = expected_kw(init);
+        let got = f64_column(&t, "kappa_w")[i];
+        assert!(close(got, kw), "{init}: κ_w {got}, expected {kw}");
+        let (k0, c0) = inputs[init];
+        let theory = f64_column(&t, "theory_kurtosis")[i];
+        assert!(
+            close(theory, recursion(4, 3, kw, k0, c0)[3].kurtosis),
+            "{init}: {theory}"
+        );
+    }
+    // the input's κ₀ depends on κ_w (E[z⁴|x] ∝ 3‖x‖⁴ + (κ_w − 3)Σx⁴), so each law has its own
+    assert!(inputs["he_gennorm"].0 > inputs["he_normal"].0);
+    assert!(inputs["he_sparse"].0 > inputs["he_gennorm"].0);
+
+    // kurtosis_mc: the recursion from Gaussian inputs (κ₀ = 3, c₀ = 0)
+    let k = results(
+        &run_config(
+            dir.path(),
+            "k",
+            &format!(
+                "name: k\nseed: 2\nkind: kurtosis_mc\ninit: {inits}\nwidth: 5\ndepth: 3\nnetworks: 4\nsamples: 8\n"
+            ),
+            &[],
+        ),
+        &["init", "layer"],
+    );
+    let (k_inits, layers) = (str_column(&k, "init"), i64_column(&k, "layer"));
+    assert_eq!(k_inits.len(), 3 * 4);
+    for (i, init) in k_inits.iter().enumerate() {
+        let kw = expected_kw(init);
+        let got = f64_column(&k, "kappa_w")[i];
+        assert!(close(got, kw), "{init}: κ_w {got}, expected {kw}");
+        let want = recursion(5, 3, kw, 3.0, 0.0)[layers[i] as usize];
+        assert!(
+            close(f64_column(&k, "theory_kurtosis")[i], want.kurtosis),
+            "{init}"
+        );
+        assert!(
+            close(f64_column(&k, "theory_cov_sq")[i], want.cov_sq),
+            "{init}"
+        );
+    }
+
+    // variance: the kurtosis per layer as in training (same input), and the
+    // variance quantiles from it
+    let v = results(
+        &run_config(
+            dir.path(),
+            "v",
+            &format!(
+                "name: v\nseed: 2\nkind: variance\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: 3\nnetworks: 3\n"
+            ),
+            &[],
+        ),
+        &["init", "network", "layer"],
+    );
+    let (v_inits, v_layers) = (str_column(&v, "init"), i64_column(&v, "layer"));
+    let mut q90_last = std::collections::BTreeMap::new();
+    for (i, init) in v_inits.iter().enumerate() {
+        let (k0, c0) = inputs[init];
+        let l = v_layers[i] as usize;
+        let want = recursion(4, 3, expected_kw(init), k0, c0)[l].kurtosis;
+        assert!(
+            close(f64_column(&v, "theory_kurtosis")[i], want),
+            "{init} layer {l}"
+        );
+        let q: Vec<f64> = [
+            "theory_var_q50",
+            "theory_var_q90",
+            "theory_var_q99",
+            "theory_var_q999",
+        ]
+        .iter()
+        .map(|c| f64_column(&v, c)[i])
+        .collect();
+        assert!(
+            q.iter().all(|x| x.is_finite()) && q.windows(2).all(|w| w[0] < w[1]),
+            "{init}: {q:?}"
+        );
+        if l == 3 {
+            q90_last.insert(init.clone(), q[1]);
+        }
+    }
+    // a heavier-tailed law spreads the empirical variance more: its 0.9 quantile
+    // at the output moves with κ_w (the variance itself is He's for all three)
+    assert_ne!(q90_last["he_normal"], q90_last["he_gennorm"]);
+    assert_ne!(q90_last["he_gennorm"], q90_last["he_sparse"]);
+}

@@ -247,20 +247,34 @@ fn plots_and_summarises_a_tiny_run() {
 
 #[test]
 fn each_training_sweep_draws_its_own_figure_only() {
-    // A sweep of He-scaled initialisers is Fig. 1's; one with any other is Fig. 3's.
+    // A sweep of He-scaled initialisers is Fig. 1's, or the kurtosis continuum's
+    // where a law's κ_w is a hyper-parameter; one with any other is Fig. 3's.
     let tmp = tempfile::tempdir().unwrap();
-    for (name, inits, expected, absent) in [
+    let figures = [
+        "fig1-accuracy-vs-kurtosis",
+        "fig3-accuracy-vs-depth",
+        "kurtosis-continuum-accuracy-vs-kurtosis",
+    ];
+    for (name, inits, expected) in [
         (
             "kurt",
             "[he_normal, he_uniform]",
             "fig1-accuracy-vs-kurtosis",
-            "fig3-accuracy-vs-depth",
         ),
         (
             "depth",
             "[he_normal, glorot_normal]",
             "fig3-accuracy-vs-depth",
-            "fig1-accuracy-vs-kurtosis",
+        ),
+        (
+            "continuum",
+            "[he_bernoulli, {name: he_gennorm, beta: 1}, {name: he_gennorm, beta: 0.5}, {name: he_sparse, p: 0.5}]",
+            "kurtosis-continuum-accuracy-vs-kurtosis",
+        ),
+        (
+            "knob-and-glorot",
+            "[{name: he_sparse, p: 0.5}, glorot_normal]",
+            "fig3-accuracy-vs-depth",
         ),
     ] {
         let run = run_yaml(
@@ -276,15 +290,36 @@ fn each_training_sweep_draws_its_own_figure_only() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let figures = run.join("figures");
-        assert!(
-            figures.join(format!("{expected}.png")).exists(),
-            "{name}: no {expected}"
-        );
-        assert!(
-            !figures.join(format!("{absent}.png")).exists(),
-            "{name}: {absent} drawn too"
-        );
+        let dir = run.join("figures");
+        for stem in figures {
+            assert_eq!(
+                dir.join(format!("{stem}.png")).exists(),
+                stem == expected,
+                "{name}: {stem} drawn (or missing)"
+            );
+        }
+        if name == "continuum" {
+            // a colour and legend entry per κ_w, ordered by κ_w: Bernoulli 1,
+            // Laplace 6 and the sparse law's 3/p = 6 apart, Γ(10)Γ(2)/Γ(6)² = 25.2
+            check_figure(&dir, expected, "Kurtosis continuum");
+            let svg = std::fs::read_to_string(dir.join(format!("{expected}.svg"))).unwrap();
+            let at = |label: &str| {
+                svg.find(label)
+                    .unwrap_or_else(|| panic!("continuum legend lacks `{label}`"))
+            };
+            let order = [
+                at("κ_w = 1 (He Bernoulli)"),
+                at("κ_w = 6 (He generalised normal)"),
+                at("κ_w = 6 (He sparse)"),
+                at("κ_w = 25.2 (He generalised normal)"),
+            ];
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+            // the summary keeps the κ_w values of one initialiser apart
+            let out = initlab(&["plot", run.to_str().unwrap()]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("he_gennorm (κ_w = 25.2)"), "{stdout}");
+            assert!(stdout.contains("he_gennorm (κ_w = 6)"), "{stdout}");
+        }
     }
 }
 

@@ -277,6 +277,36 @@ fn bad_hyper_parameters_are_refused_by_name_before_any_unit() {
             "lsuv is defined here for networks without normalisation layers",
         ),
         (
+            "he_gennorm_without_beta",
+            train("    width: 4\n    init: [he_normal, he_gennorm]\n"),
+            "initialiser `he_gennorm` needs `beta` (the shape: 2 normal, 1 Laplace, larger towards uniform): write it as `{name: he_gennorm, beta: 1.0}`",
+        ),
+        (
+            "he_gennorm_beta_too_small",
+            variance("    init: {name: he_gennorm, beta: 0.01}\n"),
+            "initialiser `he_gennorm`: `beta` must be a finite number in [0.1, 100], got 0.01 (below 0.1",
+        ),
+        (
+            "he_gennorm_beta_nan",
+            format!("{kurtosis}    init: {{name: he_gennorm, beta: .nan}}\n"),
+            "`beta` must be a finite number in [0.1, 100], got NaN",
+        ),
+        (
+            "he_sparse_without_p",
+            variance("    init: {he_sparse: {}}\n"),
+            "initialiser `he_sparse` needs `p` (the probability that a weight is kept): write it as `{name: he_sparse, p: 0.5}`",
+        ),
+        (
+            "he_sparse_p_zero",
+            train("    width: 4\n    init: {name: he_sparse, p: 0}\n"),
+            "initialiser `he_sparse`: `p` must be a finite number in (0, 1], got 0",
+        ),
+        (
+            "he_sparse_p_above_1",
+            variance("    init: {name: he_sparse, p: 1.5}\n"),
+            "`p` must be a finite number in (0, 1], got 1.5",
+        ),
+        (
             "train_steps_zero",
             train("    width: 4\n    init: he_normal\n").replace("steps: 2", "steps: 0"),
             "`steps` must be at least 1, got 0",

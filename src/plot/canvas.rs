@@ -158,6 +158,32 @@ pub fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// Viridis (perceptually uniform, readable in grey and with colour-blindness),
+/// at even steps from dark purple to green; its last, yellow quarter is left
+/// out because it fades into a white page.
+const SEQUENTIAL: [RGBColor; 5] = [
+    RGBColor(68, 1, 84),
+    RGBColor(65, 68, 135),
+    RGBColor(42, 120, 142),
+    RGBColor(34, 168, 132),
+    RGBColor(122, 209, 81),
+];
+
+/// A colour on a sequential scale, `t` in [0, 1] (clamped) from dark to light.
+pub fn sequential(t: f64) -> RGBColor {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = t * (SEQUENTIAL.len() - 1) as f64;
+    let i = (x.floor() as usize).min(SEQUENTIAL.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (SEQUENTIAL[i], SEQUENTIAL[i + 1]);
+    let mix = |u: u8, v: u8| (u as f64 + f * (v as f64 - u as f64)).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {
     Circle,

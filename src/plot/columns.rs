@@ -212,10 +212,12 @@ pub fn distinct<T: ToString>(values: impl IntoIterator<Item = T>) -> usize {
 
 /// Where an initialiser goes in legends: docs/configs.md's order, others after it.
 pub fn init_rank(name: &str) -> usize {
-    const ORDER: [&str; 12] = [
+    const ORDER: [&str; 14] = [
         "he_normal",
         "he_uniform",
         "he_bernoulli",
+        "he_gennorm",
+        "he_sparse",
         "glorot_normal",
         "lecun_normal",
         "orthogonal",
@@ -240,6 +242,8 @@ pub fn init_label(name: &str) -> String {
         "he_normal" => "He normal",
         "he_uniform" => "He uniform",
         "he_bernoulli" => "He Bernoulli",
+        "he_gennorm" => "He generalised normal",
+        "he_sparse" => "He sparse",
         "glorot_normal" => "Glorot normal",
         "lecun_normal" => "LeCun normal",
         "orthogonal" => "orthogonal",
@@ -252,6 +256,12 @@ pub fn init_label(name: &str) -> String {
         other => other,
     }
     .to_string()
+}
+
+/// Whether an initialiser's weight kurtosis κ_w is a hyper-parameter, so that
+/// its runs under one name differ by κ_w (the `kappa_w` column tells them apart).
+pub fn kurtosis_is_a_hyper_parameter(name: &str) -> bool {
+    matches!(name, "he_gennorm" | "he_sparse")
 }
 
 /// A parameter value as short text: 3 not 3.0, 1e-4 not 0.0001.

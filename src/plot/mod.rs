@@ -33,6 +33,7 @@ pub mod figure {
     pub const FIG1: &str = "fig1-accuracy-vs-kurtosis";
     pub const FIG2: &str = "fig2-empirical-variance";
     pub const FIG3: &str = "fig3-accuracy-vs-depth";
+    pub const KURTOSIS_CONTINUUM: &str = "kurtosis-continuum-accuracy-vs-kurtosis";
     pub const KURTOSIS_MC: &str = "kurtosis-mc-vs-theory";
     pub const THEORY_KURTOSIS: &str = "theory-kurtosis";
     pub const THEORY_VARIANCE_Q90: &str = "theory-variance-q90";

@@ -2,15 +2,18 @@
 //! depth with min-max bars over repetitions, a line per initialiser, a panel per
 //! width. Fig. 1: test accuracy of He-initialised networks against the
 //! theoretical output kurtosis (log scale), a marker per weight distribution.
+//! The kurtosis continuum is Fig. 1 for laws whose kurtosis κ_w is a
+//! hyper-parameter (`he_gennorm`, `he_sparse`): a colour per κ_w on a sequential
+//! scale, a marker per law.
 
 use super::axis::Axis;
 use super::canvas::{
     Figure, LegendEntry, Marker, Page, Pen, Swatch, color, draw_marker, line, marker, panel, pixel,
-    plot_err, save,
+    plot_err, save, sequential,
 };
 use super::columns::{
     bools_or_false, distinct, floats, floats_or_null, init_label, init_rank, int_set, ints,
-    ints_or, number, strings, strings_or,
+    ints_or, kurtosis_is_a_hyper_parameter, number, strings, strings_or,
 };
 use super::{ExperimentResults, Run};
 use anyhow::Result;
@@ -32,6 +35,7 @@ pub const COLUMNS: &[&str] = &[
     "batch_size",
     "test_acc",
     "diverged",
+    "kappa_w",
     "theory_kurtosis",
 ];
 
@@ -50,7 +54,21 @@ struct Trained {
     batch_size: i64,
     test_acc: f64,
     diverged: bool,
+    kappa_w: Option<f64>,
     theory_kurtosis: Option<f64>,
+}
+
+impl Trained {
+    /// The initialiser as a line of Fig. 3 or a summary names it: with its κ_w
+    /// where that is a hyper-parameter, so that runs of different κ_w stay apart.
+    fn series_name(&self) -> String {
+        match self.kappa_w {
+            Some(kw) if kurtosis_is_a_hyper_parameter(&self.init) => {
+                format!("{} (κ_w = {})", self.init, number(kw))
+            }
+            _ => self.init.clone(),
+        }
+    }
 }
 
 fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Trained>> {
@@ -68,6 +86,7 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Trained>> {
         let batch_size = ints_or(df, "batch_size", 0)?;
         let test_acc = floats(df, "test_acc")?;
         let diverged = bools_or_false(df, "diverged")?;
+        let kappa_w = floats_or_null(df, "kappa_w")?;
         let theory_kurtosis = floats_or_null(df, "theory_kurtosis")?;
         for row in 0..df.height() {
             out.push(Trained {
@@ -83,6 +102,7 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Trained>> {
                 batch_size: batch_size[row],
                 test_acc: test_acc[row].unwrap_or(f64::NAN),
                 diverged: diverged[row],
+                kappa_w: kappa_w[row],
                 theory_kurtosis: theory_kurtosis[row],
             });
         }
@@ -106,6 +126,9 @@ struct DepthPanelKey {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct SeriesKey {
     init_rank: usize,
+    /// κ_w's bits where it is a hyper-parameter (0 otherwise): for κ_w > 0 they
+    /// order as the numbers do, so such lines come in the order of κ_w.
+    kappa_w_order: u64,
     init: String,
     experiment: String,
 }
@@ -138,7 +161,11 @@ fn depth_panels(runs: &[Trained]) -> DepthPanels {
         };
         let series = SeriesKey {
             init_rank: init_rank(&r.init),
-            init: r.init.clone(),
+            kappa_w_order: match r.kappa_w {
+                Some(kw) if kurtosis_is_a_hyper_parameter(&r.init) => kw.to_bits(),
+                _ => 0,
+            },
+            init: r.series_name(),
             experiment: r.experiment.clone(),
         };
         raw.entry(panel)
@@ -218,15 +245,20 @@ pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
 
 pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<Vec<PathBuf>> {
     // An experiment of He-scaled initialisers alone, each with a theoretical
-    // output kurtosis, is a Fig. 1 sweep; any other initialiser makes it a
+    // output kurtosis, is a Fig. 1 sweep, or a kurtosis-continuum one where some
+    // initialiser's κ_w is a hyper-parameter (Fig. 1's colour per initialiser
+    // would lump its κ_w values together); any other initialiser makes it a
     // Fig. 3 one. One figure per sweep keeps each run directory to its own figure.
-    let (mut kurtosis_runs, mut depth_runs) = (Vec::new(), Vec::new());
+    let (mut kurtosis_runs, mut continuum_runs, mut depth_runs) =
+        (Vec::new(), Vec::new(), Vec::new());
     for experiment in experiments {
         let runs = collect(std::slice::from_ref(experiment))?;
-        if runs.iter().all(has_theory_kurtosis) {
-            kurtosis_runs.extend(runs);
-        } else {
+        if !runs.iter().all(has_theory_kurtosis) {
             depth_runs.extend(runs);
+        } else if runs.iter().any(|r| kurtosis_is_a_hyper_parameter(&r.init)) {
+            continuum_runs.extend(runs);
+        } else {
+            kurtosis_runs.extend(runs);
         }
     }
     let mut written = Vec::new();
@@ -238,8 +270,15 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
             super::figure::FIG3,
         )?);
     }
-    if let Some(fig1) = Fig1::new(&run.name, &kurtosis_runs) {
+    if let Some(fig1) = Fig1::new(&run.name, &kurtosis_runs, Colouring::ByInit) {
         written.extend(save(&fig1, out, super::figure::FIG1)?);
+    }
+    if let Some(continuum) = Fig1::new(&run.name, &continuum_runs, Colouring::ByWeightKurtosis) {
+        written.extend(save(
+            &continuum,
+            out,
+            super::figure::KURTOSIS_CONTINUUM,
+        )?);
     }
     Ok(written)
 }
@@ -557,13 +596,113 @@ impl Figure for Fig3 {
     }
 }
 
+/// How Fig. 1 tells its points apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Colouring {
+    /// A colour and a marker per initialiser (the paper's three laws).
+    ByInit,
+    /// A colour per weight kurtosis κ_w on a sequential scale in log κ_w, a
+    /// marker per initialiser: the kurtosis continuum.
+    ByWeightKurtosis,
+}
+
+impl Colouring {
+    /// The style a run is drawn with, as a key of [`Fig1::styles`].
+    fn key(self, run: &Trained) -> String {
+        match self {
+            Colouring::ByInit => run.init.clone(),
+            Colouring::ByWeightKurtosis => law_key(&run.init, run.kappa_w),
+        }
+    }
+
+    /// Every style of the runs drawn and the legend naming them.
+    fn styles(
+        self,
+        drawn: &[&Trained],
+    ) -> (BTreeMap<String, (RGBColor, Marker)>, Vec<LegendEntry>) {
+        let order = init_order(drawn.iter().map(|r| r.init.clone()));
+        let init_marker = |init: &str| marker(order.iter().position(|n| n == init).unwrap_or(0));
+        match self {
+            Colouring::ByInit => {
+                let styles = init_styles(&order);
+                let legend = order
+                    .iter()
+                    .map(|name| {
+                        let (c, m) = styles[name];
+                        let kappas = drawn
+                            .iter()
+                            .filter(|r| &r.init == name)
+                            .filter_map(|r| r.kappa_w)
+                            .map(number)
+                            .collect::<std::collections::BTreeSet<_>>();
+                        let kappa = match kappas.len() {
+                            1 => format!(" (κ_w = {})", kappas.first().expect("one")),
+                            _ => String::new(),
+                        };
+                        LegendEntry::new(
+                            format!("{}{kappa}", init_label(name)),
+                            Swatch::Point(m, c),
+                        )
+                    })
+                    .collect();
+                (styles, legend)
+            }
+            Colouring::ByWeightKurtosis => {
+                // (κ_w, init) in the order of κ_w (runs without one last), each once.
+                let mut laws: Vec<(f64, String)> = drawn
+                    .iter()
+                    .map(|r| (r.kappa_w.unwrap_or(f64::NAN), r.init.clone()))
+                    .collect();
+                laws.sort_by(|a, b| {
+                    a.0.total_cmp(&b.0)
+                        .then_with(|| init_rank(&a.1).cmp(&init_rank(&b.1)))
+                        .then_with(|| a.1.cmp(&b.1))
+                });
+                laws.dedup_by(|a, b| law_key(&a.1, Some(a.0)) == law_key(&b.1, Some(b.0)));
+                let logs = laws.iter().map(|l| l.0.ln()).filter(|l| l.is_finite());
+                let (lo, hi) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                    (a.min(x), b.max(x))
+                });
+                let shade = |kw: f64| {
+                    let t = if hi > lo {
+                        (kw.ln() - lo) / (hi - lo)
+                    } else {
+                        0.5
+                    };
+                    sequential(t)
+                };
+                let mut styles = BTreeMap::new();
+                let mut legend = Vec::new();
+                for (kw, init) in &laws {
+                    let (c, m) = (shade(*kw), init_marker(init));
+                    let kw = Some(*kw).filter(|k| !k.is_nan());
+                    styles.insert(law_key(init, kw), (c, m));
+                    let kappa = kw.map(number).unwrap_or_else(|| "?".to_string());
+                    legend.push(LegendEntry::new(
+                        format!("κ_w = {kappa} ({})", init_label(init)),
+                        Swatch::Point(m, c),
+                    ));
+                }
+                (styles, legend)
+            }
+        }
+    }
+}
+
+/// A weight law of the kurtosis continuum: its initialiser and κ_w as drawn
+/// (κ_w values that print alike are one law).
+fn law_key(init: &str, kappa_w: Option<f64>) -> String {
+    let kappa = kappa_w.filter(|k| !k.is_nan()).map(number);
+    format!("{init} {}", kappa.unwrap_or_default())
+}
+
 struct Fig1 {
     title: String,
     subtitle: Vec<String>,
     legend: Vec<LegendEntry>,
     notes: Vec<String>,
     captions: Vec<String>,
-    /// Per panel: (init, log10 kurtosis, accuracy).
+    /// Per panel: (style key, log10 kurtosis, accuracy).
     panels: Vec<Vec<(String, f64, f64)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
     x: Axis,
@@ -572,7 +711,7 @@ struct Fig1 {
 
 impl Fig1 {
     /// Fig. 1 for the He-initialised runs that carry a theoretical kurtosis, if any.
-    fn new(run_name: &str, runs: &[Trained]) -> Option<Fig1> {
+    fn new(run_name: &str, runs: &[Trained], colouring: Colouring) -> Option<Fig1> {
         let he: Vec<&Trained> = runs.iter().filter(|r| has_theory_kurtosis(r)).collect();
         if he.is_empty() {
             return None;
@@ -587,19 +726,30 @@ impl Fig1 {
         }
         let (setting, varies) = shared_setting(&he, true);
         let steps = he[0].steps;
-        let title = if varies.steps || steps == 0 {
-            "Fig. 1 — test accuracy against the output kurtosis at initialisation".to_string()
+        let after = if varies.steps || steps == 0 {
+            String::new()
         } else {
-            format!(
-                "Fig. 1 — test accuracy after {steps} steps against the output kurtosis at initialisation"
-            )
+            format!(" after {steps} steps")
         };
-        let subtitle =
+        let title = match colouring {
+            Colouring::ByInit => format!(
+                "Fig. 1 — test accuracy{after} against the output kurtosis at initialisation"
+            ),
+            Colouring::ByWeightKurtosis => {
+                format!("Kurtosis continuum — test accuracy{after} against the output kurtosis")
+            }
+        };
+        let mut subtitle =
             vec![
             format!("Run {run_name}: He-initialised networks; {}", setting.join(", ")),
             "Kurtosis: Proposition 3 recursion with the dataset's κ₀ and c₀ and the weights' κ_w"
                 .to_string(),
         ];
+        if colouring == Colouring::ByWeightKurtosis {
+            subtitle.push(
+                "Colour: the weights' kurtosis κ_w, on a log scale from dark to light; marker: the weights' law".to_string(),
+            );
+        }
         // Panels: one per dataset (and per slope or norm where those vary).
         let mut grouped: BTreeMap<(String, String, String), Vec<&Trained>> = BTreeMap::new();
         for r in &drawn {
@@ -608,8 +758,7 @@ impl Fig1 {
                 .or_default()
                 .push(r);
         }
-        let order = init_order(drawn.iter().map(|r| r.init.clone()));
-        let styles = init_styles(&order);
+        let (styles, legend) = colouring.styles(&drawn);
         let captions = grouped
             .iter()
             .map(|((dataset, slope, norm), rs)| {
@@ -641,7 +790,7 @@ impl Fig1 {
                 rs.into_iter()
                     .map(|r| {
                         let k = r.theory_kurtosis.unwrap_or(f64::NAN);
-                        (r.init.clone(), k.log10(), r.test_acc)
+                        (colouring.key(r), k.log10(), r.test_acc)
                     })
                     .collect()
             })
@@ -653,19 +802,6 @@ impl Fig1 {
         let x = Axis::log10(lo, hi);
         let top = panels.iter().flatten().map(|p| p.2).fold(0.0, f64::max);
         let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
-        let legend = order
-            .iter()
-            .map(|name| {
-                let (c, m) = styles[name];
-                let kappa = match name.as_str() {
-                    "he_normal" => " (κ_w = 3)",
-                    "he_uniform" => " (κ_w = 1.8)",
-                    "he_bernoulli" => " (κ_w = 1)",
-                    _ => "",
-                };
-                LegendEntry::new(format!("{}{kappa}", init_label(name)), Swatch::Point(m, c))
-            })
-            .collect();
         let notes = diverged_note(&he).into_iter().collect();
         Some(Fig1 {
             title,
@@ -710,8 +846,8 @@ impl Figure for Fig1 {
                 "test accuracy",
                 pen,
             )?;
-            for (init, k, acc) in points {
-                let (c, m) = self.styles[init];
+            for (style, k, acc) in points {
+                let (c, m) = self.styles[style];
                 draw_marker(
                     root,
                     m,
