@@ -249,22 +249,20 @@ pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
             .map(|c| c.agree as f64 / c.layers as f64)
             .fold(f64::NAN, f)
     };
+    let layer = |l: Option<usize>| l.map_or("–".to_string(), |l| l.to_string());
+    let first_below: Vec<String> = with_law
+        .iter()
+        .zip(&checks)
+        .map(|(c, k)| {
+            let (law, measured) = (layer(k.first_below_predicted), layer(k.first_below_measured));
+            format!("{} {law}/{measured}", c.init)
+        })
+        .collect();
     let headline = format!(
-        "law within the 95% interval on {:.0}–{:.0}% of layers; first below 10⁻³ at {} (law) vs {} (measured)",
+        "law within the 95% interval on {:.0}–{:.0}% of layers; q0.9 < 10⁻³ from layer (law/measured) {}",
         100.0 * share(f64::min),
         100.0 * share(f64::max),
-        checks
-            .iter()
-            .map(|c| c
-                .first_below_predicted
-                .map_or("–".into(), |l| l.to_string()))
-            .collect::<Vec<_>>()
-            .join("/"),
-        checks
-            .iter()
-            .map(|c| c.first_below_measured.map_or("–".into(), |l| l.to_string()))
-            .collect::<Vec<_>>()
-            .join("/"),
+        first_below.join(", ")
     );
     Ok(Claim {
         number: 2,
