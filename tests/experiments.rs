@@ -75,9 +75,7 @@ fn every_kind_runs_from_yaml_with_tidy_columns() {
     let st = results(&run_config(dir.path(), "s", STATS, &[]), &["weights"]);
     assert_eq!(st.height(), 2);
     // one config can hold a whole study
-    let study = format!(
-        "name: study\nseed: 2\nexperiments:\n  - kind: theory\n    width: 4\n    depth: 3\n  - kind: kurtosis_mc\n    width: 4\n    depth: 2\n    networks: 10\n    samples: 8\n"
-    );
+    let study = "name: study\nseed: 2\nexperiments:\n  - kind: theory\n    width: 4\n    depth: 3\n  - kind: kurtosis_mc\n    width: 4\n    depth: 2\n    networks: 10\n    samples: 8\n".to_string();
     let out = run_config(dir.path(), "study", &study, &[]);
     assert!(out.join("results/1-theory").is_dir() && out.join("results/2-kurtosis_mc").is_dir());
 }

@@ -26,10 +26,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
 /// directory's parent; several: their common parent.
 fn default_folder(dirs: &[PathBuf]) -> Result<PathBuf> {
     let is_run = |d: &Path| d.join(crate::rundir::RESOLVED_CONFIG_FILE).is_file();
-    if let [one] = dirs {
-        if !is_run(one) {
-            return Ok(one.clone());
-        }
+    if let [one] = dirs
+        && !is_run(one)
+    {
+        return Ok(one.clone());
     }
     let parents: Vec<PathBuf> = dirs
         .iter()

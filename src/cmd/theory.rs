@@ -38,14 +38,14 @@ pub fn run(args: TheoryArgs) -> Result<()> {
     let mut df = table.to_dataframe()?;
     match args.out {
         Some(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                if !parent.is_dir() {
-                    bail!(
-                        "cannot write {}: directory {} does not exist",
-                        path.display(),
-                        parent.display()
-                    );
-                }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.is_dir()
+            {
+                bail!(
+                    "cannot write {}: directory {} does not exist",
+                    path.display(),
+                    parent.display()
+                );
             }
             let meta = BTreeMap::from([
                 (

@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_bounded_reader_fails_past_its_limit() {
-        let data = vec![1u8; 100];
+        let data = [1u8; 100];
         let mut r = Bounded {
             inner: &data[..],
             left: 99,

@@ -479,7 +479,7 @@ mod tests {
                 assert_eq!(r.max_bytes(), bytes);
             }
         }
-        assert!(MAX_DOWNLOAD_BYTES > LARGEST_CANONICAL_BYTES);
+        const { assert!(MAX_DOWNLOAD_BYTES > LARGEST_CANONICAL_BYTES) };
     }
 
     #[test]

@@ -173,16 +173,13 @@ pub fn system_locations(name: DatasetName) -> Vec<PathBuf> {
         if let Ok(output) = std::process::Command::new("dpkg")
             .args(["-L", package])
             .output()
+            && output.status.success()
         {
-            if output.status.success() {
-                for line in String::from_utf8_lossy(&output.stdout).lines() {
-                    if line.ends_with(&format!("{}.gz", IDX_FILES[0]))
-                        || line.ends_with(IDX_FILES[0])
-                    {
-                        if let Some(parent) = Path::new(line).parent() {
-                            out.push(parent.to_path_buf());
-                        }
-                    }
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                if (line.ends_with(&format!("{}.gz", IDX_FILES[0])) || line.ends_with(IDX_FILES[0]))
+                    && let Some(parent) = Path::new(line).parent()
+                {
+                    out.push(parent.to_path_buf());
                 }
             }
         }

@@ -6,7 +6,7 @@ use crate::data::{DataSource, Dataset, DatasetName, Normalization};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::rc::Rc;
 
 pub struct Context {
     pub seed: u64,
@@ -14,7 +14,7 @@ pub struct Context {
     pub threads: usize,
     /// Bytes an ensemble may use; ensembles are sized to stay under it.
     pub memory_budget: u64,
-    datasets: HashMap<(DatasetName, Normalization), Arc<Dataset>>,
+    datasets: HashMap<(DatasetName, Normalization), Rc<Dataset>>,
 }
 
 impl Context {
@@ -56,11 +56,11 @@ impl Context {
         &mut self,
         name: DatasetName,
         normalization: Normalization,
-    ) -> Result<Arc<Dataset>> {
+    ) -> Result<Rc<Dataset>> {
         if let Some(d) = self.datasets.get(&(name, normalization)) {
             return Ok(d.clone());
         }
-        let d = Arc::new(Dataset::load(name, normalization, &self.data_source)?);
+        let d = Rc::new(Dataset::load(name, normalization, &self.data_source)?);
         self.datasets.insert((name, normalization), d.clone());
         Ok(d)
     }

@@ -62,13 +62,13 @@ impl TheoryPoint {
                 bail!("give either `width` (with `depth`) or `widths`, not both")
             }
             (Some(ws), None, depth) => {
-                if let Some(d) = depth {
-                    if d != ws.len() {
-                        bail!(
-                            "`depth` is {d} but `widths` lists {} widths; drop `depth` or make them agree",
-                            ws.len()
-                        );
-                    }
+                if let Some(d) = depth
+                    && d != ws.len()
+                {
+                    bail!(
+                        "`depth` is {d} but `widths` lists {} widths; drop `depth` or make them agree",
+                        ws.len()
+                    );
                 }
                 crate::config::check::at_most(
                     "widths",

@@ -432,9 +432,9 @@ impl Experiment for TrainExperiment {
             if let Some(kw) = p.init.weight_kurtosis() {
                 let key = Self::stats_key(p, kw);
                 let mut stats = self.input_stats.lock().expect("not poisoned");
-                if !stats.contains_key(&key) {
-                    stats.insert(key, exact_for_kurtosis(&data, kw));
-                }
+                stats
+                    .entry(key)
+                    .or_insert_with(|| exact_for_kurtosis(&data, kw));
             }
             if p.batch_size > data.train_len() {
                 bail!(

@@ -31,7 +31,7 @@ pub fn hadamard(p: usize) -> Tensor {
     assert!(p.is_power_of_two(), "Hadamard order must be a power of two");
     let values: Vec<f32> = (0..p * p)
         .map(|ij| {
-            if ((ij / p) & (ij % p)).count_ones() % 2 == 0 {
+            if ((ij / p) & (ij % p)).count_ones().is_multiple_of(2) {
                 1.0
             } else {
                 -1.0

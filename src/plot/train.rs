@@ -274,11 +274,7 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
         written.extend(save(&fig1, out, super::figure::FIG1)?);
     }
     if let Some(continuum) = Fig1::new(&run.name, &continuum_runs, Colouring::ByWeightKurtosis) {
-        written.extend(save(
-            &continuum,
-            out,
-            super::figure::KURTOSIS_CONTINUUM,
-        )?);
+        written.extend(save(&continuum, out, super::figure::KURTOSIS_CONTINUUM)?);
     }
     Ok(written)
 }

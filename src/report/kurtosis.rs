@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(s.within_3se, 1.0);
         assert!((s.rate_measured - 1.5).abs() < 1e-9 && (s.rate_predicted - 1.5).abs() < 1e-9);
         assert_eq!(s.bound_layer, None);
-        assert_eq!(verdict(&[s.clone()]).0, Verdict::Holds);
+        assert_eq!(verdict(std::slice::from_ref(&s)).0, Verdict::Holds);
         // With a pooled sample of 100 values the recursion passes N at layer 9 (3·1.5^9 = 115).
         assert_eq!(
             compare("x".into(), &rows(&kurt, &theory, 1.0), 1.5, 100.0).bound_layer,

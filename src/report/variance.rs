@@ -46,6 +46,9 @@ const PAPER_RANDOM: [&str; 4] = ["he_normal", "glorot_normal", "orthogonal", "gs
 const THRESHOLD: f64 = 1e-3;
 const QUANTILES: [f64; 3] = [0.9, 0.99, 0.999];
 
+/// One layer's S² over networks, and its predicted log10 q0.9 if any.
+type LayerValues = (Vec<f64>, Option<f64>);
+
 /// One initialiser's S² per layer over its networks.
 pub struct Curve {
     pub label: String,
@@ -81,8 +84,7 @@ fn curves(runs: &Runs) -> Result<Vec<Curve>> {
             floats_or_null(t, "theory_variance")?,
             floats_or_null(t, "theory_kurtosis")?,
         );
-        let mut by_init: BTreeMap<(&str, &str), BTreeMap<usize, (Vec<f64>, Option<f64>)>> =
-            BTreeMap::new();
+        let mut by_init: BTreeMap<(&str, &str), BTreeMap<usize, LayerValues>> = BTreeMap::new();
         for i in 0..t.height() {
             let slot = by_init
                 .entry((init[i], dataset[i]))
@@ -254,7 +256,10 @@ pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
         .iter()
         .zip(&checks)
         .map(|(c, k)| {
-            let (law, measured) = (layer(k.first_below_predicted), layer(k.first_below_measured));
+            let (law, measured) = (
+                layer(k.first_below_predicted),
+                layer(k.first_below_measured),
+            );
             format!("{} {law}/{measured}", c.init)
         })
         .collect();
@@ -397,15 +402,14 @@ pub fn fig2_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim> 
 /// infinite networks, MetaInit's restarts.
 fn observe(runs: &Runs, curves: &[Curve], out: &mut Vec<String>) -> Result<()> {
     for c in curves {
-        if c.init == "zero" {
-            if let Some(l) =
+        if c.init == "zero"
+            && let Some(l) =
                 (0..c.layers.len()).find(|&l| c.layers[l].sorted.iter().all(|&v| v == 0.0))
-            {
-                out.push(format!(
+        {
+            out.push(format!(
                     "{}: S² is exactly 0 from layer {l} on. ZerO's first layer is a rectangular identity that passes on the first inputs (pixels) unchanged; where those pixels are constant over the dataset, as the blank corner pixels of MNIST-like images are, nothing varies after it.",
                     c.label
                 ));
-            }
         }
         let nan = c.layers.iter().map(|s| s.nan).max().unwrap_or(0);
         let inf = c.layers.iter().map(|s| s.infinite).max().unwrap_or(0);
