@@ -1,23 +1,32 @@
-//! Every config shipped in configs/ is valid, and the reproduction embeds those
-//! of the paper's two scales.
+//! Every config shipped in configs/ is valid, and the reproduction embeds them:
+//! the quick scale runs configs/quick/ and configs/beyond/, the paper scale
+//! configs/paper/.
 
 use initlab::cmd::reproduce;
 use initlab::config::Config;
 
 #[test]
 fn shipped_configs_validate_and_are_embedded() {
-    for scale in ["quick", "paper"] {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("configs")
-            .join(scale);
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|f| f.ends_with(".yaml"))
-            .collect();
+    // The quick scale runs the beyond-the-paper studies too.
+    for (scale, folders) in [
+        ("quick", &["quick", "beyond"][..]),
+        ("paper", &["paper"][..]),
+    ] {
+        let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
+        for folder in folders {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("configs")
+                .join(folder);
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".yaml") {
+                    files.push((name.clone(), dir.join(name)));
+                }
+            }
+        }
         files.sort();
-        for f in &files {
-            let config = Config::load(&dir.join(f)).unwrap();
+        for (f, path) in &files {
+            let config = Config::load(path).unwrap();
             let experiments = initlab::experiment::build(&config)
                 .unwrap_or_else(|e| panic!("{scale}/{f}: {e:#}"));
             assert!(
@@ -32,19 +41,21 @@ fn shipped_configs_validate_and_are_embedded() {
         };
         let mut names: Vec<String> = embedded.iter().map(|(f, _)| f.to_string()).collect();
         names.sort();
+        let on_disk: Vec<String> = files.iter().map(|(f, _)| f.clone()).collect();
         assert_eq!(
-            names, files,
-            "reproduce --scale {scale} must run every config of configs/{scale}"
+            names, on_disk,
+            "reproduce --scale {scale} must run every config of configs/{folders:?}"
         );
         for (f, text) in embedded {
+            let path = &files.iter().find(|(n, _)| n == f).unwrap().1;
             assert_eq!(
                 *text,
-                std::fs::read_to_string(dir.join(f)).unwrap(),
+                std::fs::read_to_string(path).unwrap(),
                 "{f} embedded as it is on disk"
             );
         }
     }
-    // studies beyond the paper are not part of `reproduce`, but they validate too
+    // studies beyond the paper validate as well
     let beyond = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/beyond");
     let mut count = 0;
     for entry in std::fs::read_dir(&beyond).unwrap() {
@@ -96,4 +107,34 @@ fn shipped_configs_validate_and_are_embedded() {
         .map(|j| j.units.len())
         .sum();
     assert_eq!(runs, 11 * 7 * 5);
+}
+
+#[test]
+fn the_authors_normalization_reaches_every_experiment_that_reads_a_dataset() {
+    let mut with_data = 0;
+    for mut config in reproduce::configs("paper", false).unwrap() {
+        reproduce::set_normalization(&mut config, initlab::data::Normalization::Authors).unwrap();
+        assert!(
+            config.source_text.contains("--normalization authors"),
+            "{}",
+            config.name
+        );
+        for experiment in initlab::experiment::build(&config).unwrap() {
+            let resolved = experiment.resolved();
+            let points = resolved.as_sequence().expect("resolved points");
+            for point in points {
+                if point.get("dataset").is_some() {
+                    with_data += 1;
+                    assert_eq!(
+                        point["normalization"].as_str(),
+                        Some("authors"),
+                        "{} / {}",
+                        config.name,
+                        experiment.name()
+                    );
+                }
+            }
+        }
+    }
+    assert!(with_data > 0);
 }

@@ -27,6 +27,11 @@ pub const QUICK: &[(&str, &str)] = &[
     ("fig2.yaml", include_str!("../../configs/quick/fig2.yaml")),
     ("fig3.yaml", include_str!("../../configs/quick/fig3.yaml")),
     ("fig1.yaml", include_str!("../../configs/quick/fig1.yaml")),
+    // Beyond the paper, but quick enough to belong to every reproduction.
+    (
+        "kurtosis-continuum.yaml",
+        include_str!("../../configs/beyond/kurtosis-continuum.yaml"),
+    ),
 ];
 
 pub const PAPER: &[(&str, &str)] = &[

@@ -86,6 +86,9 @@ pub struct Report {
     pub claims: Vec<Claim>,
     /// What the paper does not say but this run shows.
     pub observations: Vec<String>,
+    /// The weight-kurtosis continuum study, if it ran (Markdown lines).
+    pub beyond: Vec<String>,
+    pub beyond_figures: Vec<PathBuf>,
     pub runs: Vec<PathBuf>,
     /// The input normalisations the runs used.
     pub normalizations: Vec<String>,
@@ -231,9 +234,12 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
         .collect();
     normalizations.sort();
     normalizations.dedup();
+    let (beyond, beyond_figures) = training::continuum(&runs)?;
     Ok(Report {
         claims,
         observations,
+        beyond,
+        beyond_figures,
         runs: paths,
         normalizations,
     })
@@ -309,6 +315,23 @@ impl Report {
                 let _ = writeln!(md, "{line}");
             }
             for f in &c.figures {
+                let rel = relative(f, folder);
+                let _ = writeln!(md, "\n![{}]({})", rel.display(), rel.display());
+            }
+        }
+        if !self.beyond.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Beyond the paper: weight kurtosis as a continuous axis\n"
+            );
+            let _ = writeln!(
+                md,
+                "He-scaled weights whose kurtosis κ_w is set continuously (`he_gennorm`, `he_sparse`; docs/initialisers-kurtosis.md). If the output kurtosis of Proposition 3 is what decides trainability, accuracy falls with it whatever the law, and laws of equal κ_w train alike.\n"
+            );
+            for line in &self.beyond {
+                let _ = writeln!(md, "{line}");
+            }
+            for f in &self.beyond_figures {
                 let rel = relative(f, folder);
                 let _ = writeln!(md, "\n![{}]({})", rel.display(), rel.display());
             }

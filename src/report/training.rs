@@ -31,8 +31,13 @@ pub const COLUMNS: &[&str] = &[
     "repeat",
     "test_acc",
     "theory_kurtosis",
+    "kappa_w",
     "restarts",
 ];
+
+/// Initialisers whose weight kurtosis is a hyper-parameter: their sweeps are
+/// the continuum study (its own figure and report section), not Fig. 1.
+const CONTINUUM: [&str; 2] = ["he_gennorm", "he_sparse"];
 
 /// Twice chance with ten classes (every dataset initlab reads has ten).
 const FAILS_BELOW: f64 = 0.2;
@@ -53,6 +58,7 @@ struct Trained<'a> {
     depth: i64,
     acc: f64,
     kurtosis: Option<f64>,
+    kappa_w: Option<f64>,
 }
 
 fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
@@ -62,6 +68,7 @@ fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
         let (dataset, init) = (strings_or(t, "dataset", "")?, strings(t, "init")?);
         let (width, depth, acc) = (ints(t, "width")?, ints(t, "depth")?, floats(t, "test_acc")?);
         let kurtosis = floats_or_null(t, "theory_kurtosis")?;
+        let kappa_w = floats_or_null(t, "kappa_w")?;
         for i in 0..t.height() {
             out.push(Trained {
                 experiment: &e.name,
@@ -71,6 +78,7 @@ fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
                 depth: depth[i],
                 acc: acc[i].unwrap_or(f64::NAN),
                 kurtosis: kurtosis[i].filter(|k| k.is_finite() && *k > 0.0),
+                kappa_w: kappa_w[i],
             });
         }
     }
@@ -166,6 +174,7 @@ pub fn kurtosis_claim(runs: &Runs) -> Result<Claim> {
     for rows in by_experiment.into_values().filter(|r| {
         r.iter()
             .all(|t| t.init.starts_with("he_") && t.kurtosis.is_some())
+            && !r.iter().any(|t| CONTINUUM.contains(&t.init))
     }) {
         for t in rows.into_iter().filter(|t| t.acc.is_finite()) {
             by_dataset.entry(t.dataset).or_default().push(t);
@@ -354,6 +363,101 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
     })
 }
 
+/// Beyond the paper: the sweeps of he_gennorm and he_sparse (weight kurtosis
+/// κ_w as a continuous axis). If Proposition 3's output kurtosis is what decides
+/// trainability, accuracy falls with it whatever κ_w, and two laws of equal κ_w
+/// train alike at every depth. Markdown lines and figures; empty when no such
+/// sweep ran.
+pub fn continuum(runs: &Runs) -> Result<(Vec<String>, Vec<std::path::PathBuf>)> {
+    let all = trained(runs)?;
+    let mut by_experiment: BTreeMap<(&str, &str), Vec<&Trained>> = BTreeMap::new();
+    for t in all.iter().filter(|t| t.acc.is_finite()) {
+        by_experiment
+            .entry((t.experiment, t.dataset))
+            .or_default()
+            .push(t);
+    }
+    by_experiment.retain(|_, rows| rows.iter().any(|t| CONTINUUM.contains(&t.init)));
+    let mut md = Vec::new();
+    for ((experiment, dataset), rows) in &by_experiment {
+        let with_k: Vec<&&Trained> = rows.iter().filter(|t| t.kurtosis.is_some()).collect();
+        let acc: Vec<f64> = with_k.iter().map(|t| t.acc).collect();
+        let lnk: Vec<f64> = with_k
+            .iter()
+            .map(|t| t.kurtosis.unwrap_or(f64::NAN).ln())
+            .collect();
+        let laws: BTreeMap<String, Vec<&&Trained>> =
+            rows.iter().fold(BTreeMap::new(), |mut m, t| {
+                m.entry(format!(
+                    "{} (κ_w = {})",
+                    t.init,
+                    num(t.kappa_w.unwrap_or(f64::NAN))
+                ))
+                .or_insert_with(Vec::new)
+                .push(t);
+                m
+            });
+        md.push(format!(
+            "{experiment} ({dataset}): {} laws of the weights, {} runs; Spearman ρ of test accuracy with ln(predicted output kurtosis) = {:.3} (2 SE under independence: {:.3}).",
+            laws.len(),
+            acc.len(),
+            spearman(&acc, &lnk),
+            spearman_threshold(acc.len())
+        ));
+        md.extend(equal_kappa_pairs(&laws));
+    }
+    let drawn = if md.is_empty() {
+        Vec::new()
+    } else {
+        figures(runs, crate::plot::figure::KURTOSIS_CONTINUUM)
+    };
+    Ok((md, drawn))
+}
+
+/// For each two laws with the same κ_w: at how many depths their mean
+/// accuracies agree within two standard errors of the difference.
+fn equal_kappa_pairs(laws: &BTreeMap<String, Vec<&&Trained>>) -> Vec<String> {
+    let mut out = Vec::new();
+    let names: Vec<&String> = laws.keys().collect();
+    for (i, a) in names.iter().enumerate() {
+        for b in &names[i + 1..] {
+            let (ra, rb) = (&laws[*a], &laws[*b]);
+            let (ka, kb) = (
+                ra[0].kappa_w.unwrap_or(f64::NAN),
+                rb[0].kappa_w.unwrap_or(f64::NAN),
+            );
+            if ra[0].init == rb[0].init || (ka - kb).abs() > 1e-9 * ka.abs() {
+                continue;
+            }
+            let mut depths: Vec<i64> = ra.iter().map(|t| t.depth).collect();
+            depths.sort_unstable();
+            depths.dedup();
+            let (mut agree, mut compared) = (0, 0);
+            for d in depths {
+                let at = |r: &Vec<&&Trained>| {
+                    r.iter()
+                        .filter(|t| t.depth == d)
+                        .map(|t| t.acc)
+                        .collect::<Vec<f64>>()
+                };
+                let (va, vb) = (at(ra), at(rb));
+                if va.len() < 2 || vb.len() < 2 {
+                    continue;
+                }
+                let ((ma, sa), (mb, sb)) = (mean_se(&va), mean_se(&vb));
+                compared += 1;
+                if (ma - mb).abs() <= 2.0 * (sa * sa + sb * sb).sqrt() {
+                    agree += 1;
+                }
+            }
+            out.push(format!(
+                "- {a} and {b}: mean accuracies agree within 2 SE at {agree} of {compared} depths."
+            ));
+        }
+    }
+    out
+}
+
 fn observe_restarts(runs: &Runs, out: &mut Vec<String>) -> Result<()> {
     for (_, e) in runs.of_kind("train") {
         let t = &e.table;
@@ -388,6 +492,7 @@ mod tests {
             depth,
             acc,
             kurtosis,
+            kappa_w: None,
         }
     }
 
@@ -425,6 +530,36 @@ mod tests {
         assert_eq!(
             kurtosis_verdict(&BTreeMap::from([("d", check)])).0,
             Verdict::DoesNotHoldAtThisScale
+        );
+    }
+
+    #[test]
+    fn laws_of_equal_weight_kurtosis_are_compared_depth_by_depth() {
+        let law = |init: &'static str, kw: f64, acc: [f64; 4]| -> Vec<Trained<'static>> {
+            // Depths 0 and 10, two repetitions each.
+            (0..4)
+                .map(|i| Trained {
+                    kappa_w: Some(kw),
+                    ..run(init, 10 * (i / 2), acc[i as usize], None)
+                })
+                .collect()
+        };
+        let a = law("he_gennorm", 6.0, [0.80, 0.82, 0.50, 0.52]);
+        let b = law("he_sparse", 6.0, [0.81, 0.81, 0.20, 0.22]);
+        let c = law("he_sparse", 12.0, [0.1, 0.1, 0.1, 0.1]);
+        let mut laws: BTreeMap<String, Vec<&Trained>> = BTreeMap::new();
+        for (name, rows) in [("a", &a), ("b", &b), ("c", &c)] {
+            laws.insert(name.into(), rows.iter().collect());
+        }
+        let laws: BTreeMap<String, Vec<&&Trained>> = laws
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().collect()))
+            .collect();
+        // Only a and b share κ_w = 6; they agree at depth 0 (0.81 vs 0.81), not at
+        // depth 10 (0.51 vs 0.21, SE 0.01 each).
+        assert_eq!(
+            equal_kappa_pairs(&laws),
+            ["- a and b: mean accuracies agree within 2 SE at 1 of 2 depths."]
         );
     }
 
