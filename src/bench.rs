@@ -328,7 +328,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         Ok(t20 + 24.0 * (t40 - t20).max(0.0))
     };
     let fig1 = |dataset: &str| {
-        crate::cmd::reproduce::PAPER
+        crate::scales::PAPER
             .iter()
             .find(|(f, _)| f.starts_with("fig1-mnist"))
             .map(|(_, t)| t.replace("dataset: mnist", &format!("dataset: {dataset}")))
@@ -341,7 +341,7 @@ pub fn paper_scale(networks: usize) -> Result<()> {
         t1m / 60.0,
         t1c / 60.0
     );
-    let fig3_10 = crate::cmd::reproduce::PAPER
+    let fig3_10 = crate::scales::PAPER
         .iter()
         .find(|(f, _)| f.starts_with("fig3-width10"))
         .expect("embedded")

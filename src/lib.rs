@@ -18,6 +18,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod rundir;
+pub mod scales;
 pub mod seed;
 pub mod stats;
 pub mod theory;

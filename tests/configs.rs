@@ -2,8 +2,8 @@
 //! the quick scale runs configs/quick/ and configs/beyond/, the paper scale
 //! configs/paper/.
 
-use initlab::cmd::reproduce;
 use initlab::config::Config;
+use initlab::scales as reproduce;
 
 #[test]
 fn shipped_configs_validate_and_are_embedded() {

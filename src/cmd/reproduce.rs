@@ -4,100 +4,11 @@
 //! claims checked, see [`crate::report`]) and its verdict table.
 
 use crate::cli::ReproduceArgs;
-use crate::config::Config;
 use crate::data::Normalization;
 use crate::experiment::sweep::{self, RunOptions};
+use crate::scales::{configs, set_normalization};
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
-
-/// (file name, text) of the configs of each scale, in the order they run.
-pub const QUICK: &[(&str, &str)] = &[
-    (
-        "theory.yaml",
-        include_str!("../../configs/quick/theory.yaml"),
-    ),
-    (
-        "kurtosis-mc.yaml",
-        include_str!("../../configs/quick/kurtosis-mc.yaml"),
-    ),
-    (
-        "input-stats.yaml",
-        include_str!("../../configs/quick/input-stats.yaml"),
-    ),
-    ("fig2.yaml", include_str!("../../configs/quick/fig2.yaml")),
-    ("fig3.yaml", include_str!("../../configs/quick/fig3.yaml")),
-    ("fig1.yaml", include_str!("../../configs/quick/fig1.yaml")),
-    // Beyond the paper, but quick enough to belong to every reproduction.
-    (
-        "kurtosis-continuum.yaml",
-        include_str!("../../configs/beyond/kurtosis-continuum.yaml"),
-    ),
-];
-
-pub const PAPER: &[(&str, &str)] = &[
-    (
-        "input-stats.yaml",
-        include_str!("../../configs/paper/input-stats.yaml"),
-    ),
-    (
-        "fig1-mnist.yaml",
-        include_str!("../../configs/paper/fig1-mnist.yaml"),
-    ),
-    (
-        "fig1-cifar10.yaml",
-        include_str!("../../configs/paper/fig1-cifar10.yaml"),
-    ),
-    (
-        "fig2-cifar10.yaml",
-        include_str!("../../configs/paper/fig2-cifar10.yaml"),
-    ),
-    (
-        "fig3-width10.yaml",
-        include_str!("../../configs/paper/fig3-width10.yaml"),
-    ),
-    (
-        "fig3-width200.yaml",
-        include_str!("../../configs/paper/fig3-width200.yaml"),
-    ),
-];
-
-/// The configs of a scale. With `synthetic_instead` the quick scale's
-/// Fashion-MNIST experiments run on the synthetic dataset of the same shape.
-pub fn configs(scale: &str, synthetic_instead: bool) -> Result<Vec<Config>> {
-    let set = match scale {
-        "quick" => QUICK,
-        "paper" => PAPER,
-        other => bail!("unknown --scale `{other}`: use quick or paper"),
-    };
-    set.iter()
-        .map(|(file, text)| {
-            let stem = file.trim_end_matches(".yaml");
-            let text = if synthetic_instead {
-                text.replace("dataset: fashion-mnist", "dataset: synthetic")
-            } else {
-                text.to_string()
-            };
-            Config::parse(&text, stem).with_context(|| format!("embedded config {scale}/{file}"))
-        })
-        .collect()
-}
-
-/// Gives every experiment of `config` that reads a dataset the input
-/// normalisation `normalization`, and says so in the config's text (kept in the
-/// run directory) so the run directory records how it was made.
-pub fn set_normalization(config: &mut Config, normalization: Normalization) -> Result<()> {
-    let name = serde_yaml::to_value(normalization)?;
-    for e in &mut config.experiments {
-        if e.params.contains_key("dataset") {
-            e.params.insert("normalization".into(), name.clone());
-        }
-    }
-    config.source_text.push_str(&format!(
-        "# initlab reproduce --normalization {}: every experiment that reads a dataset uses it.\n",
-        name.as_str().unwrap_or_default()
-    ));
-    Ok(())
-}
 
 pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     // The quick scale wants Fashion-MNIST; without it, the synthetic dataset of the
