@@ -640,7 +640,7 @@ fn the_hand_written_metainit_step_matches_third_order_autograd() {
 
 #[test]
 fn metainit_batches_go_between_rows_and_lanes_both_ways() {
-    use initlab::init::metainit_kernel::{LANES, lanes_to_rows, rows_to_lanes};
+    use initlab::kernels::metainit::{LANES, lanes_to_rows, rows_to_lanes};
     let (batch, n) = (2 * LANES, 37);
     let rows: Vec<f32> = (0..batch * n).map(|i| i as f32).collect();
     let lanes = rows_to_lanes(&rows, batch, n);
