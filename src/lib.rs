@@ -2,15 +2,20 @@
 //! networks. Theory in pure f64 ([`theory`]); datasets ([`data`]); ensembles of
 //! networks as stacks of tensors ([`net`], [`init`], [`train`]); experiments as
 //! resumable sweeps writing Parquet ([`experiment`], [`results`], [`rundir`]).
+//! The hand-written numerical kernels, and with them all the `unsafe`, live in
+//! [`kernels`]; the rest is safe Rust, which the lint below enforces.
+
+#![deny(unsafe_code)]
 
 pub mod bench;
-pub mod blas;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod data;
 pub mod experiment;
 pub mod init;
+#[allow(unsafe_code)]
+pub mod kernels;
 pub mod merge;
 pub mod net;
 pub mod plot;
@@ -24,14 +29,4 @@ pub mod stats;
 pub mod theory;
 pub mod train;
 
-/// Keeps freed tensor memory in the process instead of returning it to the kernel
-/// after every op: glibc otherwise serves each large tensor with a fresh mmap and
-/// the zero-filling page faults can cost as much as the arithmetic.
-pub fn tune_allocator() {
-    // SAFETY: mallopt only sets allocator parameters; called before threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
-    }
-}
+pub use kernels::tune_allocator;

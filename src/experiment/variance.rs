@@ -153,7 +153,7 @@ const ROW_BYTES: f64 = 1024.0;
 /// Moments of unit 0 of every Linear layer through the fused kernel, when the
 /// network qualifies (no normalisation, width ≤ 16, depth ≥ 1); `[L, K, 1]` order.
 pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::Moments> {
-    use crate::net::fused::{NarrowWeights, Unit0Moments, unit0_moments};
+    use crate::kernels::fused::{NarrowWeights, Unit0Moments, unit0_moments};
     let arch = net.arch;
     if arch.norm != Norm::None || arch.depth == 0 || arch.width > 16 {
         return None;
@@ -183,10 +183,7 @@ pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::M
     while start < n {
         let len = (2 * CHUNK).min(n - start);
         let h0 = b0.addmm(&w0, &x.narrow(0, start, len).tr()).contiguous(); // [K·W, n]
-        // SAFETY: h0 is a contiguous f32 CPU tensor that outlives the slice, and no
-        // libtorch op touches it meanwhile.
-        let view = unsafe { std::slice::from_raw_parts(h0.data_ptr() as *const f32, h0.numel()) };
-        let chunk = unit0_moments(view, &weights, k, len as usize)?;
+        let chunk = unit0_moments(crate::kernels::tensor_slice(&h0), &weights, k, len as usize)?;
         acc.merge(&chunk);
         start += len;
     }

@@ -14,8 +14,8 @@
 //! are counted in the report.
 
 use super::dist::WeightDist;
-use super::metainit_kernel as kernel;
 use super::{InitReport, Initializer, schemes};
+use crate::kernels::metainit as kernel;
 use crate::net::{Arch, Ensemble};
 use crate::seed::Stream;
 use anyhow::Result;
@@ -481,7 +481,7 @@ fn run(
     (out, failed, gq_start, gq_end)
 }
 
-/// Whether the hand-written step ([`super::metainit_kernel`]) runs MetaInit: batches in
+/// Whether the hand-written step ([`crate::kernels::metainit`]) runs MetaInit: batches in
 /// whole lane groups, up to width 256. Narrow networks would otherwise pay libtorch's
 /// per-op cost, and wide ones autograd's (docs/performance.md,
 /// `initlab bench --only wide-metainit`).
@@ -535,7 +535,7 @@ pub fn meta_gradient_kernel(
                 &xs[i * per_x..(i + 1) * per_x],
                 &ys[i * batch..(i + 1) * batch],
                 eps as f32,
-                true,
+                kernel::Want::MetaGradient,
             )
         })
         .collect()
@@ -678,7 +678,12 @@ fn run_kernel(
             b: zeros.iter().map(|b| b.as_slice()).collect(),
             slope,
         };
-        let (gq, dots) = kernel::step_lanes(&member, xs, ys, eps, !last);
+        let want = if last {
+            kernel::Want::Quotient
+        } else {
+            kernel::Want::MetaGradient
+        };
+        let (gq, dots) = kernel::step_lanes(&member, xs, ys, eps, want);
         if last {
             chain.gq_end = gq;
         } else if chain.steps == 1 {

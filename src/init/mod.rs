@@ -8,7 +8,6 @@
 pub mod dist;
 pub mod lsuv;
 pub mod metainit;
-pub mod metainit_kernel;
 pub mod schemes;
 
 use crate::net::{Arch, Ensemble};

@@ -8,9 +8,6 @@
 //! `forward_batched` feeds each member its own batch, `[K, B, width]` (training).
 //! Both can hand every Linear layer's output to a probe without keeping them.
 
-pub mod fused;
-pub mod narrow_train;
-
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

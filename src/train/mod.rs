@@ -6,11 +6,12 @@
 //! with a learning rate per member.
 
 use crate::data::Dataset;
+use crate::kernels::adam::{AdamConfig, AdamStep, Segment, adam_step};
+use crate::kernels::{fused, narrow, tensor_slice, tensor_slice_mut, wide::per_member};
 use crate::net::Ensemble;
 use crate::seed::Stream;
 use anyhow::{Result, bail};
 use rand::seq::SliceRandom;
-use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
 pub mod wide;
@@ -42,6 +43,15 @@ impl TrainOptions {
             eps: 1e-8,
             eval_at: Vec::new(),
             force_autograd: false,
+        }
+    }
+
+    /// Adam's hyper-parameters.
+    pub fn adam_config(&self) -> AdamConfig {
+        AdamConfig {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
         }
     }
 }
@@ -101,107 +111,8 @@ impl Shuffler {
     }
 }
 
-/// Adam's constants for step number `step` (from 1): β₁, β₂, ε and the bias
-/// corrections.
-#[derive(Clone, Copy)]
-pub struct AdamStep {
-    b1: f32,
-    b2: f32,
-    eps: f32,
-    bc1: f64,
-    bc2_sqrt: f32,
-}
-
-impl AdamStep {
-    pub fn new(step: usize, opts: &TrainOptions) -> AdamStep {
-        AdamStep {
-            b1: opts.beta1 as f32,
-            b2: opts.beta2 as f32,
-            eps: opts.eps as f32,
-            bc1: 1.0 - opts.beta1.powi(step as i32),
-            bc2_sqrt: (1.0 - opts.beta2.powi(step as i32)).sqrt() as f32,
-        }
-    }
-
-    /// One run of parameters `p` with its gradient `g` and moments `m`, `v`, at
-    /// learning rate `lr`: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
-    /// p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε), as PyTorch's Adam.
-    ///
-    /// Compiled twice, for the baseline CPU and for AVX2 (chosen at run time): the
-    /// same operations in the same order (no fused multiply-adds), so the same
-    /// numbers, eight floats at a time instead of four.
-    #[inline]
-    pub fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { self.update_avx2(p, g, m, v, lr) };
-            return;
-        }
-        self.update_any(p, g, m, v, lr);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn update_avx2(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
-        self.update_any(p, g, m, v, lr);
-    }
-
-    #[inline(always)]
-    fn update_any(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64) {
-        let (b1, b2, eps, bc2_sqrt) = (self.b1, self.b2, self.eps, self.bc2_sqrt);
-        let step_size = (lr / self.bc1) as f32;
-        for i in 0..p.len() {
-            let gi = g[i];
-            let mi = b1 * m[i] + (1.0 - b1) * gi;
-            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] -= step_size * mi / (vi.sqrt() / bc2_sqrt + eps);
-        }
-    }
-}
-
-/// One Adam step on flat buffers, member by member (each contiguous run of one
-/// member's elements gets that member's learning rate); see [`AdamStep::update`].
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step(
-    param: &mut [f32],
-    grad: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    segments: &[(usize, usize, usize)],
-    lrs: &[f64],
-    step: usize,
-    opts: &TrainOptions,
-) {
-    let adam = AdamStep::new(step, opts);
-    // Split every buffer at segment boundaries so that rayon can own disjoint pieces.
-    let mut pieces: Vec<(&mut [f32], &[f32], &mut [f32], &mut [f32], f64)> =
-        Vec::with_capacity(segments.len());
-    let (mut p_rest, mut g_rest, mut m_rest, mut v_rest) = (param, grad, m, v);
-    let mut consumed = 0;
-    for &(start, len, member) in segments {
-        debug_assert_eq!(start, consumed, "segments must tile the buffer in order");
-        let (p, pr) = p_rest.split_at_mut(len);
-        let (g, gr) = g_rest.split_at(len);
-        let (mm, mr) = m_rest.split_at_mut(len);
-        let (vv, vr) = v_rest.split_at_mut(len);
-        pieces.push((p, g, mm, vv, lrs[member]));
-        p_rest = pr;
-        g_rest = gr;
-        m_rest = mr;
-        v_rest = vr;
-        consumed += len;
-    }
-    pieces
-        .into_par_iter()
-        .with_min_len(8)
-        .for_each(|(p, g, m, v, lr)| adam.update(p, g, m, v, lr));
-}
-
 /// (start, len, member) runs of the flat parameter buffer of `net` (see `Ensemble::to_flat`).
-pub fn member_segments(net: &Ensemble) -> Vec<(usize, usize, usize)> {
+pub fn member_segments(net: &Ensemble) -> Vec<Segment> {
     let k = net.members;
     let mut out = Vec::new();
     let mut offset = 0;
@@ -222,7 +133,7 @@ struct FlatAdam {
     grad: Tensor,
     m: Tensor,
     v: Tensor,
-    segments: Vec<(usize, usize, usize)>,
+    segments: Vec<Segment>,
 }
 
 impl FlatAdam {
@@ -238,35 +149,16 @@ impl FlatAdam {
     }
 
     /// Adam's step number `step` with the gradient in `self.grad`.
-    fn apply(&self, step: usize, opts: &TrainOptions) {
-        // SAFETY: flat, grad, m and v are this struct's distinct contiguous f32 CPU
-        // tensors, and no libtorch operation runs while the slices live.
-        unsafe {
-            adam_step(
-                slice_mut(&self.flat),
-                slice_mut(&self.grad),
-                slice_mut(&self.m),
-                slice_mut(&self.v),
-                &self.segments,
-                &opts.lrs,
-                step,
-                opts,
-            );
-        }
+    fn apply(&mut self, step: usize, opts: &TrainOptions) {
+        let adam = AdamStep::new(step, opts.adam_config());
+        adam_step(
+            (tensor_slice_mut(&mut self.flat), tensor_slice(&self.grad)),
+            (tensor_slice_mut(&mut self.m), tensor_slice_mut(&mut self.v)),
+            &self.segments,
+            &opts.lrs,
+            adam,
+        );
     }
-}
-
-/// A mutable f32 view of a contiguous CPU tensor's storage.
-///
-/// # Safety
-/// The tensor must be contiguous f32 on the CPU, and nothing else may touch its
-/// storage while the slice lives.
-// A tch `Tensor` is a handle whose storage libtorch lets any holder write (its
-// own in-place ops take `&self` too), so the exclusivity that `&mut` promises is
-// this function's documented contract, not the borrow's.
-#[allow(clippy::mut_from_ref)]
-unsafe fn slice_mut(t: &Tensor) -> &mut [f32] {
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) }
 }
 
 /// Per-member test loss and accuracy over the whole test set.
@@ -282,7 +174,6 @@ pub fn evaluate(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f64>) 
 
 /// [`evaluate`] through the fused narrow-network kernel, where it applies.
 pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64>, Vec<f64>)> {
-    use crate::net::fused::{EvalWeights, evaluate as kernel};
     let a = net.arch;
     if a.norm != crate::net::Norm::None || a.depth == 0 || a.width > 16 {
         return None;
@@ -293,7 +184,7 @@ pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64
     let hidden_w: Vec<Vec<f32>> = net.weights[1..a.depth].iter().map(flat).collect();
     let hidden_b: Vec<Vec<f32>> = net.biases[1..a.depth].iter().map(flat).collect();
     let (last_w, last_b) = (flat(&net.weights[a.depth]), flat(&net.biases[a.depth]));
-    let weights = EvalWeights {
+    let weights = fused::EvalWeights {
         width: a.width,
         classes: a.classes,
         slope: a.slope as f32,
@@ -311,10 +202,8 @@ pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64
     while start < n {
         let len = 4096.min(n - start);
         let h0 = b0.addmm(&w0, &x.narrow(0, start, len).tr()).contiguous(); // [K·W, n]
-        // SAFETY: h0 is a contiguous f32 CPU tensor that outlives the slice.
-        let view = unsafe { std::slice::from_raw_parts(h0.data_ptr() as *const f32, h0.numel()) };
-        let part = kernel(
-            view,
+        let part = fused::evaluate(
+            tensor_slice(&h0),
             &weights,
             &labels[start as usize..(start + len) as usize],
             k,
@@ -455,7 +344,7 @@ pub fn train(
     // Gradients come back from `run_backward` and are packed into one flat buffer,
     // so that Adam is one fused pass. Batch-norm statistics are private copies, so
     // the caller's ensemble is left as it was.
-    let adam = FlatAdam::new(net);
+    let mut adam = FlatAdam::new(net);
     let work = net.leaves_in(&adam.flat);
     let params: Vec<Tensor> = work
         .parameters()
@@ -501,9 +390,8 @@ mod tests {
         let mut expected = p.clone();
         let (mut em, mut ev) = (vec![0.0f64; 4], vec![0.0f64; 4]);
         for step in 1..=3 {
-            adam_step(
-                &mut p, &g, &mut m, &mut v, &segments, &opts.lrs, step, &opts,
-            );
+            let adam = AdamStep::new(step, opts.adam_config());
+            adam_step((&mut p, &g), (&mut m, &mut v), &segments, &opts.lrs, adam);
             for i in 0..4 {
                 let lr = if i < 2 { 0.01 } else { 0.1 };
                 em[i] = 0.9 * em[i] + 0.1 * g[i] as f64;
@@ -541,7 +429,7 @@ mod tests {
     }
 }
 
-/// Whether the hand-written narrow-network pass applies (see `net::narrow_train`).
+/// Whether the hand-written narrow-network pass applies (see `kernels::narrow`).
 pub fn narrow_path(net: &Ensemble) -> bool {
     let a = net.arch;
     a.norm == crate::net::Norm::None && a.depth >= 1 && a.width <= 16
@@ -572,91 +460,82 @@ fn train_narrow_inner(
     shuffle: Vec<Stream>,
     opts: &TrainOptions,
 ) -> Result<Vec<MemberResult>> {
-    use crate::net::narrow_train::{MemberGrads, MemberSlices, ensemble_step};
     let k = net.members;
     let arch = net.arch;
-    let (w, c, input) = (arch.width, arch.classes, arch.input);
-    let adam = FlatAdam::new(net);
-    let (flat, grad) = (&adam.flat, &adam.grad);
-    // (offset, elements per member) of every parameter tensor, in flat order.
-    let mut layout = Vec::new();
-    let mut offset = 0;
-    for t in net.parameters() {
-        let per = t.numel() / k;
-        layout.push((offset, per));
-        offset += per * k;
-    }
-    let eval_net = net.view_flat(flat);
+    let (w, input) = (arch.width, arch.input);
+    let mut adam = FlatAdam::new(net);
+    let eval_net = net.view_flat(&adam.flat);
     let mut shuffler = Shuffler::new(shuffle, data.train_len());
     let b = opts.batch_size;
     let mut record = Record::new(k, opts, &eval_net, data);
     let (ki, wi, bi) = (k as i64, w as i64, b as i64);
-    let w0 = flat
-        .narrow(0, layout[0].0 as i64, ki * wi * input as i64)
-        .view([ki, wi, input as i64]);
-    let b0 = flat
-        .narrow(0, layout[1].0 as i64, ki * wi)
-        .view([ki, wi, 1]);
+    let (w0, b0) = (&eval_net.weights[0], eval_net.biases[0].view([ki, wi, 1]));
+    let first_w = ki * wi * input as i64; // the first layer's weights lead the flat buffer
     let mut dz0 = vec![0f32; k * w * b];
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(b));
         let x = data.train_x.index_select(0, &idx).view([ki, bi, -1]); // [K, B, in]
         let labels = Vec::<i64>::try_from(data.train_y.index_select(0, &idx))?;
-        let z0 = b0.baddbmm(&w0, &x.transpose(1, 2), 1.0, 1.0).contiguous(); // [K, W, B]
-        // SAFETY: flat, grad and z0 are contiguous f32 CPU tensors alive for this
-        // step; the slices below are disjoint, and no libtorch op runs while they live.
-        let losses = unsafe {
-            let p_all = std::slice::from_raw_parts(flat.data_ptr() as *const f32, flat.numel());
-            let g_ptr = grad.data_ptr() as *mut f32;
-            let z = std::slice::from_raw_parts(z0.data_ptr() as *const f32, z0.numel());
-            let slice = |i: usize, member: usize| {
-                let (off, per) = layout[i];
-                &p_all[off + member * per..off + (member + 1) * per]
-            };
-            let slice_mut = |i: usize, member: usize| {
-                let (off, per) = layout[i];
-                std::slice::from_raw_parts_mut(g_ptr.add(off + member * per), per)
-            };
-            let last = 2 * arch.depth;
-            let params: Vec<MemberSlices> = (0..k)
-                .map(|j| MemberSlices {
-                    hidden_w: (1..arch.depth).map(|l| slice(2 * l, j)).collect(),
-                    hidden_b: (1..arch.depth).map(|l| slice(2 * l + 1, j)).collect(),
-                    last_w: slice(last, j),
-                    last_b: slice(last + 1, j),
-                })
-                .collect();
-            let grads: Vec<MemberGrads> = (0..k)
-                .map(|j| MemberGrads {
-                    hidden_w: (1..arch.depth).map(|l| slice_mut(2 * l, j)).collect(),
-                    hidden_b: (1..arch.depth).map(|l| slice_mut(2 * l + 1, j)).collect(),
-                    last_w: slice_mut(last, j),
-                    last_b: slice_mut(last + 1, j),
-                })
-                .collect();
-            ensemble_step(
-                w,
-                c,
-                b,
-                arch.slope as f32,
-                z,
-                &labels,
-                &params,
-                grads,
-                &mut dz0,
-            )
-        };
+        let z0 = b0.baddbmm(w0, &x.transpose(1, 2), 1.0, 1.0).contiguous(); // [K, W, B]
+        let losses = narrow_step(net, &mut adam, (&z0, &labels), b, &mut dz0);
         // The first layer's gradients: dW₀ = dz₀ · x, db₀ = Σ_batch dz₀.
         let dz = Tensor::from_slice(&dz0).view([ki, wi, bi]);
         let dw0 = dz.bmm(&x); // [K, W, in]
         let db0 = dz.sum_dim_intlist([2i64].as_slice(), false, Kind::Float); // [K, W]
-        grad.narrow(0, layout[0].0 as i64, ki * wi * input as i64)
-            .copy_(&dw0.reshape([-1]));
-        grad.narrow(0, layout[1].0 as i64, ki * wi)
-            .copy_(&db0.reshape([-1]));
+        let grad = &adam.grad;
+        grad.narrow(0, 0, first_w).copy_(&dw0.reshape([-1]));
+        grad.narrow(0, first_w, ki * wi).copy_(&db0.reshape([-1]));
         record.losses(step, &losses);
         adam.apply(step, opts);
         record.evaluate_if_due(step, &eval_net, data);
     }
     Ok(record.results)
+}
+
+/// The narrow kernel's part of a step: from the first layer's outputs `z0` `[K, W,
+/// B]` and the `labels`, every later layer's gradients straight into the flat
+/// gradient buffer, and `dz0`, the gradient of z0; returns each member's loss.
+fn narrow_step(
+    net: &Ensemble,
+    adam: &mut FlatAdam,
+    (z0, labels): (&Tensor, &[i64]),
+    batch: usize,
+    dz0: &mut [f32],
+) -> Vec<f32> {
+    let (k, arch) = (net.members, net.arch);
+    let dims = arch.layer_dims();
+    let depth = arch.depth;
+    // Per member and layer, (weights, bias) of the parameters (read only) and of
+    // their gradients, but for the first layer's, which libtorch computes from dz0.
+    let param_layers = per_member(tensor_slice_mut(&mut adam.flat), &dims, k);
+    let params: Vec<narrow::MemberSlices> = param_layers
+        .iter()
+        .map(|layers| narrow::MemberSlices {
+            hidden_w: layers[1..depth].iter().map(|(w, _)| &**w).collect(),
+            hidden_b: layers[1..depth].iter().map(|(_, b)| &**b).collect(),
+            last_w: &*layers[depth].0,
+            last_b: &*layers[depth].1,
+        })
+        .collect();
+    let grads: Vec<narrow::MemberGrads> = per_member(tensor_slice_mut(&mut adam.grad), &dims, k)
+        .into_iter()
+        .map(|layers| {
+            let mut later = layers.into_iter().skip(1);
+            let (hidden_w, hidden_b) = later.by_ref().take(depth - 1).unzip();
+            let (last_w, last_b) = later.next().expect("a last layer");
+            narrow::MemberGrads {
+                hidden_w,
+                hidden_b,
+                last_w,
+                last_b,
+            }
+        })
+        .collect();
+    let shape = narrow::StepShape {
+        width: arch.width,
+        classes: arch.classes,
+        batch,
+        slope: arch.slope as f32,
+    };
+    narrow::ensemble_step(shape, tensor_slice(z0), labels, &params, grads, dz0)
 }

@@ -6,11 +6,27 @@
 //! layer, the mean and sum of squared deviations of output unit 0.
 //!
 //! The first layer (input → width) stays a libtorch GEMM, which is efficient.
+//! The same kernel evaluates narrow networks on the test set ([`evaluate`]).
 
+use super::simd::{Avx2Fma, Kernel, Simd, dispatch};
 use rayon::prelude::*;
 
 /// Samples per SIMD block (one AVX2 register of f32).
 const LANES: usize = 8;
+
+/// `Some($run::<W>(args))` with the network's `$width` as the constant W, for the
+/// widths the kernels handle (1 to 16); `None` for wider networks.
+macro_rules! by_width {
+    ($width:expr, $run:ident $args:tt) => {
+        by_width!(@ $width, $run $args, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    };
+    (@ $width:expr, $run:ident $args:tt, $($w:literal)*) => {
+        match $width {
+            $($w => Some($run::<$w> $args),)*
+            _ => None,
+        }
+    };
+}
 
 /// Per member and Linear layer: count, mean and sum of squared deviations (M2)
 /// of output unit 0, `[member][layer]` flattened.
@@ -69,18 +85,22 @@ pub fn unit0_moments(
     members: usize,
     n: usize,
 ) -> Option<Unit0Moments> {
-    macro_rules! dispatch {
-        ($($w:literal)*) => {
-            match weights.width {
-                $($w => Some(run::<$w>(h0, weights, members, n)),)*
-                _ => None,
-            }
-        };
-    }
-    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    unit0_moments_on(Avx2Fma::detect(), h0, weights, members, n)
+}
+
+/// [`unit0_moments`] on the AVX2 twin where `simd` holds the token, else the scalar one.
+fn unit0_moments_on(
+    simd: Option<Avx2Fma>,
+    h0: &[f32],
+    weights: &NarrowWeights,
+    members: usize,
+    n: usize,
+) -> Option<Unit0Moments> {
+    by_width!(weights.width, run(simd, h0, weights, members, n))
 }
 
 fn run<const W: usize>(
+    simd: Option<Avx2Fma>,
     h0: &[f32],
     weights: &NarrowWeights,
     members: usize,
@@ -90,7 +110,10 @@ fn run<const W: usize>(
     assert_eq!(h0.len(), members * W * n, "h0 must be [K, W, n]");
     let per_member: Vec<(Vec<f64>, Vec<f64>)> = (0..members)
         .into_par_iter()
-        .map(|k| member::<W>(&h0[k * W * n..(k + 1) * W * n], weights, k, n))
+        .map(|k| {
+            let h0 = &h0[k * W * n..(k + 1) * W * n];
+            dispatch(simd, Unit0Member::<W> { h0, weights, k, n })
+        })
         .collect();
     let mut out = Unit0Moments::new(members, layers);
     for (k, (mean, m2)) in per_member.into_iter().enumerate() {
@@ -104,43 +127,27 @@ fn run<const W: usize>(
 }
 
 /// One member over its n samples: per layer (mean, M2).
-fn member<const W: usize>(
-    h0: &[f32],
-    weights: &NarrowWeights,
+struct Unit0Member<'a, 'w, const W: usize> {
+    h0: &'a [f32],
+    weights: &'a NarrowWeights<'w>,
     k: usize,
     n: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { member_avx2::<W>(h0, weights, k, n) };
-        }
+}
+
+impl<const W: usize> Kernel for Unit0Member<'_, '_, W> {
+    type Output = (Vec<f64>, Vec<f64>);
+
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) -> (Vec<f64>, Vec<f64>) {
+        member_body::<W, S>(self.h0, self.weights, self.k, self.n)
     }
-    member_body::<W, false>(h0, weights, k, n)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn member_avx2<const W: usize>(
-    h0: &[f32],
-    weights: &NarrowWeights,
-    k: usize,
-    n: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    member_body::<W, true>(h0, weights, k, n)
-}
-
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// One hidden layer on a block of samples: h' = W φ(h) + b. The input unit is the
 /// outer loop and the W accumulators stay in registers, so that the multiply-adds
 /// form W independent chains (a row-at-a-time loop is one long dependent chain).
 #[inline(always)]
-fn layer<const W: usize, const FMA: bool>(
+fn layer<const W: usize, S: Simd>(
     h: &[[f32; LANES]; W],
     w: &[f32],
     b: &[f32],
@@ -160,15 +167,46 @@ fn layer<const W: usize, const FMA: bool>(
         for j in 0..W {
             let wji = w[j * W + i];
             for lane in 0..LANES {
-                acc[j][lane] = madd::<FMA>(wji, a[lane], acc[j][lane]);
+                acc[j][lane] = S::madd(wji, a[lane], acc[j][lane]);
             }
         }
     }
     acc
 }
 
+/// Member k's hidden layers: the `[W, W]` weights and `[W]` biases of each.
 #[inline(always)]
-fn member_body<const W: usize, const FMA: bool>(
+fn member_hidden<'a, const W: usize>(
+    hidden_w: &[&'a [f32]],
+    hidden_b: &[&'a [f32]],
+    k: usize,
+) -> (Vec<&'a [f32]>, Vec<&'a [f32]>) {
+    let ws = hidden_w
+        .iter()
+        .map(|w| &w[k * W * W..(k + 1) * W * W])
+        .collect();
+    let bs = hidden_b.iter().map(|b| &b[k * W..(k + 1) * W]).collect();
+    (ws, bs)
+}
+
+/// Samples `start..start + valid` of a member's first-layer outputs `h0: [W, n]`
+/// as one block, lanes past `valid` zero.
+#[inline(always)]
+fn load_block<const W: usize>(
+    h0: &[f32],
+    n: usize,
+    start: usize,
+    valid: usize,
+) -> [[f32; LANES]; W] {
+    let mut h = [[0f32; LANES]; W];
+    for (i, row) in h.iter_mut().enumerate() {
+        row[..valid].copy_from_slice(&h0[i * n + start..i * n + start + valid]);
+    }
+    h
+}
+
+#[inline(always)]
+fn member_body<const W: usize, S: Simd>(
     h0: &[f32],
     weights: &NarrowWeights,
     k: usize,
@@ -177,16 +215,7 @@ fn member_body<const W: usize, const FMA: bool>(
     let hidden = weights.hidden_w.len();
     let layers = hidden + 2;
     let slope = weights.slope;
-    let ws: Vec<&[f32]> = weights
-        .hidden_w
-        .iter()
-        .map(|w| &w[k * W * W..(k + 1) * W * W])
-        .collect();
-    let bs: Vec<&[f32]> = weights
-        .hidden_b
-        .iter()
-        .map(|b| &b[k * W..(k + 1) * W])
-        .collect();
+    let (ws, bs) = member_hidden::<W>(&weights.hidden_w, &weights.hidden_b, k);
     let last_w = &weights.last_w0[k * W..(k + 1) * W];
     let last_b = weights.last_b0[k];
     // Chunk-local sums around the first sample's value of each layer (the shift keeps
@@ -215,15 +244,11 @@ fn member_body<const W: usize, const FMA: bool>(
     let mut start = 0;
     while start < n {
         let valid = LANES.min(n - start);
-        let mut h = [[0f32; LANES]; W];
-        for (i, row) in h.iter_mut().enumerate() {
-            let src = &h0[i * n + start..i * n + start + valid];
-            row[..valid].copy_from_slice(src);
-        }
+        let mut h = load_block::<W>(h0, n, start, valid);
         let first = start == 0;
         record(0, &h[0], valid, first);
         for l in 0..hidden {
-            h = layer::<W, FMA>(&h, ws[l], bs[l], slope);
+            h = layer::<W, S>(&h, ws[l], bs[l], slope);
             record(l + 1, &h[0], valid, first);
         }
         // The last layer: only its unit 0 is needed.
@@ -232,7 +257,7 @@ fn member_body<const W: usize, const FMA: bool>(
             for lane in 0..LANES {
                 let x = h[i][lane];
                 let a = if x > 0.0 { x } else { slope * x };
-                acc[lane] = madd::<FMA>(last_w[i], a, acc[lane]);
+                acc[lane] = S::madd(last_w[i], a, acc[lane]);
             }
         }
         record(layers - 1, &acc, valid, first);
@@ -270,48 +295,71 @@ pub fn evaluate(
     members: usize,
     n: usize,
 ) -> Option<Vec<(f64, u64)>> {
-    macro_rules! dispatch {
-        ($($w:literal)*) => {
-            match weights.width {
-                $($w => Some((0..members).into_par_iter().map(|k| eval_member::<$w>(&h0[k * $w * n..(k + 1) * $w * n], weights, labels, k, n)).collect()),)*
-                _ => None,
-            }
-        };
-    }
-    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    evaluate_on(Avx2Fma::detect(), h0, weights, labels, members, n)
 }
 
-fn eval_member<const W: usize>(
+/// [`evaluate`] on the AVX2 twin where `simd` holds the token, else the scalar one.
+fn evaluate_on(
+    simd: Option<Avx2Fma>,
     h0: &[f32],
     weights: &EvalWeights,
     labels: &[i64],
-    k: usize,
+    members: usize,
     n: usize,
-) -> (f64, u64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { eval_member_avx2::<W>(h0, weights, labels, k, n) };
-        }
-    }
-    eval_member_body::<W, false>(h0, weights, labels, k, n)
+) -> Option<Vec<(f64, u64)>> {
+    by_width!(
+        weights.width,
+        evaluate_all(simd, h0, weights, labels, members, n)
+    )
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn eval_member_avx2<const W: usize>(
+fn evaluate_all<const W: usize>(
+    simd: Option<Avx2Fma>,
     h0: &[f32],
     weights: &EvalWeights,
     labels: &[i64],
+    members: usize,
+    n: usize,
+) -> Vec<(f64, u64)> {
+    assert_eq!(h0.len(), members * W * n, "h0 must be [K, W, n]");
+    (0..members)
+        .into_par_iter()
+        .map(|k| {
+            let h0 = &h0[k * W * n..(k + 1) * W * n];
+            dispatch(
+                simd,
+                EvalMember::<W> {
+                    h0,
+                    weights,
+                    labels,
+                    k,
+                    n,
+                },
+            )
+        })
+        .collect()
+}
+
+/// One member's summed loss and correct predictions over its n samples.
+struct EvalMember<'a, 'w, const W: usize> {
+    h0: &'a [f32],
+    weights: &'a EvalWeights<'w>,
+    labels: &'a [i64],
     k: usize,
     n: usize,
-) -> (f64, u64) {
-    eval_member_body::<W, true>(h0, weights, labels, k, n)
+}
+
+impl<const W: usize> Kernel for EvalMember<'_, '_, W> {
+    type Output = (f64, u64);
+
+    #[inline(always)]
+    fn run<S: Simd>(self, _: S) -> (f64, u64) {
+        eval_member_body::<W, S>(self.h0, self.weights, self.labels, self.k, self.n)
+    }
 }
 
 #[inline(always)]
-fn eval_member_body<const W: usize, const FMA: bool>(
+fn eval_member_body<const W: usize, S: Simd>(
     h0: &[f32],
     weights: &EvalWeights,
     labels: &[i64],
@@ -321,16 +369,7 @@ fn eval_member_body<const W: usize, const FMA: bool>(
     let hidden = weights.hidden_w.len();
     let c = weights.classes;
     let slope = weights.slope;
-    let ws: Vec<&[f32]> = weights
-        .hidden_w
-        .iter()
-        .map(|w| &w[k * W * W..(k + 1) * W * W])
-        .collect();
-    let bs: Vec<&[f32]> = weights
-        .hidden_b
-        .iter()
-        .map(|b| &b[k * W..(k + 1) * W])
-        .collect();
+    let (ws, bs) = member_hidden::<W>(&weights.hidden_w, &weights.hidden_b, k);
     let last_w = &weights.last_w[k * c * W..(k + 1) * c * W];
     let last_b = &weights.last_b[k * c..(k + 1) * c];
     let mut loss = 0f64;
@@ -339,12 +378,9 @@ fn eval_member_body<const W: usize, const FMA: bool>(
     let mut start = 0;
     while start < n {
         let valid = LANES.min(n - start);
-        let mut h = [[0f32; LANES]; W];
-        for (i, row) in h.iter_mut().enumerate() {
-            row[..valid].copy_from_slice(&h0[i * n + start..i * n + start + valid]);
-        }
+        let mut h = load_block::<W>(h0, n, start, valid);
         for l in 0..hidden {
-            h = layer::<W, FMA>(&h, ws[l], bs[l], slope);
+            h = layer::<W, S>(&h, ws[l], bs[l], slope);
         }
         let mut a = [[0f32; LANES]; W];
         for i in 0..W {
@@ -357,7 +393,7 @@ fn eval_member_body<const W: usize, const FMA: bool>(
             let mut acc = [last_b[q]; LANES];
             for i in 0..W {
                 for lane in 0..LANES {
-                    acc[lane] = madd::<FMA>(last_w[q * W + i], a[i][lane], acc[lane]);
+                    acc[lane] = S::madd(last_w[q * W + i], a[i][lane], acc[lane]);
                 }
             }
             *row = acc;
@@ -378,4 +414,99 @@ fn eval_member_body<const W: usize, const FMA: bool>(
         start += valid;
     }
     (loss, correct)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::avx2_for_test;
+    use crate::kernels::{assert_close, test_values};
+
+    /// `members` networks of width `w`, `hidden` hidden layers after the first and
+    /// `classes` outputs, weights of variance about 2 / w (He), small biases.
+    struct Net {
+        hidden_w: Vec<Vec<f32>>,
+        hidden_b: Vec<Vec<f32>>,
+        last_w: Vec<f32>,
+        last_b: Vec<f32>,
+    }
+
+    fn net(members: usize, w: usize, hidden: usize, classes: usize) -> Net {
+        let he = (6.0 / w as f32).sqrt();
+        let seeds = 0..hidden as u64;
+        Net {
+            hidden_w: seeds
+                .clone()
+                .map(|l| test_values(members * w * w, l, he))
+                .collect(),
+            hidden_b: seeds
+                .map(|l| test_values(members * w, 100 + l, 0.1))
+                .collect(),
+            last_w: test_values(members * classes * w, 200, he),
+            last_b: test_values(members * classes, 201, 0.1),
+        }
+    }
+
+    // The twins differ only where FMA rounds a multiply-add once instead of twice
+    // (2⁻²⁴ relative, about 6e-8): over a few hidden layers of width 10 that stays
+    // below 1e-5 of the values' scale, so 1e-4 leaves a margin and still catches
+    // any real disagreement (an indexing slip is of order one).
+
+    #[test]
+    fn the_avx2_statistics_agree_with_the_scalar_ones() {
+        let Some(avx2) = avx2_for_test() else { return };
+        // n = 37 leaves a partial block of lanes.
+        let (members, w, hidden, n) = (3, 10, 5, 37);
+        let net = net(members, w, hidden, 1);
+        let weights = NarrowWeights {
+            width: w,
+            slope: 0.1,
+            hidden_w: net.hidden_w.iter().map(|v| v.as_slice()).collect(),
+            hidden_b: net.hidden_b.iter().map(|v| v.as_slice()).collect(),
+            last_w0: &net.last_w,
+            last_b0: &net.last_b,
+        };
+        let h0 = test_values(members * w * n, 300, 1.0);
+        let run = |simd| unit0_moments_on(simd, &h0, &weights, members, n).expect("width 10");
+        let (scalar, simd) = (run(None), run(Some(avx2)));
+        assert_eq!(simd.count, scalar.count);
+        let scale = scalar
+            .mean
+            .iter()
+            .chain(&scalar.m2)
+            .fold(1f64, |s, v| s.max(v.abs()));
+        assert_close("mean", &simd.mean, &scalar.mean, 1e-4, scale);
+        assert_close("m2", &simd.m2, &scalar.m2, 1e-4, scale);
+    }
+
+    #[test]
+    fn the_avx2_evaluation_agrees_with_the_scalar_one() {
+        let Some(avx2) = avx2_for_test() else { return };
+        let (members, w, hidden, classes, n) = (3, 7, 4, 10, 45);
+        let net = net(members, w, hidden, classes);
+        let weights = EvalWeights {
+            width: w,
+            classes,
+            slope: 0.0,
+            hidden_w: net.hidden_w.iter().map(|v| v.as_slice()).collect(),
+            hidden_b: net.hidden_b.iter().map(|v| v.as_slice()).collect(),
+            last_w: &net.last_w,
+            last_b: &net.last_b,
+        };
+        let h0 = test_values(members * w * n, 301, 1.0);
+        let labels: Vec<i64> = (0..n as i64).map(|i| i * 7 % classes as i64).collect();
+        let run = |simd| evaluate_on(simd, &h0, &weights, &labels, members, n).expect("width 7");
+        let (scalar, simd) = (run(None), run(Some(avx2)));
+        let loss = |r: &[(f64, u64)]| r.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_close("loss", &loss(&simd), &loss(&scalar), 1e-4, n as f64);
+        for (m, (a, b)) in simd.iter().zip(&scalar).enumerate() {
+            // An argmax may flip only on a near-tie within that rounding.
+            assert!(
+                a.1.abs_diff(b.1) <= 1,
+                "member {m}: {} vs {} correct",
+                a.1,
+                b.1
+            );
+        }
+    }
 }
