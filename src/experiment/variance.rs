@@ -212,10 +212,11 @@ pub fn layer_moments(
     all_units: bool,
     kurtosis: bool,
 ) -> crate::stats::Moments {
-    if !all_units && !kurtosis {
-        if let Some(m) = unit0_moments_fused(net, x) {
-            return m;
-        }
+    if !all_units
+        && !kurtosis
+        && let Some(m) = unit0_moments_fused(net, x)
+    {
+        return m;
     }
     layer_moments_tch(net, x, all_units, kurtosis)
 }
@@ -535,7 +536,7 @@ impl Experiment for VarianceExperiment {
             if let Some(kw) = p.init.weight_kurtosis() {
                 let key = (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits());
                 let mut stats = self.input_stats.lock().expect("not poisoned");
-                if !stats.contains_key(&key) {
+                if let std::collections::btree_map::Entry::Vacant(e) = stats.entry(key) {
                     let data = ctx.dataset(p.dataset, p.normalization)?;
                     let (kappa0, c0) = super::input_stats::exact_for_kurtosis(&data, kw);
                     let mean_sq_norm = tch::no_grad(|| {
@@ -545,14 +546,11 @@ impl Experiment for VarianceExperiment {
                             .mean(tch::Kind::Double)
                             .double_value(&[])
                     });
-                    stats.insert(
-                        key,
-                        InputMoments {
-                            kappa0,
-                            c0,
-                            mean_sq_norm,
-                        },
-                    );
+                    e.insert(InputMoments {
+                        kappa0,
+                        c0,
+                        mean_sq_norm,
+                    });
                 }
             }
         }

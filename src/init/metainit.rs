@@ -174,10 +174,9 @@ impl Params {
             let sign = (g.ge(0.0).to_kind(Kind::Float) * 2.0 - 1.0).detach();
             let term = ((g - hg) / (g + sign * eps) - 1.0).abs();
             count += term.numel() as i64 / k;
-            total = total
-                + term
-                    .reshape([k, -1])
-                    .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+            total += term
+                .reshape([k, -1])
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         }
         total / count as f64
     }
@@ -237,7 +236,7 @@ fn random_batch_vec(
         .for_each(|((xs, ys), rng)| {
             member_batch(rng, classes, xs, ys);
             // The kernel reads the draws lane-major; the same batch, row-major here.
-            if batch % kernel::LANES == 0 {
+            if batch.is_multiple_of(kernel::LANES) {
                 let rows = kernel::lanes_to_rows(xs, batch, input);
                 xs.copy_from_slice(&rows);
             }
@@ -486,7 +485,7 @@ fn run(
 /// per-op cost, and wide ones autograd's (docs/performance.md,
 /// `initlab bench --only wide-metainit`).
 pub fn uses_kernel(p: &MetaInitParams, arch: &Arch) -> bool {
-    arch.width <= 256 && p.batch % kernel::LANES == 0
+    arch.width <= 256 && p.batch.is_multiple_of(kernel::LANES)
 }
 
 /// `[input, width, ..., classes]` of `arch`.

@@ -240,9 +240,9 @@ pub fn evaluate_tch(net: &Ensemble, x: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<f6
             &target.view([1, 1, len]).expand([k, 1, len], false),
             false,
         ); // [K, 1, n]
-        loss = loss - picked.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
+        loss -= picked.sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Double);
         let hits = logits.argmax(1, false).eq_tensor(&target.view([1, len])); // [K, n]
-        correct = correct + hits.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+        correct += hits.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
         start += len;
     }
     let loss = Vec::<f64>::try_from(loss / n as f64).expect("f64");
@@ -375,60 +375,6 @@ pub fn train(
     Ok(record.results)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fused_adam_matches_the_textbook_update() {
-        let opts = TrainOptions::adam(1, 1, vec![0.01, 0.1]);
-        let mut p = vec![1.0f32, -2.0, 0.5, 3.0];
-        let g = vec![0.3f32, -0.1, 2.0, 0.0];
-        let mut m = vec![0.0f32; 4];
-        let mut v = vec![0.0f32; 4];
-        let segments = vec![(0, 2, 0), (2, 2, 1)];
-        let mut expected = p.clone();
-        let (mut em, mut ev) = (vec![0.0f64; 4], vec![0.0f64; 4]);
-        for step in 1..=3 {
-            let adam = AdamStep::new(step, opts.adam_config());
-            adam_step((&mut p, &g), (&mut m, &mut v), &segments, &opts.lrs, adam);
-            for i in 0..4 {
-                let lr = if i < 2 { 0.01 } else { 0.1 };
-                em[i] = 0.9 * em[i] + 0.1 * g[i] as f64;
-                ev[i] = 0.999 * ev[i] + 0.001 * (g[i] as f64).powi(2);
-                let mhat = em[i] / (1.0 - 0.9f64.powi(step as i32));
-                let vhat = ev[i] / (1.0 - 0.999f64.powi(step as i32));
-                expected[i] -= (lr * mhat / (vhat.sqrt() + 1e-8)) as f32;
-            }
-        }
-        for i in 0..4 {
-            assert!(
-                (p[i] - expected[i]).abs() < 1e-5,
-                "{i}: {} vs {}",
-                p[i],
-                expected[i]
-            );
-        }
-        // a zero gradient leaves its parameter alone
-        assert_eq!(p[3], 3.0);
-    }
-
-    #[test]
-    fn shuffler_covers_an_epoch_without_repeats() {
-        let streams = vec![
-            crate::seed::stream(1, &["a"]),
-            crate::seed::stream(1, &["b"]),
-        ];
-        let mut s = Shuffler::new(streams, 10);
-        let a = s.next(5);
-        let b = s.next(5);
-        let mut first: Vec<i64> = a[..5].iter().chain(&b[..5]).copied().collect();
-        first.sort();
-        assert_eq!(first, (0..10).collect::<Vec<_>>());
-        assert_ne!(a[..5], a[5..], "members shuffle independently");
-    }
-}
-
 /// Whether the hand-written narrow-network pass applies (see `kernels::narrow`).
 pub fn narrow_path(net: &Ensemble) -> bool {
     let a = net.arch;
@@ -538,4 +484,58 @@ fn narrow_step(
         slope: arch.slope as f32,
     };
     narrow::ensemble_step(shape, tensor_slice(z0), labels, &params, grads, dz0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_adam_matches_the_textbook_update() {
+        let opts = TrainOptions::adam(1, 1, vec![0.01, 0.1]);
+        let mut p = vec![1.0f32, -2.0, 0.5, 3.0];
+        let g = vec![0.3f32, -0.1, 2.0, 0.0];
+        let mut m = vec![0.0f32; 4];
+        let mut v = vec![0.0f32; 4];
+        let segments = vec![(0, 2, 0), (2, 2, 1)];
+        let mut expected = p.clone();
+        let (mut em, mut ev) = (vec![0.0f64; 4], vec![0.0f64; 4]);
+        for step in 1..=3 {
+            let adam = AdamStep::new(step, opts.adam_config());
+            adam_step((&mut p, &g), (&mut m, &mut v), &segments, &opts.lrs, adam);
+            for i in 0..4 {
+                let lr = if i < 2 { 0.01 } else { 0.1 };
+                em[i] = 0.9 * em[i] + 0.1 * g[i] as f64;
+                ev[i] = 0.999 * ev[i] + 0.001 * (g[i] as f64).powi(2);
+                let mhat = em[i] / (1.0 - 0.9f64.powi(step as i32));
+                let vhat = ev[i] / (1.0 - 0.999f64.powi(step as i32));
+                expected[i] -= (lr * mhat / (vhat.sqrt() + 1e-8)) as f32;
+            }
+        }
+        for i in 0..4 {
+            assert!(
+                (p[i] - expected[i]).abs() < 1e-5,
+                "{i}: {} vs {}",
+                p[i],
+                expected[i]
+            );
+        }
+        // a zero gradient leaves its parameter alone
+        assert_eq!(p[3], 3.0);
+    }
+
+    #[test]
+    fn shuffler_covers_an_epoch_without_repeats() {
+        let streams = vec![
+            crate::seed::stream(1, &["a"]),
+            crate::seed::stream(1, &["b"]),
+        ];
+        let mut s = Shuffler::new(streams, 10);
+        let a = s.next(5);
+        let b = s.next(5);
+        let mut first: Vec<i64> = a[..5].iter().chain(&b[..5]).copied().collect();
+        first.sort();
+        assert_eq!(first, (0..10).collect::<Vec<_>>());
+        assert_ne!(a[..5], a[5..], "members shuffle independently");
+    }
 }

@@ -289,6 +289,8 @@ fn evaluate_in_chunks(
             (act, logits) = buffers(len);
         }
         let xc = x.narrow(0, start as i64, len as i64); // [len, in], shared by all members
+        // `l` indexes the weights, the biases and the ping-pong buffers together.
+        #[allow(clippy::needless_range_loop)]
         for l in 0..=depth {
             // Layer l reads act[(l − 1) % 2] and writes act[l % 2] (the logits at the top).
             let [even, odd] = &mut act;
