@@ -482,21 +482,18 @@ fn depth_panel_caption(k: &DepthPanelKey, varies: &SettingVaries) -> String {
     if varies.dataset {
         parts.insert(0, k.dataset.clone());
     }
-    if varies.lr {
-        parts.push(format!("lr {}", k.lr));
-    }
-    if varies.steps {
-        parts.push(format!("{} steps", k.steps));
-    }
-    if varies.batch {
-        parts.push(format!("batch {}", k.batch_size));
-    }
-    if varies.slope {
-        parts.push(format!("slope {}", k.slope));
-    }
-    if varies.norm {
-        parts.push(format!("norm {}", k.norm));
-    }
+    let shown = [
+        (varies.lr, format!("lr {}", k.lr)),
+        (varies.steps, format!("{} steps", k.steps)),
+        (varies.batch, format!("batch {}", k.batch_size)),
+        (varies.slope, format!("slope {}", k.slope)),
+        (varies.norm, format!("norm {}", k.norm)),
+    ];
+    parts.extend(
+        shown
+            .into_iter()
+            .filter_map(|(varies, part)| varies.then_some(part)),
+    );
     parts.join(", ")
 }
 
