@@ -304,8 +304,17 @@ fn init_styles(order: &[String]) -> BTreeMap<String, (RGBColor, Marker)> {
         .collect()
 }
 
+/// Where a figure names the width of its networks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WidthNamed {
+    /// In the setting line, when all runs share it (Fig. 1).
+    InSetting,
+    /// In every panel's caption (Fig. 3), so never in the setting line.
+    InCaptions,
+}
+
 /// "fashion-mnist, 500 steps, lr 1e-4, batch 90" for the settings shared by all runs.
-fn shared_setting(runs: &[&Trained], with_width: bool) -> (Vec<String>, SettingVaries) {
+fn shared_setting(runs: &[&Trained], width_named: WidthNamed) -> (Vec<String>, SettingVaries) {
     let varies = SettingVaries {
         dataset: distinct(runs.iter().map(|r| &r.dataset)) > 1,
         width: distinct(runs.iter().map(|r| r.width)) > 1,
@@ -320,7 +329,7 @@ fn shared_setting(runs: &[&Trained], with_width: bool) -> (Vec<String>, SettingV
     if !varies.dataset {
         parts.push(first.dataset.clone());
     }
-    if with_width && !varies.width {
+    if width_named == WidthNamed::InSetting && !varies.width {
         parts.push(format!("width {}", first.width));
     }
     if !varies.steps && first.steps > 0 {
@@ -500,7 +509,7 @@ fn depth_panel_caption(k: &DepthPanelKey, varies: &SettingVaries) -> String {
 impl Fig3 {
     fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Fig3 {
         let used = runs_in_panels(runs, &panels);
-        let (setting, varies) = shared_setting(&used, false);
+        let (setting, varies) = shared_setting(&used, WidthNamed::InCaptions);
         let reps = repetitions_phrase(&panels);
         let steps = used[0].steps;
         let title = if varies.steps || steps == 0 {
@@ -744,7 +753,7 @@ impl Fig1 {
         if drawn.is_empty() {
             return None;
         }
-        let (setting, varies) = shared_setting(&he, true);
+        let (setting, varies) = shared_setting(&he, WidthNamed::InSetting);
         let steps = he[0].steps;
         let after = if varies.steps || steps == 0 {
             String::new()
