@@ -518,23 +518,7 @@ pub fn run(args: SlurmArgs) -> Result<()> {
             args.tasks
         );
     }
-    // The config is copied under its own file name (a config without `name:` is
-    // named after its file), which must not be one of the folder's own files.
-    let file_name = args
-        .config
-        .file_name()
-        .context("the config path has no file name")?;
-    let file_name_text = file_name.to_str().with_context(|| {
-        format!(
-            "the config's file name {} is not valid UTF-8, so the sbatch script cannot name it: rename the file",
-            args.config.display()
-        )
-    })?;
-    if SLURM_DIR_NAMES.contains(&file_name_text) {
-        bail!(
-            "the config's file name `{file_name_text}` clashes with the run directory's own slurm/{file_name_text} (slurm/ holds initlab, array.sbatch and logs): rename the config, e.g. to {file_name_text}.yaml"
-        );
-    }
+    let file_name = config_file_name(&args.config)?;
     let out = args.out.clone().unwrap_or_else(|| default_out(&config));
     let out_absolute = std::path::absolute(&out)
         .with_context(|| format!("cannot make {} absolute", out.display()))?;
@@ -545,27 +529,7 @@ pub fn run(args: SlurmArgs) -> Result<()> {
     };
     let plan = shard_plan(&experiments, args.tasks, &timings)?;
 
-    std::fs::create_dir_all(out.join("slurm/logs"))
-        .with_context(|| format!("cannot create {}: choose a writable --out", out.display()))?;
-    let out = out
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", out.display()))?;
-    // Symbolic links may lead somewhere the check above did not see.
-    check_out_path(&out)?;
-    // The run directory exists (with its config) before any task starts.
-    let resolved_path = out.join("config.resolved.yaml");
-    if resolved_path.exists() {
-        if std::fs::read_to_string(&resolved_path)? != resolved {
-            bail!(
-                "run directory {} was made by a different config: use another --out",
-                out.display()
-            );
-        }
-    } else {
-        crate::results::write_text(&out.join("config.yaml"), &config.source_text)?;
-        crate::results::write_text(&resolved_path, &resolved)?;
-    }
-    std::fs::create_dir_all(out.join("results"))?;
+    let out = make_run_dir(&out, &config, &resolved)?;
     // The exact binary this script was made with, copied next to it.
     let binary = out.join("slurm/initlab");
     let me = std::env::current_exe().context("locating the initlab binary")?;
@@ -588,9 +552,69 @@ pub fn run(args: SlurmArgs) -> Result<()> {
         );
         return Ok(());
     }
+    submit(&args, &config.name, &out, &script_path, &plan_text)
+}
+
+/// The file name the config is copied under (a config without `name:` is
+/// named after its file), which must be UTF-8 and not one of the `slurm/`
+/// folder's own files.
+fn config_file_name(config: &Path) -> Result<&std::ffi::OsStr> {
+    let file_name = config
+        .file_name()
+        .context("the config path has no file name")?;
+    let file_name_text = file_name.to_str().with_context(|| {
+        format!(
+            "the config's file name {} is not valid UTF-8, so the sbatch script cannot name it: rename the file",
+            config.display()
+        )
+    })?;
+    if SLURM_DIR_NAMES.contains(&file_name_text) {
+        bail!(
+            "the config's file name `{file_name_text}` clashes with the run directory's own slurm/{file_name_text} (slurm/ holds initlab, array.sbatch and logs): rename the config, e.g. to {file_name_text}.yaml"
+        );
+    }
+    Ok(file_name)
+}
+
+/// Creates the run directory `out` with its config before any task starts (or
+/// checks that an existing one was made by the same config), returning its
+/// canonical path.
+fn make_run_dir(out: &Path, config: &Config, resolved: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(out.join("slurm/logs"))
+        .with_context(|| format!("cannot create {}: choose a writable --out", out.display()))?;
+    let out = out
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", out.display()))?;
+    // Symbolic links may lead somewhere the check before did not see.
+    check_out_path(&out)?;
+    let resolved_path = out.join("config.resolved.yaml");
+    if resolved_path.exists() {
+        if std::fs::read_to_string(&resolved_path)? != resolved {
+            bail!(
+                "run directory {} was made by a different config: use another --out",
+                out.display()
+            );
+        }
+    } else {
+        crate::results::write_text(&out.join("config.yaml"), &config.source_text)?;
+        crate::results::write_text(&resolved_path, resolved)?;
+    }
+    std::fs::create_dir_all(out.join("results"))?;
+    Ok(out)
+}
+
+/// Submits the array script with sbatch, printing the job id and how to
+/// follow, rerun and merge it.
+fn submit(
+    args: &SlurmArgs,
+    config_name: &str,
+    out: &Path,
+    script_path: &Path,
+    plan_text: &str,
+) -> Result<()> {
     let output = std::process::Command::new("sbatch")
         .arg("--parsable")
-        .arg(&script_path)
+        .arg(script_path)
         .output()
         .context(
             "cannot run sbatch: is SLURM installed here? (use --dry-run to only write the script)",
@@ -610,9 +634,8 @@ pub fn run(args: SlurmArgs) -> Result<()> {
     println!("{job}");
     eprint!("{plan_text}");
     eprintln!(
-        "submitted array job {job}: {} tasks of {}.\n  follow it:   squeue -j {job}\n  task logs:   {}/slurm/logs/task-<i>.out|.err\n  rerun task i: sbatch --array=i {}\n  when done:   initlab merge {}",
+        "submitted array job {job}: {} tasks of {config_name}.\n  follow it:   squeue -j {job}\n  task logs:   {}/slurm/logs/task-<i>.out|.err\n  rerun task i: sbatch --array=i {}\n  when done:   initlab merge {}",
         args.tasks,
-        config.name,
         out.display(),
         shell_quote(&script_path.display().to_string()),
         shell_quote(&out.display().to_string())

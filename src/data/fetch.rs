@@ -195,24 +195,7 @@ pub struct FetchOptions {
 pub fn fetch(name: DatasetName, data_dir: &Path, opts: &FetchOptions) -> Result<Vec<PathBuf>> {
     let (bases, mut resources) = sources(name)?;
     if let Some(sums) = &opts.checksums {
-        for r in &mut resources {
-            let Some(d) = sums.get(&r.file) else {
-                bail!(
-                    "the checksum file has no entry for {}; add its MD5 or SHA-256",
-                    r.file
-                );
-            };
-            if d.sha256.is_none() {
-                eprintln!(
-                    "warning: the checksum file gives only an MD5 for {}, which does not resist a forged file; add its SHA-256 (as sha256sum prints it)",
-                    r.file
-                );
-            }
-            r.md5 = d.md5.clone();
-            r.sha256 = d.sha256.clone();
-            // Files other than the canonical ones may have any size, up to the bound.
-            r.bytes = None;
-        }
+        use_given_checksums(&mut resources, sums)?;
     }
     let bases: Vec<String> = match &opts.mirror {
         Some(m) => vec![if m.ends_with('/') {
@@ -224,81 +207,136 @@ pub fn fetch(name: DatasetName, data_dir: &Path, opts: &FetchOptions) -> Result<
     };
     let dir = data_dir.join(name.folder());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // (final path, verified temporary file if downloaded now)
-    let mut staged: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-    let discard = |staged: &[(PathBuf, Option<PathBuf>)]| {
-        for tmp in staged.iter().filter_map(|(_, t)| t.as_ref()) {
-            let _ = std::fs::remove_file(tmp);
-        }
-    };
+    let mut staged: Vec<Staged> = Vec::new();
     for r in &resources {
-        let target = dir.join(&r.file);
-        if target.exists() && !opts.force {
-            match verify_file(&target, r) {
-                Ok(()) => {
-                    eprintln!("{}: already present and verified", target.display());
-                    staged.push((target, None));
-                    continue;
-                }
-                Err(why) => eprintln!(
-                    "{}: present but {why:#}; downloading again",
-                    target.display()
-                ),
+        match stage(name, &dir, r, &bases, opts.force) {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                discard(&staged);
+                return Err(e);
             }
         }
-        let tmp = dir.join(format!(".{}.{}.part", r.file, std::process::id()));
-        let mut errors = Vec::new();
-        let mut done = false;
-        for base in &bases {
-            let url = format!("{base}{}", r.file);
-            match download_verified(&url, &tmp, r) {
-                Ok(()) => {
-                    done = true;
-                    break;
-                }
-                Err(e) => errors.push(format!("{url}: {e:#}")),
-            }
-        }
-        if !done {
-            discard(&staged);
-            bail!(
-                "could not fetch {} for {name}:\n  {}\nNothing was written. To fix: try again later, use --mirror URL for another source (--checksums FILE if its files differ from the canonical ones), or copy the files into {} by hand{}",
-                r.file,
-                errors.join("\n  "),
-                dir.display(),
-                if name == DatasetName::FashionMnist {
-                    " (or apt-get install dataset-fashion-mnist)"
-                } else {
-                    ""
-                }
-            );
-        }
-        staged.push((target, Some(tmp)));
     }
     // A fetched IDX dataset is also checked to load before anything is put in
     // place, so a bad mirror is caught here and leaves nothing behind.
-    if matches!(name, DatasetName::Mnist | DatasetName::FashionMnist) {
-        let path_of = |file: &str| {
-            staged
-                .iter()
-                .find(|(target, _)| target.file_name().is_some_and(|f| f == file))
-                .map(|(target, tmp)| tmp.clone().unwrap_or_else(|| target.clone()))
+    if let Err(e) = check_idx_loads(name, &staged) {
+        discard(&staged);
+        return Err(e);
+    }
+    install(&staged)
+}
+
+/// A file of a dataset ready to be put in place: its final path, and the
+/// verified temporary file if it was downloaded now.
+type Staged = (PathBuf, Option<PathBuf>);
+
+/// Removes the temporary files of `staged`, leaving nothing behind.
+fn discard(staged: &[Staged]) {
+    for tmp in staged.iter().filter_map(|(_, t)| t.as_ref()) {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Replaces the expected checksums of `resources` with those of the user's
+/// checksum file, warning where it gives only an MD5.
+fn use_given_checksums(resources: &mut [Resource], sums: &BTreeMap<String, Digests>) -> Result<()> {
+    for r in resources {
+        let Some(d) = sums.get(&r.file) else {
+            bail!(
+                "the checksum file has no entry for {}; add its MD5 or SHA-256",
+                r.file
+            );
         };
-        let paths: Vec<PathBuf> = IDX_FILES
-            .iter()
-            .filter_map(|f| path_of(&format!("{f}.gz")))
-            .collect();
-        if paths.len() == IDX_FILES.len() {
-            let loads = super::idx::read_split(&paths[0], &paths[1], 10)
-                .and_then(|_| super::idx::read_split(&paths[2], &paths[3], 10));
-            if let Err(e) = loads {
-                discard(&staged);
-                bail!(
-                    "the files fetched for {name} match their checksums but do not load: {e}\nNothing was written. To fix: use another --mirror, or checksums of files that are {name} in the IDX format"
-                );
+        if d.sha256.is_none() {
+            eprintln!(
+                "warning: the checksum file gives only an MD5 for {}, which does not resist a forged file; add its SHA-256 (as sha256sum prints it)",
+                r.file
+            );
+        }
+        r.md5 = d.md5.clone();
+        r.sha256 = d.sha256.clone();
+        // Files other than the canonical ones may have any size, up to the bound.
+        r.bytes = None;
+    }
+    Ok(())
+}
+
+/// Makes one file of `name` ready in `dir`: kept if already present and
+/// verified (unless `force`), otherwise downloaded and verified from the first
+/// of `bases` that serves it, into a temporary file.
+fn stage(
+    name: DatasetName,
+    dir: &Path,
+    r: &Resource,
+    bases: &[String],
+    force: bool,
+) -> Result<Staged> {
+    let target = dir.join(&r.file);
+    if target.exists() && !force {
+        match verify_file(&target, r) {
+            Ok(()) => {
+                eprintln!("{}: already present and verified", target.display());
+                return Ok((target, None));
             }
+            Err(why) => eprintln!(
+                "{}: present but {why:#}; downloading again",
+                target.display()
+            ),
         }
     }
+    let tmp = dir.join(format!(".{}.{}.part", r.file, std::process::id()));
+    let mut errors = Vec::new();
+    for base in bases {
+        let url = format!("{base}{}", r.file);
+        match download_verified(&url, &tmp, r) {
+            Ok(()) => return Ok((target, Some(tmp))),
+            Err(e) => errors.push(format!("{url}: {e:#}")),
+        }
+    }
+    bail!(
+        "could not fetch {} for {name}:\n  {}\nNothing was written. To fix: try again later, use --mirror URL for another source (--checksums FILE if its files differ from the canonical ones), or copy the files into {} by hand{}",
+        r.file,
+        errors.join("\n  "),
+        dir.display(),
+        if name == DatasetName::FashionMnist {
+            " (or apt-get install dataset-fashion-mnist)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Checks that the staged files of an IDX dataset (MNIST, Fashion-MNIST) load,
+/// so that files matching a mirror's checksums but not the format are refused.
+fn check_idx_loads(name: DatasetName, staged: &[Staged]) -> Result<()> {
+    if !matches!(name, DatasetName::Mnist | DatasetName::FashionMnist) {
+        return Ok(());
+    }
+    let path_of = |file: &str| {
+        staged
+            .iter()
+            .find(|(target, _)| target.file_name().is_some_and(|f| f == file))
+            .map(|(target, tmp)| tmp.clone().unwrap_or_else(|| target.clone()))
+    };
+    let paths: Vec<PathBuf> = IDX_FILES
+        .iter()
+        .filter_map(|f| path_of(&format!("{f}.gz")))
+        .collect();
+    if paths.len() == IDX_FILES.len() {
+        let loads = super::idx::read_split(&paths[0], &paths[1], 10)
+            .and_then(|_| super::idx::read_split(&paths[2], &paths[3], 10));
+        if let Err(e) = loads {
+            bail!(
+                "the files fetched for {name} match their checksums but do not load: {e}\nNothing was written. To fix: use another --mirror, or checksums of files that are {name} in the IDX format"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Moves the staged downloads into place, returning every file of the dataset;
+/// on failure removes the downloads not yet moved.
+fn install(staged: &[Staged]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (i, (target, tmp)) in staged.iter().enumerate() {
         if let Some(tmp) = tmp

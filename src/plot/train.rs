@@ -304,8 +304,17 @@ fn init_styles(order: &[String]) -> BTreeMap<String, (RGBColor, Marker)> {
         .collect()
 }
 
+/// Where a figure names the width of its networks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WidthNamed {
+    /// In the setting line, when all runs share it (Fig. 1).
+    InSetting,
+    /// In every panel's caption (Fig. 3), so never in the setting line.
+    InCaptions,
+}
+
 /// "fashion-mnist, 500 steps, lr 1e-4, batch 90" for the settings shared by all runs.
-fn shared_setting(runs: &[&Trained], with_width: bool) -> (Vec<String>, SettingVaries) {
+fn shared_setting(runs: &[&Trained], width_named: WidthNamed) -> (Vec<String>, SettingVaries) {
     let varies = SettingVaries {
         dataset: distinct(runs.iter().map(|r| &r.dataset)) > 1,
         width: distinct(runs.iter().map(|r| r.width)) > 1,
@@ -320,7 +329,7 @@ fn shared_setting(runs: &[&Trained], with_width: bool) -> (Vec<String>, SettingV
     if !varies.dataset {
         parts.push(first.dataset.clone());
     }
-    if with_width && !varies.width {
+    if width_named == WidthNamed::InSetting && !varies.width {
         parts.push(format!("width {}", first.width));
     }
     if !varies.steps && first.steps > 0 {
@@ -383,36 +392,125 @@ struct Fig3 {
     y: Axis,
 }
 
+/// The runs Fig. 3 draws: those in one of its panels.
+fn runs_in_panels<'a>(runs: &'a [Trained], panels: &DepthPanels) -> Vec<&'a Trained> {
+    runs.iter()
+        .filter(|r| {
+            panels.keys().any(|k| {
+                k.dataset == r.dataset
+                    && k.width == r.width
+                    && k.lr == r.lr
+                    && k.norm == r.norm
+                    && k.slope == r.slope
+                    && k.steps == r.steps
+                    && k.batch_size == r.batch_size
+            })
+        })
+        .collect()
+}
+
+/// How many repetitions each point of Fig. 3 averages, as a phrase.
+fn repetitions_phrase(panels: &DepthPanels) -> String {
+    let repetitions: Vec<usize> = panels
+        .values()
+        .flat_map(|s| s.values().flatten().map(|p| p.repetitions))
+        .collect();
+    let (rmin, rmax) = (
+        repetitions.iter().copied().min().unwrap_or(0),
+        repetitions.iter().copied().max().unwrap_or(0),
+    );
+    if rmin == rmax {
+        format!("{rmin} repetition{}", if rmin == 1 { "" } else { "s" })
+    } else {
+        format!("{rmin}–{rmax} repetitions")
+    }
+}
+
+/// Fig. 3's legend: one line per series (naming the experiment where an
+/// initialiser appears in several), then the min–max bar.
+fn fig3_legend(
+    series_keys: &[SeriesKey],
+    styles: &BTreeMap<String, (RGBColor, Marker)>,
+) -> Vec<LegendEntry> {
+    // The same initialiser in several experiments: name the experiment too.
+    let named_experiments = distinct(series_keys.iter().map(|s| &s.init)) < series_keys.len();
+    let label = |s: &SeriesKey| {
+        if named_experiments {
+            format!("{} [{}]", init_label(&s.init), s.experiment)
+        } else {
+            init_label(&s.init)
+        }
+    };
+    let mut legend: Vec<LegendEntry> = series_keys
+        .iter()
+        .map(|s| {
+            let (c, m) = styles[&s.init];
+            LegendEntry::new(
+                label(s),
+                Swatch::Line {
+                    color: c,
+                    dashed: false,
+                    marker: Some(m),
+                },
+            )
+        })
+        .collect();
+    legend.push(LegendEntry::new(
+        "min–max over repetitions",
+        Swatch::Bar(RGBColor(90, 90, 90)),
+    ));
+    legend
+}
+
+/// Fig. 3's depth axis, and each series' x offset so that bars at one depth
+/// do not overlap.
+fn depth_axis(panels: &DepthPanels, series_keys: &[SeriesKey]) -> (Axis, BTreeMap<SeriesKey, f64>) {
+    let depths: Vec<i64> = panels
+        .values()
+        .flat_map(|s| s.values().flatten().map(|p| p.depth))
+        .collect();
+    let (dmin, dmax) = (
+        *depths.iter().min().unwrap_or(&0) as f64,
+        *depths.iter().max().unwrap_or(&1) as f64,
+    );
+    let span = (dmax - dmin).max(1.0);
+    let x = Axis::integers_padded(dmin, dmax, 0.04);
+    let spread = span * 0.008;
+    let n = series_keys.len() as f64;
+    let dodge = series_keys
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), (i as f64 - (n - 1.0) / 2.0) * spread))
+        .collect();
+    (x, dodge)
+}
+
+/// A Fig. 3 panel's caption: its width and whatever else varies between panels.
+fn depth_panel_caption(k: &DepthPanelKey, varies: &SettingVaries) -> String {
+    let mut parts = vec![format!("width {}", k.width)];
+    if varies.dataset {
+        parts.insert(0, k.dataset.clone());
+    }
+    let shown = [
+        (varies.lr, format!("lr {}", k.lr)),
+        (varies.steps, format!("{} steps", k.steps)),
+        (varies.batch, format!("batch {}", k.batch_size)),
+        (varies.slope, format!("slope {}", k.slope)),
+        (varies.norm, format!("norm {}", k.norm)),
+    ];
+    parts.extend(
+        shown
+            .into_iter()
+            .filter_map(|(varies, part)| varies.then_some(part)),
+    );
+    parts.join(", ")
+}
+
 impl Fig3 {
     fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Fig3 {
-        let used: Vec<&Trained> = runs
-            .iter()
-            .filter(|r| {
-                panels.keys().any(|k| {
-                    k.dataset == r.dataset
-                        && k.width == r.width
-                        && k.lr == r.lr
-                        && k.norm == r.norm
-                        && k.slope == r.slope
-                        && k.steps == r.steps
-                        && k.batch_size == r.batch_size
-                })
-            })
-            .collect();
-        let (setting, varies) = shared_setting(&used, false);
-        let repetitions: Vec<usize> = panels
-            .values()
-            .flat_map(|s| s.values().flatten().map(|p| p.repetitions))
-            .collect();
-        let (rmin, rmax) = (
-            repetitions.iter().copied().min().unwrap_or(0),
-            repetitions.iter().copied().max().unwrap_or(0),
-        );
-        let reps = if rmin == rmax {
-            format!("{rmin} repetition{}", if rmin == 1 { "" } else { "s" })
-        } else {
-            format!("{rmin}–{rmax} repetitions")
-        };
+        let used = runs_in_panels(runs, &panels);
+        let (setting, varies) = shared_setting(&used, WidthNamed::InCaptions);
+        let reps = repetitions_phrase(&panels);
         let steps = used[0].steps;
         let title = if varies.steps || steps == 0 {
             "Fig. 3 — test accuracy against depth".to_string()
@@ -435,81 +533,16 @@ impl Fig3 {
             .into_iter()
             .collect();
         let styles = init_styles(&init_order(series_keys.iter().map(|s| s.init.clone())));
-        // The same initialiser in several experiments: name the experiment too.
-        let named_experiments = distinct(series_keys.iter().map(|s| &s.init)) < series_keys.len();
-        let label = |s: &SeriesKey| {
-            if named_experiments {
-                format!("{} [{}]", init_label(&s.init), s.experiment)
-            } else {
-                init_label(&s.init)
-            }
-        };
-        let mut legend: Vec<LegendEntry> = series_keys
-            .iter()
-            .map(|s| {
-                let (c, m) = styles[&s.init];
-                LegendEntry::new(
-                    label(s),
-                    Swatch::Line {
-                        color: c,
-                        dashed: false,
-                        marker: Some(m),
-                    },
-                )
-            })
-            .collect();
-        legend.push(LegendEntry::new(
-            "min–max over repetitions",
-            Swatch::Bar(RGBColor(90, 90, 90)),
-        ));
-
-        let depths: Vec<i64> = panels
-            .values()
-            .flat_map(|s| s.values().flatten().map(|p| p.depth))
-            .collect();
-        let (dmin, dmax) = (
-            *depths.iter().min().unwrap_or(&0) as f64,
-            *depths.iter().max().unwrap_or(&1) as f64,
-        );
-        let span = (dmax - dmin).max(1.0);
-        let x = Axis::integers_padded(dmin, dmax, 0.04);
-        let spread = span * 0.008;
-        let n = series_keys.len() as f64;
-        let dodge = series_keys
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), (i as f64 - (n - 1.0) / 2.0) * spread))
-            .collect();
+        let legend = fig3_legend(&series_keys, &styles);
+        let (x, dodge) = depth_axis(&panels, &series_keys);
         let top = panels
             .values()
             .flat_map(|s| s.values().flatten().map(|p| p.max))
             .fold(0.0, f64::max);
         let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
-
         let captions = panels
             .keys()
-            .map(|k| {
-                let mut parts = vec![format!("width {}", k.width)];
-                if varies.dataset {
-                    parts.insert(0, k.dataset.clone());
-                }
-                if varies.lr {
-                    parts.push(format!("lr {}", k.lr));
-                }
-                if varies.steps {
-                    parts.push(format!("{} steps", k.steps));
-                }
-                if varies.batch {
-                    parts.push(format!("batch {}", k.batch_size));
-                }
-                if varies.slope {
-                    parts.push(format!("slope {}", k.slope));
-                }
-                if varies.norm {
-                    parts.push(format!("norm {}", k.norm));
-                }
-                parts.join(", ")
-            })
+            .map(|k| depth_panel_caption(k, &varies))
             .collect();
         let notes = diverged_note(&used).into_iter().collect();
         Fig3 {
@@ -720,7 +753,7 @@ impl Fig1 {
         if drawn.is_empty() {
             return None;
         }
-        let (setting, varies) = shared_setting(&he, true);
+        let (setting, varies) = shared_setting(&he, WidthNamed::InSetting);
         let steps = he[0].steps;
         let after = if varies.steps || steps == 0 {
             String::new()

@@ -368,120 +368,114 @@ fn log_clipped(v: f64) -> f64 {
     }
 }
 
-impl Fig2 {
-    fn new(run_name: &str, curves: Vec<Curves>) -> Fig2 {
+/// Which parts of the panels' setting differ between panels: those go into
+/// each panel's caption, the rest into the figure's title.
+struct Varying {
+    dataset: bool,
+    width: bool,
+    depth: bool,
+    slope: bool,
+    norm: bool,
+    /// The same initialiser in two experiments: name the experiment.
+    init_repeats: bool,
+}
+
+impl Varying {
+    /// What varies across the panels of `curves`.
+    fn of(curves: &[Curves]) -> Varying {
         let keys: Vec<&PanelKey> = curves.iter().map(|c| &c.key).collect();
         let varies = |f: &dyn Fn(&PanelKey) -> String| distinct(keys.iter().map(|k| f(k))) > 1;
-        let dataset_varies = varies(&|k| k.dataset.clone());
-        let width_varies = varies(&|k| k.width.to_string());
-        let depth_varies = varies(&|k| k.depth.to_string());
-        let slope_varies = varies(&|k| k.slope.clone());
-        let norm_varies = varies(&|k| k.norm.clone());
-        // The same initialiser in two experiments: name the experiment.
-        let init_repeats = distinct(keys.iter().map(|k| {
-            format!(
-                "{}|{}|{}|{}|{}|{}",
-                k.init, k.dataset, k.width, k.depth, k.slope, k.norm
-            )
-        })) < keys.len();
-
-        let captions: Vec<String> = curves
-            .iter()
-            .map(|c| {
-                let k = &c.key;
-                let mut parts = vec![init_label(&k.init)];
-                if init_repeats {
-                    parts.push(format!("[{}]", k.experiment));
-                }
-                if dataset_varies {
-                    parts.push(k.dataset.clone());
-                }
-                if width_varies {
-                    parts.push(format!("width {}", k.width));
-                }
-                if depth_varies {
-                    parts.push(format!("depth {}", k.depth));
-                }
-                if slope_varies {
-                    parts.push(format!("slope {}", k.slope));
-                }
-                if norm_varies {
-                    parts.push(format!("norm {}", k.norm));
-                }
-                let n = c.networks;
+        Varying {
+            dataset: varies(&|k| k.dataset.clone()),
+            width: varies(&|k| k.width.to_string()),
+            depth: varies(&|k| k.depth.to_string()),
+            slope: varies(&|k| k.slope.clone()),
+            norm: varies(&|k| k.norm.clone()),
+            init_repeats: distinct(keys.iter().map(|k| {
                 format!(
-                    "{} — {n} network{}",
-                    parts.join(", "),
-                    if n == 1 { "" } else { "s" }
+                    "{}|{}|{}|{}|{}|{}",
+                    k.init, k.dataset, k.width, k.depth, k.slope, k.norm
                 )
-            })
-            .collect();
+            })) < keys.len(),
+        }
+    }
 
-        let first = &curves[0].key;
+    /// A panel's caption: its initialiser, what sets it apart, its network count.
+    fn caption(&self, c: &Curves) -> String {
+        let k = &c.key;
+        let mut parts = vec![init_label(&k.init)];
+        if self.init_repeats {
+            parts.push(format!("[{}]", k.experiment));
+        }
+        if self.dataset {
+            parts.push(k.dataset.clone());
+        }
+        if self.width {
+            parts.push(format!("width {}", k.width));
+        }
+        if self.depth {
+            parts.push(format!("depth {}", k.depth));
+        }
+        if self.slope {
+            parts.push(format!("slope {}", k.slope));
+        }
+        if self.norm {
+            parts.push(format!("norm {}", k.norm));
+        }
+        let n = c.networks;
+        format!(
+            "{} — {n} network{}",
+            parts.join(", "),
+            if n == 1 { "" } else { "s" }
+        )
+    }
+
+    /// The figure's title, naming the setting every panel shares.
+    fn title(&self, first: &PanelKey) -> String {
         let mut setting = Vec::new();
-        if !dataset_varies {
+        if !self.dataset {
             setting.push(first.dataset.clone());
         }
-        if !width_varies {
+        if !self.width {
             setting.push(format!("width {}", first.width));
         }
-        if !depth_varies {
+        if !self.depth {
             setting.push(format!("depth {}", first.depth));
         }
-        if !slope_varies && first.slope != "0" && !first.slope.is_empty() {
+        if !self.slope && first.slope != "0" && !first.slope.is_empty() {
             setting.push(format!("leaky ReLU slope {}", first.slope));
         }
-        if !norm_varies && first.norm != "none" {
+        if !self.norm && first.norm != "none" {
             setting.push(format!("{} norm", first.norm));
         }
-        let title = format!(
+        format!(
             "Fig. 2 — empirical variance of the output over depth ({})",
             setting.join(", ")
-        );
-        let subtitle = vec![
-            format!(
-                "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
-            ),
-            format!("Quantiles: {}", RULE.describe()),
-        ];
+        )
+    }
+}
 
-        let any_theory = curves
-            .iter()
-            .any(|c| c.theory.iter().flatten().any(|t| t.is_some()));
-        let mut legend: Vec<LegendEntry> = QUANTILES
-            .iter()
-            .map(|(_, name, color)| {
-                LegendEntry::new(
-                    *name,
-                    Swatch::Line {
-                        color: *color,
-                        dashed: false,
-                        marker: None,
-                    },
-                )
-            })
-            .collect();
-        if any_theory {
-            legend.push(LegendEntry::new(
-                "Section 5 prediction (dashed, same colours)",
-                Swatch::Line {
-                    color: RGBColor(60, 60, 60),
-                    dashed: true,
-                    marker: None,
-                },
-            ));
-        }
-        legend.push(LegendEntry::new(
-            "S² = 10⁻³",
-            Swatch::Dotted(RGBColor(0, 0, 0)),
-        ));
+/// The range of log10 S² the figure draws, and what it could not draw as is.
+struct Extent {
+    lo: f64,
+    hi: f64,
+    /// Some value is at or below the floor, so drawn at it.
+    clipped: bool,
+    /// How many values are +∞ (not drawn).
+    infinite: usize,
+}
 
-        let mut clipped = false;
-        let mut infinite = 0usize;
-        // The threshold line stays clear of the bottom edge.
-        let mut lo = THRESHOLD.log10() - 0.5;
-        let mut hi = THRESHOLD.log10();
-        for c in &curves {
+impl Extent {
+    /// The extent of every quantile and prediction of `curves`, with the
+    /// threshold line in view and clear of the bottom edge.
+    fn of(curves: &[Curves]) -> Extent {
+        let mut e = Extent {
+            lo: THRESHOLD.log10() - 0.5,
+            hi: THRESHOLD.log10(),
+            clipped: false,
+            infinite: 0,
+        };
+        for c in curves {
             let all = c
                 .quantiles
                 .iter()
@@ -490,51 +484,116 @@ impl Fig2 {
                 .chain(c.theory.iter().flatten().flatten().copied());
             for v in all {
                 if v == f64::INFINITY {
-                    infinite += 1;
+                    e.infinite += 1;
                 }
                 if v <= FLOOR {
-                    clipped = true;
+                    e.clipped = true;
                 }
                 let y = log_clipped(v);
                 if y.is_finite() {
-                    lo = lo.min(y);
-                    hi = hi.max(y);
+                    e.lo = e.lo.min(y);
+                    e.hi = e.hi.max(y);
                 }
             }
         }
-        let mut notes = Vec::new();
-        if clipped {
-            notes.push(
-                "Values at or below 10⁻³⁰ (exact zeros included) are drawn at 10⁻³⁰, the bottom of the axis."
-                    .to_string(),
-            );
+        e
+    }
+}
+
+/// Fig. 2's legend: the quantiles, the prediction when any panel has one, the threshold.
+fn fig2_legend(any_theory: bool) -> Vec<LegendEntry> {
+    let mut legend: Vec<LegendEntry> = QUANTILES
+        .iter()
+        .map(|(_, name, color)| {
+            LegendEntry::new(
+                *name,
+                Swatch::Line {
+                    color: *color,
+                    dashed: false,
+                    marker: None,
+                },
+            )
+        })
+        .collect();
+    if any_theory {
+        legend.push(LegendEntry::new(
+            "Section 5 prediction (dashed, same colours)",
+            Swatch::Line {
+                color: RGBColor(60, 60, 60),
+                dashed: true,
+                marker: None,
+            },
+        ));
+    }
+    legend.push(LegendEntry::new(
+        "S² = 10⁻³",
+        Swatch::Dotted(RGBColor(0, 0, 0)),
+    ));
+    legend
+}
+
+/// Fig. 2's notes: what was clipped, not finite or not drawn, and which panels
+/// lack a prediction.
+fn fig2_notes(
+    curves: &[Curves],
+    captions: &[String],
+    extent: &Extent,
+    any_theory: bool,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if extent.clipped {
+        notes.push(
+            "Values at or below 10⁻³⁰ (exact zeros included) are drawn at 10⁻³⁰, the bottom of the axis."
+                .to_string(),
+        );
+    }
+    for (c, caption) in curves.iter().zip(captions) {
+        if let Some(text) = c.nonfinite.describe(&c.layers, FIGURE_RUNS) {
+            notes.push(format!("{caption}: {text}."));
         }
-        for (c, caption) in curves.iter().zip(&captions) {
-            if let Some(text) = c.nonfinite.describe(&c.layers, FIGURE_RUNS) {
-                notes.push(format!("{caption}: {text}."));
-            }
-        }
-        if infinite > 0 {
-            notes.push(format!(
-                "{infinite} quantile values are +∞ and not drawn (the curve breaks there)."
-            ));
-        }
-        if any_theory
-            && curves
-                .iter()
-                .any(|c| c.theory.iter().flatten().all(|t| t.is_none()))
-        {
-            notes.push(
-                "Panels without dashed curves have no Section 5 prediction (it needs i.i.d. weights)."
-                    .to_string(),
-            );
-        }
+    }
+    if extent.infinite > 0 {
+        notes.push(format!(
+            "{} quantile values are +∞ and not drawn (the curve breaks there).",
+            extent.infinite
+        ));
+    }
+    if any_theory
+        && curves
+            .iter()
+            .any(|c| c.theory.iter().flatten().all(|t| t.is_none()))
+    {
+        notes.push(
+            "Panels without dashed curves have no Section 5 prediction (it needs i.i.d. weights)."
+                .to_string(),
+        );
+    }
+    notes
+}
+
+impl Fig2 {
+    fn new(run_name: &str, curves: Vec<Curves>) -> Fig2 {
+        let varying = Varying::of(&curves);
+        let captions: Vec<String> = curves.iter().map(|c| varying.caption(c)).collect();
+        let title = varying.title(&curves[0].key);
+        let subtitle = vec![
+            format!(
+                "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
+            ),
+            format!("Quantiles: {}", RULE.describe()),
+        ];
+        let any_theory = curves
+            .iter()
+            .any(|c| c.theory.iter().flatten().any(|t| t.is_some()));
+        let legend = fig2_legend(any_theory);
+        let extent = Extent::of(&curves);
+        let notes = fig2_notes(&curves, &captions, &extent, any_theory);
         let max_layer = curves
             .iter()
             .flat_map(|c| c.layers.iter().copied())
             .fold(0.0, f64::max);
         let x = Axis::integers(0.0, max_layer.max(1.0));
-        let y = Axis::log10(lo, hi + 0.3);
+        let y = Axis::log10(extent.lo, extent.hi + 0.3);
         Fig2 {
             title,
             subtitle,
