@@ -25,9 +25,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
 /// One folder given: that folder if it holds run directories, else the run
 /// directory's parent; several: their common parent.
 fn default_folder(dirs: &[PathBuf]) -> Result<PathBuf> {
-    let is_run = |d: &Path| d.join(crate::rundir::RESOLVED_CONFIG_FILE).is_file();
     if let [one] = dirs
-        && !is_run(one)
+        && !crate::report::is_run_dir(one)
     {
         return Ok(one.clone());
     }

@@ -227,12 +227,7 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
                 .map_or("beyond the depth".into(), |l| l.to_string()),
         ));
     }
-    let figures = runs
-        .runs
-        .iter()
-        .filter(|r| r.by_kind.contains_key("kurtosis_mc"))
-        .filter_map(|r| super::figure(r, crate::plot::figure::KURTOSIS_MC))
-        .collect();
+    let figures = runs.figures(crate::plot::figure::KURTOSIS_MC);
     let followed: Vec<usize> = settings.iter().map(followed_layers).collect();
     let worst = settings.iter().map(|s| s.within_3se).fold(1.0, f64::min);
     let headline = format!(

@@ -111,6 +111,19 @@ pub(crate) struct Runs {
 }
 
 impl Runs {
+    /// Figure `stem` (a `plot::figure` name) of every run that drew it.
+    pub fn figures(&self, stem: &str) -> Vec<PathBuf> {
+        self.runs
+            .iter()
+            .map(|run| {
+                run.dir
+                    .join(crate::plot::FIGURES_DIR)
+                    .join(format!("{stem}.png"))
+            })
+            .filter(|path| path.is_file())
+            .collect()
+    }
+
     /// Every experiment of `kind`, with the run it belongs to.
     pub fn of_kind<'a>(
         &'a self,
@@ -153,22 +166,17 @@ fn parts_verdict<'a>(parts: impl Iterator<Item = (&'a str, bool)>) -> (Verdict, 
     )
 }
 
-/// The path of figure `stem` in `run`, if it was drawn.
-fn figure(run: &Run, stem: &str) -> Option<PathBuf> {
-    let path = run
-        .dir
-        .join(crate::plot::FIGURES_DIR)
-        .join(format!("{stem}.png"));
-    path.is_file().then_some(path)
+/// Whether `dir` is a run directory (it has a resolved config).
+pub fn is_run_dir(dir: &Path) -> bool {
+    dir.join(crate::rundir::RESOLVED_CONFIG_FILE).is_file()
 }
 
 /// The run directories named by `dirs`: each is a run directory, or a folder
 /// whose sub-folders are (as `initlab reproduce --out` writes them).
 pub fn run_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let is_run = |d: &Path| d.join(crate::rundir::RESOLVED_CONFIG_FILE).is_file();
     let mut found = Vec::new();
     for dir in dirs {
-        if is_run(dir) {
+        if is_run_dir(dir) {
             found.push(dir.clone());
             continue;
         }
@@ -181,7 +189,7 @@ pub fn run_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mut inner: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_run(p))
+            .filter(|p| is_run_dir(p))
             .collect();
         if inner.is_empty() {
             bail!(

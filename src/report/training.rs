@@ -85,13 +85,6 @@ fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
     Ok(out)
 }
 
-fn figures(runs: &Runs, stem: &str) -> Vec<std::path::PathBuf> {
-    runs.runs
-        .iter()
-        .filter_map(|r| super::figure(r, stem))
-        .collect()
-}
-
 const K_TITLE: &str = "High kurtosis, poor training (Fig. 1)";
 const K_SOURCE: &str = "Section 6.1, Fig. 1";
 const K_STATEMENT: &str = "networks whose output kurtosis at initialisation is large cannot be trained effectively: test accuracy against the kurtosis predicted by Proposition 3 (Section 6.1, Fig. 1).";
@@ -220,7 +213,7 @@ pub fn kurtosis_claim(runs: &Runs) -> Result<Claim> {
         why,
         headline,
         measured,
-        figures: figures(runs, crate::plot::figure::FIG1),
+        figures: runs.figures(crate::plot::figure::FIG1),
     })
 }
 
@@ -359,7 +352,7 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
         why,
         headline,
         measured,
-        figures: figures(runs, crate::plot::figure::FIG3),
+        figures: runs.figures(crate::plot::figure::FIG3),
     })
 }
 
@@ -409,7 +402,7 @@ pub fn continuum(runs: &Runs) -> Result<(Vec<String>, Vec<std::path::PathBuf>)> 
     let drawn = if md.is_empty() {
         Vec::new()
     } else {
-        figures(runs, crate::plot::figure::KURTOSIS_CONTINUUM)
+        runs.figures(crate::plot::figure::KURTOSIS_CONTINUUM)
     };
     Ok((md, drawn))
 }

@@ -111,14 +111,6 @@ fn curves(runs: &Runs) -> Result<Vec<Curve>> {
     Ok(out)
 }
 
-fn figures(runs: &Runs) -> Vec<std::path::PathBuf> {
-    runs.runs
-        .iter()
-        .filter(|r| r.by_kind.contains_key("variance"))
-        .filter_map(|r| super::figure(r, crate::plot::figure::FIG2))
-        .collect()
-}
-
 /// The Section 5 comparison for one curve with a prediction.
 pub struct LawCheck {
     pub agree: usize,
@@ -278,7 +270,7 @@ pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
         why,
         headline,
         measured,
-        figures: figures(runs),
+        figures: runs.figures(crate::plot::figure::FIG2),
     })
 }
 
@@ -394,7 +386,7 @@ pub fn fig2_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim> 
         why,
         headline,
         measured,
-        figures: figures(runs),
+        figures: runs.figures(crate::plot::figure::FIG2),
     })
 }
 
