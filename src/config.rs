@@ -7,6 +7,7 @@
 //! with a list of lists. Typed parsing of each sweep point happens in
 //! [`crate::experiment`], before any work starts.
 
+use crate::experiment::Kind;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
@@ -38,7 +39,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ExperimentConfig {
     pub name: String,
-    pub kind: String,
+    pub kind: Kind,
     /// The experiment's parameters as written (without `kind`/`name`).
     pub params: Mapping,
 }
@@ -94,9 +95,7 @@ impl Config {
             (Some(_), Some(_)) => bail!(
                 "a config has either `kind:` (one experiment) or `experiments:` (a list of them), not both"
             ),
-            (None, None) => bail!(
-                "missing key `kind` (e.g. kind: theory, variance, train, kurtosis_mc or input_stats)"
-            ),
+            (None, None) => bail!("missing key `kind` (one of {})", Kind::names().join(", ")),
             (None, Some(_)) => {
                 let mut params = top.clone();
                 for key in ["name", "description", "seed", "data_dir"] {
@@ -160,20 +159,28 @@ impl Config {
 }
 
 fn experiment_from_mapping(mut m: Mapping, default_name: String) -> Result<ExperimentConfig> {
-    let kind = match m.remove("kind") {
-        None => bail!("missing key `kind`"),
-        Some(v) => v.as_str().map(str::to_string).ok_or_else(|| {
-            anyhow!(
-                "key `kind` must be a single experiment kind, not {}",
-                describe(&v)
-            )
-        })?,
-    };
     let name = match m.remove("name") {
         None => default_name,
         Some(v) => scalar_string(&v).ok_or_else(|| anyhow!("key `name` must be a string"))?,
     };
     check_name(&name).context("key `name`")?;
+    let kind = match m.remove("kind") {
+        None => bail!("missing key `kind`"),
+        Some(v) => {
+            let text = v.as_str().ok_or_else(|| {
+                anyhow!(
+                    "key `kind` must be a single experiment kind, not {}",
+                    describe(&v)
+                )
+            })?;
+            text.parse::<Kind>().map_err(|_| {
+                anyhow!(
+                    "experiment `{name}`: unknown kind `{text}`; known kinds: {}",
+                    Kind::names().join(", ")
+                )
+            })?
+        }
+    };
     for key in m.keys() {
         if !matches!(key, Value::String(_)) {
             bail!(
@@ -384,7 +391,7 @@ pub fn human_bytes(bytes: u64) -> String {
 pub fn parse_point<T: DeserializeOwned>(
     point: &Mapping,
     experiment: &str,
-    kind: &str,
+    kind: Kind,
 ) -> Result<T> {
     serde_path_to_error::deserialize(Value::Mapping(point.clone())).map_err(|e| {
         let path = e.path().to_string();
@@ -488,7 +495,7 @@ mod tests {
         assert_eq!(c.name, "t");
         assert_eq!(c.seed, 3);
         assert_eq!(c.experiments.len(), 1);
-        assert_eq!(c.experiments[0].kind, "theory");
+        assert_eq!(c.experiments[0].kind, Kind::Theory);
         assert_eq!(c.experiments[0].name, "t");
         assert!(c.experiments[0].params.get("seed").is_none());
 

@@ -407,7 +407,7 @@ pub fn shard_plan(
     }
     let (all, owners): (Vec<(&str, Job)>, Vec<usize>) = jobs_by_shard(experiments, tasks)
         .into_iter()
-        .map(|(e, job, owner)| ((experiments[e].kind(), job), owner))
+        .map(|(e, job, owner)| ((experiments[e].kind().name(), job), owner))
         .unzip();
     let mut plan: Vec<TaskPlan> = (0..tasks)
         .map(|task| TaskPlan {

@@ -64,6 +64,22 @@ impl Context {
         self.datasets.insert((name, normalization), d.clone());
         Ok(d)
     }
+
+    /// Loads each distinct dataset of `used` once and describes it for the metadata.
+    pub fn describe_datasets(
+        &mut self,
+        used: impl IntoIterator<Item = (DatasetName, Normalization)>,
+    ) -> Result<serde_json::Value> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for key in used {
+            if !seen.contains(&key) {
+                seen.push(key);
+                out.push(self.dataset(key.0, key.1)?.describe());
+            }
+        }
+        Ok(serde_json::Value::Array(out))
+    }
 }
 
 /// Bytes of memory available now (MemAvailable), or 4 GiB if unknown.

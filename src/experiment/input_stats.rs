@@ -15,8 +15,8 @@
 //! over the whole training set): E[z⁴|x] ∝ 3‖x‖⁴ + (κ_w − 3)Σx_k⁴ and
 //! E[z_i²z_j²|x] ∝ ‖x‖⁴, reported as `kappa0_exact` and `c0_exact`.
 
-use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
-use crate::config::ExperimentConfig;
+use super::columns as col;
+use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
 use crate::data::{Dataset, DatasetName, Normalization, synthetic};
 use crate::init::dist::WeightDist;
 use crate::results::{Cell, Table};
@@ -24,6 +24,8 @@ use crate::seed::Key;
 use anyhow::Result;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, btree_map::Entry};
+use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 /// Weight rows and inputs per block (R × C samples).
@@ -175,6 +177,64 @@ pub fn exact(data: &Dataset, weights: WeightDist) -> (f64, f64) {
     exact_for_kurtosis(data, weights.kurtosis())
 }
 
+/// Input statistics the theory columns need: κ₀, c₀ and E‖x‖².
+#[derive(Debug, Clone, Copy)]
+pub struct InputMoments {
+    pub kappa0: f64,
+    pub c0: f64,
+    pub mean_sq_norm: f64,
+}
+
+/// The [`InputMoments`] of each (dataset, normalisation, weight kurtosis) an
+/// experiment uses, computed once while it prepares and read by its units.
+#[derive(Default)]
+pub struct InputCache(Mutex<BTreeMap<(String, u64), InputMoments>>);
+
+impl InputCache {
+    fn key(dataset: DatasetName, normalization: Normalization, kw: f64) -> (String, u64) {
+        (format!("{dataset}|{normalization:?}"), kw.to_bits())
+    }
+
+    /// Computes the moments for weights of kurtosis `kw` on the dataset, if not yet known.
+    pub fn fill(
+        &self,
+        ctx: &mut Context,
+        dataset: DatasetName,
+        normalization: Normalization,
+        kw: f64,
+    ) -> Result<()> {
+        let mut known = self.0.lock().expect("not poisoned");
+        if let Entry::Vacant(e) = known.entry(Self::key(dataset, normalization, kw)) {
+            let data = ctx.dataset(dataset, normalization)?;
+            let (kappa0, c0) = exact_for_kurtosis(&data, kw);
+            let mean_sq_norm = tch::no_grad(|| {
+                data.train_x
+                    .square()
+                    .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double)
+                    .mean(tch::Kind::Double)
+                    .double_value(&[])
+            });
+            e.insert(InputMoments {
+                kappa0,
+                c0,
+                mean_sq_norm,
+            });
+        }
+        Ok(())
+    }
+
+    /// The moments [`InputCache::fill`] computed.
+    pub fn get(
+        &self,
+        dataset: DatasetName,
+        normalization: Normalization,
+        kw: f64,
+    ) -> Option<InputMoments> {
+        let known = self.0.lock().expect("not poisoned");
+        known.get(&Self::key(dataset, normalization, kw)).copied()
+    }
+}
+
 /// As [`exact`], for weights of kurtosis `kw`.
 pub fn exact_for_kurtosis(data: &Dataset, kw: f64) -> (f64, f64) {
     if let DatasetName::Synthetic(s) = data.name {
@@ -208,45 +268,57 @@ impl InputStats {
         seed: u64,
     ) -> Vec<(&'static str, Cell)> {
         vec![
-            ("work_unit", unit.into()),
-            ("dataset", dataset.into()),
-            ("weights", weights.name().into()),
-            ("kappa_w", weights.kurtosis().into()),
+            (col::WORK_UNIT, unit.into()),
+            (col::DATASET, dataset.into()),
+            (col::WEIGHTS, weights.name().into()),
+            (col::KAPPA_W, weights.kurtosis().into()),
             (
-                "normalization",
+                col::NORMALIZATION,
                 format!("{normalization:?}").to_lowercase().into(),
             ),
-            ("seed", seed.into()),
-            ("samples", self.samples.into()),
-            ("blocks", self.blocks.into()),
-            ("sigma2", self.sigma2.into()),
-            ("kappa0", self.kappa0.into()),
-            ("kappa0_se", self.kappa0_se.into()),
-            ("c0", self.c0.into()),
-            ("c0_se", self.c0_se.into()),
-            ("kappa0_exact", self.kappa0_exact.into()),
-            ("c0_exact", self.c0_exact.into()),
+            (col::SEED, seed.into()),
+            (col::SAMPLES, self.samples.into()),
+            (col::BLOCKS, self.blocks.into()),
+            (col::SIGMA2, self.sigma2.into()),
+            (col::KAPPA0, self.kappa0.into()),
+            (col::KAPPA0_SE, self.kappa0_se.into()),
+            (col::C0, self.c0.into()),
+            (col::C0_SE, self.c0_se.into()),
+            (col::KAPPA0_EXACT, self.kappa0_exact.into()),
+            (col::C0_EXACT, self.c0_exact.into()),
         ]
     }
 }
 
-pub struct InputStatsExperiment {
-    name: String,
-    points: Vec<InputStatsPoint>,
-}
+/// The columns of an input_stats table.
+pub const COLUMNS: &[&str] = &[
+    col::WORK_UNIT,
+    col::DATASET,
+    col::WEIGHTS,
+    col::KAPPA_W,
+    col::NORMALIZATION,
+    col::SEED,
+    col::SAMPLES,
+    col::BLOCKS,
+    col::SIGMA2,
+    col::KAPPA0,
+    col::KAPPA0_SE,
+    col::C0,
+    col::C0_SE,
+    col::KAPPA0_EXACT,
+    col::C0_EXACT,
+];
 
-impl InputStatsExperiment {
-    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
-        let points = typed_points(exp, &[], |p: &InputStatsPoint| check_samples(p.samples))?;
-        Ok(InputStatsExperiment {
-            name: exp.name.clone(),
-            points,
-        })
+impl Point for InputStatsPoint {
+    const KIND: super::Kind = super::Kind::InputStats;
+    type State = ();
+
+    fn validate(&self) -> Result<()> {
+        check_samples(self.samples)
     }
-
-    fn unit(&self, i: usize) -> UnitSpec {
-        let p = &self.points[i];
-        UnitSpec {
+    fn state(_: &[Self]) {}
+    fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
+        one_job_per_point(&sweep.points, |p| UnitSpec {
             id: unit_key(p).id(),
             label: format!(
                 "{} {} weights, {} samples",
@@ -255,53 +327,24 @@ impl InputStatsExperiment {
                 p.samples
             ),
             cost: p.samples as f64 * p.dataset.features() as f64 * 1e-9,
-        }
+        })
     }
-}
-
-impl Experiment for InputStatsExperiment {
-    fn kind(&self) -> &'static str {
-        "input_stats"
+    fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value> {
+        ctx.describe_datasets(sweep.points.iter().map(|p| (p.dataset, p.normalization)))
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn resolved(&self) -> serde_yaml::Value {
-        super::resolved_points(&self.points)
-    }
-    fn jobs(&self) -> Vec<Job> {
-        super::one_job_per_point(self.points.len(), |i| self.unit(i))
-    }
-    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
-        let mut out = Vec::new();
-        for p in &self.points {
-            out.push(ctx.dataset(p.dataset, p.normalization)?.describe());
-        }
-        Ok(serde_json::Value::Array(out))
-    }
-    fn run_job(
-        &self,
-        job: &Job,
-        pending: &[usize],
-        ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let p = &self.points[job.index];
-        let unit = &job.units[0];
-        let data = ctx.dataset(p.dataset, p.normalization)?;
-        let seed = unit_key(p).seed(ctx.seed);
+    fn run_job(sweep: &Sweep<Self>, mut todo: Todo) -> Result<()> {
+        let p = sweep.point_of(todo.job);
+        let data = todo.ctx.dataset(p.dataset, p.normalization)?;
+        let seed = unit_key(p).seed(todo.ctx.seed);
         let stats = estimate(&data, p.weights, p.samples, seed)?;
         let mut table = Table::new();
         table.push(stats.row(
-            &unit.id,
+            &todo.unit().id,
             &p.dataset.to_string(),
             p.weights,
             p.normalization,
-            ctx.seed,
+            todo.ctx.seed,
         ));
-        sink(table, std::slice::from_ref(unit))
+        todo.finish_unit(table)
     }
 }

@@ -8,8 +8,8 @@
 //! inputs of one network are not independent of each other through its weights)
 //! and a 95% normal interval, beside the recursion's prediction.
 
-use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
-use crate::config::ExperimentConfig;
+use super::columns as col;
+use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
 use crate::init::dist::WeightDist;
 use crate::init::{Initializer, initialize, member_streams, schemes::draw_stack};
 use crate::net::{Arch, Norm};
@@ -43,7 +43,7 @@ fn default_samples() -> usize {
 }
 
 impl KurtosisPoint {
-    fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         if self.width < 2 {
             bail!("`width` must be at least 2 (c_l needs two distinct units)");
         }
@@ -214,61 +214,63 @@ impl PooledMoments {
     }
 }
 
-pub struct KurtosisExperiment {
-    name: String,
-    points: Vec<KurtosisPoint>,
-}
+/// The columns of a kurtosis_mc table.
+pub const COLUMNS: &[&str] = &[
+    col::WORK_UNIT,
+    col::INIT,
+    col::WIDTH,
+    col::DEPTH,
+    col::SLOPE,
+    col::NETWORKS,
+    col::SAMPLES,
+    col::SEED,
+    col::LAYER,
+    col::VARIANCE,
+    col::VARIANCE_SE,
+    col::KURTOSIS,
+    col::KURTOSIS_SE,
+    col::KURTOSIS_LO,
+    col::KURTOSIS_HI,
+    col::COV_SQ,
+    col::COV_SQ_SE,
+    col::COV_SQ_LO,
+    col::COV_SQ_HI,
+    col::KAPPA_W,
+    col::THEORY_KURTOSIS,
+    col::THEORY_COV_SQ,
+];
 
-impl KurtosisExperiment {
-    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
-        let points = typed_points(exp, &[], KurtosisPoint::validate)?;
-        Ok(KurtosisExperiment {
-            name: exp.name.clone(),
-            points,
+impl Point for KurtosisPoint {
+    const KIND: super::Kind = super::Kind::KurtosisMc;
+    type State = ();
+
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn state(_: &[Self]) {}
+    fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
+        one_job_per_point(&sweep.points, |p| UnitSpec {
+            id: unit_key(p).id(),
+            label: format!(
+                "{} w{} d{} slope {} ({} networks)",
+                p.init.name(),
+                p.width,
+                p.depth,
+                p.slope,
+                p.networks
+            ),
+            // in f64: the product of absurd sizes would overflow usize
+            cost: 2e-9
+                * p.networks as f64
+                * p.samples as f64
+                * p.depth as f64
+                * (p.width as f64).powi(2),
         })
     }
-}
-
-impl Experiment for KurtosisExperiment {
-    fn kind(&self) -> &'static str {
-        "kurtosis_mc"
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn resolved(&self) -> serde_yaml::Value {
-        super::resolved_points(&self.points)
-    }
-    fn jobs(&self) -> Vec<Job> {
-        self.points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Job {
-                index: i,
-                units: vec![UnitSpec {
-                    id: unit_key(p).id(),
-                    label: format!(
-                        "{} w{} d{} slope {} ({} networks)",
-                        p.init.name(),
-                        p.width,
-                        p.depth,
-                        p.slope,
-                        p.networks
-                    ),
-                    // in f64: the product of absurd sizes would overflow usize
-                    cost: 2e-9
-                        * p.networks as f64
-                        * p.samples as f64
-                        * p.depth as f64
-                        * (p.width as f64).powi(2),
-                }],
-            })
-            .collect()
-    }
-    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+    fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value> {
         // What cannot fit even one network, or the moments of all of them, is
         // refused before any unit runs.
-        for p in &self.points {
+        for p in &sweep.points {
             let what = format!(
                 "one network of `{}` width {} depth {} on {} samples",
                 p.init.name(),
@@ -286,18 +288,10 @@ impl Experiment for KurtosisExperiment {
         }
         Ok(serde_json::json!({ "inputs": "iid standard normal (kappa0 = 3, c0 = 0)" }))
     }
-    fn run_job(
-        &self,
-        job: &Job,
-        pending: &[usize],
-        ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let p = &self.points[job.index];
-        let unit = &job.units[0];
+    fn run_job(sweep: &Sweep<Self>, mut todo: Todo) -> Result<()> {
+        let p = sweep.point_of(todo.job);
+        let ctx = &todo.ctx;
+        let unit = todo.unit();
         let per_member = p.bytes_per_member().max(1.0);
         let ensemble = ((ctx.memory_budget as f64 / per_member) as usize).clamp(1, 1000);
         let moments = simulate(p, ctx.seed, ensemble)?;
@@ -320,33 +314,33 @@ impl Experiment for KurtosisExperiment {
                 None => (Cell::NullFloat, Cell::NullFloat),
             };
             table.push(vec![
-                ("work_unit", unit.id.as_str().into()),
-                ("init", p.init.name().into()),
-                ("width", p.width.into()),
-                ("depth", p.depth.into()),
-                ("slope", p.slope.into()),
-                ("networks", p.networks.into()),
-                ("samples", p.samples.into()),
-                ("seed", ctx.seed.into()),
-                ("layer", l.into()),
-                ("variance", var.value.into()),
-                ("variance_se", var.se.into()),
-                ("kurtosis", kurt.value.into()),
-                ("kurtosis_se", kurt.se.into()),
-                ("kurtosis_lo", (kurt.value - 1.96 * kurt.se).into()),
-                ("kurtosis_hi", (kurt.value + 1.96 * kurt.se).into()),
-                ("cov_sq", cov.value.into()),
-                ("cov_sq_se", cov.se.into()),
-                ("cov_sq_lo", (cov.value - 1.96 * cov.se).into()),
-                ("cov_sq_hi", (cov.value + 1.96 * cov.se).into()),
+                (col::WORK_UNIT, unit.id.as_str().into()),
+                (col::INIT, p.init.name().into()),
+                (col::WIDTH, p.width.into()),
+                (col::DEPTH, p.depth.into()),
+                (col::SLOPE, p.slope.into()),
+                (col::NETWORKS, p.networks.into()),
+                (col::SAMPLES, p.samples.into()),
+                (col::SEED, ctx.seed.into()),
+                (col::LAYER, l.into()),
+                (col::VARIANCE, var.value.into()),
+                (col::VARIANCE_SE, var.se.into()),
+                (col::KURTOSIS, kurt.value.into()),
+                (col::KURTOSIS_SE, kurt.se.into()),
+                (col::KURTOSIS_LO, (kurt.value - 1.96 * kurt.se).into()),
+                (col::KURTOSIS_HI, (kurt.value + 1.96 * kurt.se).into()),
+                (col::COV_SQ, cov.value.into()),
+                (col::COV_SQ_SE, cov.se.into()),
+                (col::COV_SQ_LO, (cov.value - 1.96 * cov.se).into()),
+                (col::COV_SQ_HI, (cov.value + 1.96 * cov.se).into()),
                 (
-                    "kappa_w",
+                    col::KAPPA_W,
                     kappa_w.map(Cell::Float).unwrap_or(Cell::NullFloat),
                 ),
-                ("theory_kurtosis", tk),
-                ("theory_cov_sq", tc),
+                (col::THEORY_KURTOSIS, tk),
+                (col::THEORY_COV_SQ, tc),
             ]);
         }
-        sink(table, std::slice::from_ref(unit))
+        todo.finish_unit(table)
     }
 }

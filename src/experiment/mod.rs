@@ -3,6 +3,7 @@
 //! grouped into jobs (units that are best computed together, e.g. one ensemble),
 //! and computes the rows of any pending units of a job.
 
+pub mod columns;
 pub mod context;
 pub mod input_stats;
 pub mod kurtosis_mc;
@@ -14,14 +15,71 @@ pub mod variance;
 use crate::config::{Config, ExperimentConfig, expand_sweep, parse_point};
 use crate::results::Table;
 use crate::seed::Key;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use context::Context;
 
-/// The kinds an experiment can have, as written after `kind:`.
-pub const KINDS: [&str; 5] = ["theory", "input_stats", "variance", "train", "kurtosis_mc"];
+/// The kinds an experiment can have. Configs, the command line, run directories
+/// and results spell each as its identifier in snake_case (`kind: kurtosis_mc`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Kind {
+    Theory,
+    InputStats,
+    Variance,
+    Train,
+    KurtosisMc,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every kind's name, for error messages and docs.
+    pub fn names() -> Vec<&'static str> {
+        <Kind as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|k| k.name())
+            .collect()
+    }
+
+    /// The columns this kind's results tables have.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Kind::Theory => theory::COLUMNS,
+            Kind::InputStats => input_stats::COLUMNS,
+            Kind::Variance => variance::COLUMNS,
+            Kind::Train => train::COLUMNS,
+            Kind::KurtosisMc => kurtosis_mc::COLUMNS,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A unit of work: saved on its own, skipped when a rerun finds it done.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,9 +110,31 @@ impl Job {
 /// Receives the rows of finished units, as soon as they are finished.
 pub type Sink<'a> = dyn FnMut(Table, &[UnitSpec]) -> Result<()> + 'a;
 
+/// A job to compute: which of its units are still pending (never none), the
+/// context they run in and where their rows go.
+pub struct Todo<'a, 'b> {
+    pub job: &'a Job,
+    pub pending: &'a [usize],
+    pub ctx: &'a mut Context,
+    pub sink: &'a mut Sink<'b>,
+}
+
+impl Todo<'_, '_> {
+    /// The first unit of the job: the only one where a job is one sweep point.
+    pub fn unit(&self) -> &UnitSpec {
+        &self.job.units[0]
+    }
+
+    /// Hands the rows of the job's only unit on.
+    pub fn finish_unit(&mut self, table: Table) -> Result<()> {
+        let unit = &self.job.units[0];
+        (self.sink)(table, std::slice::from_ref(unit))
+    }
+}
+
 /// One experiment of a config, typed and validated.
 pub trait Experiment: Send + Sync {
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> Kind;
     fn name(&self) -> &str;
     /// Every sweep point with its defaults filled in, for `config.resolved.yaml`.
     fn resolved(&self) -> serde_yaml::Value;
@@ -62,32 +142,81 @@ pub trait Experiment: Send + Sync {
     /// Loads what the experiment needs (datasets) before any unit runs, and
     /// returns what the metadata should record about it.
     fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value>;
-    /// Computes the units `pending` (indices into `job.units`) and hands rows to `sink`.
-    fn run_job(
-        &self,
-        job: &Job,
-        pending: &[usize],
-        ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()>;
+    /// Computes the pending units of a job and hands their rows to its sink.
+    fn run_job(&self, todo: Todo) -> Result<()>;
 }
 
-/// Parses every sweep point of an experiment into `T`, validating each.
-pub fn typed_points<T: DeserializeOwned + Serialize + PointKey>(
-    exp: &ExperimentConfig,
-    list_fields: &[&str],
-    validate: impl Fn(&T) -> Result<()>,
-) -> Result<Vec<T>> {
-    let points = expand_sweep(&exp.params, list_fields)?;
-    let mut out = Vec::with_capacity(points.len());
-    for point in &points {
-        let typed: T = parse_point(point, &exp.name, &exp.kind)?;
-        validate(&typed).and_then(|_| typed.key()).map_err(|e| {
-            anyhow::anyhow!("experiment `{}` (kind: {}): {e:#}", exp.name, exp.kind)
-        })?;
-        out.push(typed);
+/// What a kind adds to its typed sweep points: validation, the work units,
+/// what to load first and how a job is computed. [`Sweep`] makes any of them
+/// an [`Experiment`], so that the kinds differ only where their work does.
+pub trait Point: Serialize + DeserializeOwned + PointKey + Send + Sync + Sized + 'static {
+    const KIND: Kind;
+    /// Parameters that are lists by nature (a width profile): swept with a list of lists.
+    const LIST_FIELDS: &'static [&'static str] = &[];
+    /// What an experiment of this kind keeps besides its points.
+    type State: Send + Sync;
+
+    fn validate(&self) -> Result<()>;
+    fn state(points: &[Self]) -> Self::State;
+    fn jobs(sweep: &Sweep<Self>) -> Vec<Job>;
+    fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value>;
+    fn run_job(sweep: &Sweep<Self>, todo: Todo) -> Result<()>;
+}
+
+/// An experiment of kind `P::KIND`: its name, typed points and state.
+pub struct Sweep<P: Point> {
+    pub name: String,
+    pub points: Vec<P>,
+    pub state: P::State,
+}
+
+impl<P: Point> Sweep<P> {
+    /// Parses and validates every sweep point of an experiment.
+    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
+        let points = expand_sweep(&exp.params, P::LIST_FIELDS)?;
+        let mut typed = Vec::with_capacity(points.len());
+        for point in &points {
+            let p: P = parse_point(point, &exp.name, exp.kind)?;
+            p.validate().and_then(|_| p.key()).map_err(|e| {
+                anyhow::anyhow!("experiment `{}` (kind: {}): {e:#}", exp.name, exp.kind)
+            })?;
+            typed.push(p);
+        }
+        Ok(Sweep {
+            name: exp.name.clone(),
+            state: P::state(&typed),
+            points: typed,
+        })
     }
-    Ok(out)
+
+    /// The point of a job whose jobs are one per point.
+    pub fn point_of(&self, job: &Job) -> &P {
+        &self.points[job.index]
+    }
+}
+
+impl<P: Point> Experiment for Sweep<P> {
+    fn kind(&self) -> Kind {
+        P::KIND
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resolved(&self) -> serde_yaml::Value {
+        serde_yaml::to_value(&self.points).expect("points serialise")
+    }
+    fn jobs(&self) -> Vec<Job> {
+        P::jobs(self)
+    }
+    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+        P::prepare(self, ctx)
+    }
+    fn run_job(&self, todo: Todo) -> Result<()> {
+        if todo.pending.is_empty() {
+            return Ok(());
+        }
+        P::run_job(self, todo)
+    }
 }
 
 /// The architecture of a network on a dataset's inputs (ten classes).
@@ -128,17 +257,14 @@ pub fn network_key(
         .text("normalization", normalization.name()))
 }
 
-/// `config.resolved.yaml`'s entry of an experiment: its typed points.
-pub fn resolved_points<T: Serialize>(points: &[T]) -> serde_yaml::Value {
-    serde_yaml::to_value(points).expect("points serialise")
-}
-
 /// One job of one unit per sweep point.
-pub fn one_job_per_point(points: usize, unit: impl Fn(usize) -> UnitSpec) -> Vec<Job> {
-    (0..points)
-        .map(|i| Job {
+pub fn one_job_per_point<P>(points: &[P], unit: impl Fn(&P) -> UnitSpec) -> Vec<Job> {
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Job {
             index: i,
-            units: vec![unit(i)],
+            units: vec![unit(p)],
         })
         .collect()
 }
@@ -150,33 +276,30 @@ pub trait PointKey {
     fn key(&self) -> Result<Key>;
 }
 
-/// The key of a point that [`typed_points`] accepted (it refuses a point whose
+/// The key of a point that [`Sweep::from_config`] accepted (it refuses a point whose
 /// key cannot be built, e.g. a NaN, before any work).
 pub fn unit_key<T: PointKey>(point: &T) -> Key {
     point
         .key()
-        .expect("typed_points refuses points whose key cannot be built")
+        .expect("Sweep::from_config refuses points whose key cannot be built")
 }
 
 /// Builds the typed experiments of a config; every error surfaces here, before work.
 pub fn build(config: &Config) -> Result<Vec<Box<dyn Experiment>>> {
-    let mut out: Vec<Box<dyn Experiment>> = Vec::new();
-    for exp in &config.experiments {
-        let built: Box<dyn Experiment> = match exp.kind.as_str() {
-            "theory" => Box::new(theory::TheoryExperiment::from_config(exp)?),
-            "input_stats" => Box::new(input_stats::InputStatsExperiment::from_config(exp)?),
-            "variance" => Box::new(variance::VarianceExperiment::from_config(exp)?),
-            "train" => Box::new(train::TrainExperiment::from_config(exp)?),
-            "kurtosis_mc" => Box::new(kurtosis_mc::KurtosisExperiment::from_config(exp)?),
-            other => bail!(
-                "experiment `{}`: unknown kind `{other}`; known kinds: {}",
-                exp.name,
-                KINDS.join(", ")
-            ),
-        };
-        out.push(built);
+    fn sweep<P: Point>(exp: &ExperimentConfig) -> Result<Box<dyn Experiment>> {
+        Ok(Box::new(Sweep::<P>::from_config(exp)?))
     }
-    Ok(out)
+    config
+        .experiments
+        .iter()
+        .map(|exp| match exp.kind {
+            Kind::Theory => sweep::<theory::TheoryPoint>(exp),
+            Kind::InputStats => sweep::<input_stats::InputStatsPoint>(exp),
+            Kind::Variance => sweep::<variance::VariancePoint>(exp),
+            Kind::Train => sweep::<train::TrainPoint>(exp),
+            Kind::KurtosisMc => sweep::<kurtosis_mc::KurtosisPoint>(exp),
+        })
+        .collect()
 }
 
 /// `config.resolved.yaml`: name, seed and every experiment's resolved points.
@@ -189,7 +312,7 @@ pub fn resolved_text(config: &Config, experiments: &[Box<dyn Experiment>]) -> Re
         .map(|e| {
             let mut m = serde_yaml::Mapping::new();
             m.insert("name".into(), e.name().into());
-            m.insert("kind".into(), e.kind().into());
+            m.insert("kind".into(), e.kind().name().into());
             m.insert("points".into(), e.resolved());
             serde_yaml::Value::Mapping(m)
         })

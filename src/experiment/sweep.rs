@@ -2,7 +2,7 @@
 //! the jobs into shards balanced by cost when asked, runs the rest with a progress
 //! bar, and writes each batch of finished units as its own Parquet shard.
 
-use super::{Context, Experiment, Job, UnitSpec, build, resolved_text};
+use super::{Context, Experiment, Job, Todo, UnitSpec, build, resolved_text};
 use crate::config::Config;
 use crate::results::{Table, write_parquet};
 use crate::rundir::RunDir;
@@ -194,7 +194,7 @@ fn run_in(
         let units: usize = exp.jobs().iter().map(|j| j.units.len()).sum();
         dir.record_inputs(
             exp.name(),
-            exp.kind(),
+            exp.kind().name(),
             units,
             inputs,
             opts.allow_data_change,
@@ -272,8 +272,13 @@ fn run_in(
             bar.set_message(format!("{run}/{pending_units} units"));
             Ok(())
         };
-        exp.run_job(job, pending, ctx, &mut sink)
-            .with_context(|| format!("experiment `{}` ({})", exp.name(), exp.kind()))?;
+        exp.run_job(Todo {
+            job,
+            pending,
+            ctx,
+            sink: &mut sink,
+        })
+        .with_context(|| format!("experiment `{}` ({})", exp.name(), exp.kind()))?;
     }
     bar.finish_and_clear();
     dir.record_progress(run, skipped);

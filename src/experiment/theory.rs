@@ -2,8 +2,8 @@
 //! recursion, Lemma 4's eigenvalue, Section 5's empirical-variance law), one row
 //! per layer, for every point of a sweep over its parameters.
 
-use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
-use crate::config::ExperimentConfig;
+use super::columns as col;
+use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
 use crate::results::{Cell, Table};
 use crate::seed::Key;
 use crate::theory::{RecursionInput, TheoryParams, VARIANCE_QUANTILES, theory_table};
@@ -138,30 +138,30 @@ impl TheoryPoint {
         let mut table = Table::new();
         for row in theory_table(&params)? {
             let mut cells: Vec<(&str, Cell)> = vec![
-                ("work_unit", unit.into()),
-                ("depth", depth.into()),
-                ("slope", self.slope.into()),
-                ("kappa_w", self.kappa_w.into()),
-                ("kappa0", self.kappa0.into()),
-                ("c0", self.c0.into()),
-                ("sigma2", self.sigma2.into()),
-                ("n", self.n.into()),
-                ("threshold", self.threshold.into()),
-                ("layer", row.layer.into()),
-                ("width", row.width.into()),
-                ("kurtosis", row.kurtosis.into()),
-                ("cov_sq", row.cov_sq.into()),
-                ("cov_sq_raw", row.cov_sq_raw.into()),
-                ("variance", self.sigma2.into()),
-                ("lambda_max", row.lambda_max.into()),
-                ("df", row.df.into()),
+                (col::WORK_UNIT, unit.into()),
+                (col::DEPTH, depth.into()),
+                (col::SLOPE, self.slope.into()),
+                (col::KAPPA_W, self.kappa_w.into()),
+                (col::KAPPA0, self.kappa0.into()),
+                (col::C0, self.c0.into()),
+                (col::SIGMA2, self.sigma2.into()),
+                (col::N, self.n.into()),
+                (col::THRESHOLD, self.threshold.into()),
+                (col::LAYER, row.layer.into()),
+                (col::WIDTH, row.width.into()),
+                (col::KURTOSIS, row.kurtosis.into()),
+                (col::COV_SQ, row.cov_sq.into()),
+                (col::COV_SQ_RAW, row.cov_sq_raw.into()),
+                (col::VARIANCE, self.sigma2.into()),
+                (col::LAMBDA_MAX, row.lambda_max.into()),
+                (col::DF, row.df.into()),
             ];
             for (i, (_, suffix)) in VARIANCE_QUANTILES.iter().enumerate() {
-                cells.push((QUANTILE_COLUMNS[i], row.var_quantiles[i].into()));
-                cells.push((LOG_QUANTILE_COLUMNS[i], row.log10_var_quantiles[i].into()));
-                debug_assert!(QUANTILE_COLUMNS[i].ends_with(suffix));
+                cells.push((col::VAR_Q[i], row.var_quantiles[i].into()));
+                cells.push((col::LOG10_VAR_Q[i], row.log10_var_quantiles[i].into()));
+                debug_assert!(col::VAR_Q[i].ends_with(suffix));
             }
-            cells.push(("p_var_below", row.p_var_below.into()));
+            cells.push((col::P_VAR_BELOW, row.p_var_below.into()));
             table.push(cells);
         }
         Ok(table)
@@ -192,8 +192,35 @@ impl PointKey for TheoryPoint {
 /// deepest is 500).
 pub const MAX_DEPTH: usize = 1_000_000;
 
-/// Column names of the predicted quantiles of S_n²/σ² and of their log10.
-pub const QUANTILE_COLUMNS: [&str; 4] = ["var_q50", "var_q90", "var_q99", "var_q999"];
+/// The columns of a theory table.
+pub const COLUMNS: &[&str] = &[
+    col::WORK_UNIT,
+    col::DEPTH,
+    col::SLOPE,
+    col::KAPPA_W,
+    col::KAPPA0,
+    col::C0,
+    col::SIGMA2,
+    col::N,
+    col::THRESHOLD,
+    col::LAYER,
+    col::WIDTH,
+    col::KURTOSIS,
+    col::COV_SQ,
+    col::COV_SQ_RAW,
+    col::VARIANCE,
+    col::LAMBDA_MAX,
+    col::DF,
+    col::VAR_Q[0],
+    col::LOG10_VAR_Q[0],
+    col::VAR_Q[1],
+    col::LOG10_VAR_Q[1],
+    col::VAR_Q[2],
+    col::LOG10_VAR_Q[2],
+    col::VAR_Q[3],
+    col::LOG10_VAR_Q[3],
+    col::P_VAR_BELOW,
+];
 pub const LOG_QUANTILE_COLUMNS: [&str; 4] = [
     "log10_var_q50",
     "log10_var_q90",
@@ -201,59 +228,30 @@ pub const LOG_QUANTILE_COLUMNS: [&str; 4] = [
     "log10_var_q999",
 ];
 
-pub struct TheoryExperiment {
-    name: String,
-    points: Vec<TheoryPoint>,
-}
+impl Point for TheoryPoint {
+    const KIND: super::Kind = super::Kind::Theory;
+    const LIST_FIELDS: &'static [&'static str] = &["widths"];
+    type State = ();
 
-impl TheoryExperiment {
-    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
-        let points = typed_points(exp, &["widths"], |p: &TheoryPoint| p.params().map(|_| ()))?;
-        Ok(TheoryExperiment {
-            name: exp.name.clone(),
-            points,
+    fn validate(&self) -> Result<()> {
+        self.params().map(|_| ())
+    }
+    fn state(_: &[Self]) {}
+    fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
+        one_job_per_point(&sweep.points, |p| {
+            let depth = p.profile().map(|w| w.len()).unwrap_or(0);
+            UnitSpec {
+                id: unit_key(p).id(),
+                label: format!("depth {depth}, slope {}, kappa_w {}", p.slope, p.kappa_w),
+                cost: 1e-6 * (depth as f64 + 1.0),
+            }
         })
     }
-
-    fn unit(&self, i: usize) -> UnitSpec {
-        let p = &self.points[i];
-        let depth = p.profile().map(|w| w.len()).unwrap_or(0);
-        UnitSpec {
-            id: unit_key(p).id(),
-            label: format!("depth {depth}, slope {}, kappa_w {}", p.slope, p.kappa_w),
-            cost: 1e-6 * (depth as f64 + 1.0),
-        }
+    fn prepare(sweep: &Sweep<Self>, _ctx: &mut Context) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({ "points": sweep.points.len() }))
     }
-}
-
-impl Experiment for TheoryExperiment {
-    fn kind(&self) -> &'static str {
-        "theory"
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn resolved(&self) -> serde_yaml::Value {
-        super::resolved_points(&self.points)
-    }
-    fn jobs(&self) -> Vec<Job> {
-        super::one_job_per_point(self.points.len(), |i| self.unit(i))
-    }
-    fn prepare(&self, _ctx: &mut Context) -> Result<serde_json::Value> {
-        Ok(serde_json::json!({ "points": self.points.len() }))
-    }
-    fn run_job(
-        &self,
-        job: &Job,
-        pending: &[usize],
-        _ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let unit = &job.units[0];
-        let table = self.points[job.index].rows(&unit.id)?;
-        sink(table, std::slice::from_ref(unit))
+    fn run_job(sweep: &Sweep<Self>, mut todo: Todo) -> Result<()> {
+        let table = sweep.point_of(todo.job).rows(&todo.unit().id)?;
+        todo.finish_unit(table)
     }
 }

@@ -5,16 +5,16 @@
 //! of one shape train together as an ensemble (their jobs), each with its own
 //! initial network and its own shuffling. One row per run.
 
-use super::input_stats::exact_for_kurtosis;
-use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
-use crate::config::ExperimentConfig;
-use crate::data::{DatasetName, Normalization};
+use super::columns as col;
+use super::input_stats::{InputCache, InputMoments};
+use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, unit_key};
+use crate::data::{Dataset, DatasetName, Normalization};
 use crate::init::{Initializer, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
 use crate::results::{Cell, Table};
 use crate::seed::Key;
 use crate::theory::output_kurtosis;
-use crate::train::{TrainOptions, train};
+use crate::train::{MemberResult, TrainOptions, train};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,7 +68,7 @@ impl TrainPoint {
         super::dataset_arch(self.dataset, self.width, self.depth, self.slope, self.norm)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         use crate::config::check;
         if self.width == 0 {
             bail!("`width` must be at least 1");
@@ -150,18 +150,273 @@ struct Run {
     repeat: usize,
 }
 
-pub struct TrainExperiment {
-    name: String,
-    points: Vec<TrainPoint>,
-    /// Jobs: runs of one shape.
+/// What a train experiment keeps besides its points.
+pub struct TrainState {
+    /// Jobs: the runs of one shape.
     groups: Vec<Vec<Run>>,
-    /// Per (dataset, normalisation, κ_w bits): κ₀ and c₀ of the input, for the theory column.
-    input_stats: std::sync::Mutex<BTreeMap<(String, u64), (f64, f64)>>,
+    /// κ₀ and c₀ of each dataset's inputs, for the theory column.
+    inputs: InputCache,
 }
 
-impl TrainExperiment {
-    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
-        let points = typed_points(exp, &["eval_steps"], TrainPoint::validate)?;
+fn unit(p: &TrainPoint, run: Run) -> UnitSpec {
+    let arch = p.arch();
+    let flops = 6.0 * p.steps as f64 * p.batch_size as f64 * arch.parameters_per_member() as f64;
+    UnitSpec {
+        id: unit_key(p).uint("repeat", run.repeat as u64).id(),
+        label: format!(
+            "{} w{} d{} lr {} {} repeat {}",
+            p.init.name(),
+            p.width,
+            p.depth,
+            p.lr,
+            p.dataset,
+            run.repeat
+        ),
+        cost: flops * 1e-12 + 1e-4 * (p.depth as f64 + 1.0) * p.steps as f64 / 500.0,
+    }
+}
+
+/// Bytes one member needs while training, or while being initialised if that
+/// takes more (MetaInit's third-order graph); in f64, so that an absurd shape
+/// saturates rather than overflows before `prepare` refuses it.
+fn bytes_per_member(p: &TrainPoint) -> f64 {
+    let arch = p.arch();
+    let params = arch.parameters_per_member() as f64;
+    let acts =
+        p.batch_size as f64 * (arch.width as f64 * (arch.depth as f64 + 1.0) + arch.input as f64);
+    // parameters, gradient, two Adam moments, views; saved activations ×4;
+    // the loss curve, one f32 per step, and its f64 copy in the results
+    let training = 4.0 * (5.0 * params + 6.0 * acts) + 12.0 * p.steps as f64;
+    training.max(p.init.init_bytes_per_member(&arch))
+}
+
+/// An ensemble of runs of one shape, initialised, with what its rows record.
+struct Initialised {
+    net: Ensemble,
+    /// Member j of the ensemble is run `order[j]` of the chunk.
+    order: Vec<usize>,
+    /// Per run of the chunk: its network family and repetition, and its restarts.
+    families: Vec<(Key, usize)>,
+    restarts: Vec<usize>,
+}
+
+/// Initialises the runs of a chunk by initialiser (so that MetaInit runs
+/// batched), then stacks them into one ensemble.
+fn initialise(
+    points: &[TrainPoint],
+    runs: &[(Run, UnitSpec)],
+    seed: u64,
+    data: &Dataset,
+) -> Result<Initialised> {
+    let arch = points[runs[0].0.point].arch();
+    let mut by_init: Vec<(Initializer, Vec<usize>)> = Vec::new();
+    for (i, (run, _)) in runs.iter().enumerate() {
+        let init = &points[run.point].init;
+        match by_init.iter_mut().find(|(x, _)| x == init) {
+            Some((_, members)) => members.push(i),
+            None => by_init.push((init.clone(), vec![i])),
+        }
+    }
+    // Member i's network and data order: repetition r of its point's network family.
+    let families = runs
+        .iter()
+        .map(|(run, _)| Ok((points[run.point].network_key()?, run.repeat)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut order: Vec<usize> = Vec::new();
+    let mut stacks: Vec<Vec<Tensor>> = (0..=arch.depth).map(|_| Vec::new()).collect();
+    let mut restarts = vec![0usize; runs.len()];
+    for (init, members) in &by_init {
+        let mut streams: Vec<_> = members
+            .iter()
+            .map(|&i| {
+                let (family, repeat) = &families[i];
+                member_streams(seed, family, *repeat, 1).remove(0)
+            })
+            .collect();
+        let (net, report) = initialize(init, &arch, &mut streams, Some(&data.train_x))?;
+        for (l, w) in net.weights.into_iter().enumerate() {
+            stacks[l].push(w);
+        }
+        for (j, &i) in members.iter().enumerate() {
+            restarts[i] = report.restarts[j];
+        }
+        order.extend(members);
+    }
+    let weights: Vec<Tensor> = stacks.iter().map(|s| Tensor::cat(s, 0)).collect();
+    Ok(Initialised {
+        net: Ensemble::from_weights(arch, weights),
+        order,
+        families,
+        restarts,
+    })
+}
+
+/// Trains a chunk of runs of one shape as one ensemble and hands their rows on.
+fn train_runs(sweep: &Sweep<TrainPoint>, runs: &[(Run, UnitSpec)], todo: &mut Todo) -> Result<()> {
+    let p0 = &sweep.points[runs[0].0.point];
+    let seed = todo.ctx.seed;
+    let data = todo.ctx.dataset(p0.dataset, p0.normalization)?;
+    let init = initialise(&sweep.points, runs, seed, &data)?;
+    let shuffles = init
+        .order
+        .iter()
+        .map(|&i| {
+            let (family, repeat) = &init.families[i];
+            family
+                .clone()
+                .text("stream", "shuffle")
+                .uint("member", *repeat as u64)
+                .stream(seed)
+        })
+        .collect();
+    let lrs = (init.order.iter())
+        .map(|&i| sweep.points[runs[i].0.point].lr)
+        .collect();
+    let mut opts = TrainOptions::adam(p0.steps, p0.batch_size, lrs);
+    opts.eval_at = p0.eval_steps.clone();
+    let started = std::time::Instant::now();
+    let results = train(&init.net, &data, shuffles, &opts)?;
+    let secs = started.elapsed().as_secs_f64() / init.order.len() as f64;
+
+    let mut table = Table::new();
+    let mut units = Vec::new();
+    for (j, &i) in init.order.iter().enumerate() {
+        let (run, unit) = &runs[i];
+        let p = &sweep.points[run.point];
+        let inputs = (p.init.weight_kurtosis())
+            .map(|kw| (kw, sweep.state.inputs.get(p.dataset, p.normalization, kw)));
+        let done = Done {
+            unit: &unit.id,
+            repeat: run.repeat,
+            seed,
+            result: &results[j],
+            restarts: init.restarts[i],
+            seconds: secs,
+        };
+        table.push(row(p, inputs, &done));
+        units.push(unit.clone());
+    }
+    (todo.sink)(table, &units)
+}
+
+/// A finished run, as its row records it.
+struct Done<'a> {
+    unit: &'a str,
+    repeat: usize,
+    seed: u64,
+    result: &'a MemberResult,
+    restarts: usize,
+    seconds: f64,
+}
+
+/// The row of one run; `inputs` is the weights' kurtosis and the inputs'
+/// moments where the initialiser is iid (the theory columns are null otherwise).
+fn row(
+    p: &TrainPoint,
+    inputs: Option<(f64, Option<InputMoments>)>,
+    d: &Done,
+) -> Vec<(&'static str, Cell)> {
+    let r = d.result;
+    let last = r.evals.last().expect("the last step is evaluated");
+    let float = |x: Option<f64>| x.map(Cell::Float).unwrap_or(Cell::NullFloat);
+    let (kw, k0, c0, theory) = match inputs {
+        Some((kw, m)) => {
+            let (k0, c0) = m.map_or((f64::NAN, f64::NAN), |m| (m.kappa0, m.c0));
+            let t = output_kurtosis(p.width, p.depth, p.slope, kw, k0, c0).unwrap_or(f64::NAN);
+            (Some(kw), Some(k0), Some(c0), Some(t))
+        }
+        None => (None, None, None, None),
+    };
+    let tail = r.train_loss.len().saturating_sub(10);
+    let final_train = r.train_loss[tail..].iter().map(|&x| x as f64).sum::<f64>()
+        / (r.train_loss.len() - tail).max(1) as f64;
+    vec![
+        (col::WORK_UNIT, d.unit.into()),
+        (col::DATASET, p.dataset.to_string().into()),
+        (col::INIT, p.init.name().into()),
+        (col::WIDTH, p.width.into()),
+        (col::DEPTH, p.depth.into()),
+        (col::LR, p.lr.into()),
+        (col::SLOPE, p.slope.into()),
+        (col::NORM, p.norm.name().into()),
+        (col::REPEAT, d.repeat.into()),
+        (col::SEED, d.seed.into()),
+        (col::STEPS, p.steps.into()),
+        (col::BATCH_SIZE, p.batch_size.into()),
+        (col::TEST_ACC, last.test_acc.into()),
+        (col::TEST_LOSS, last.test_loss.into()),
+        (col::TRAIN_LOSS_FINAL, final_train.into()),
+        (col::DIVERGED, r.diverged_at.is_some().into()),
+        (
+            col::DIVERGED_STEP,
+            r.diverged_at.map_or(-1, |s| s as i64).into(),
+        ),
+        (col::KAPPA_W, float(kw)),
+        (col::KAPPA0, float(k0)),
+        (col::C0, float(c0)),
+        (col::THEORY_KURTOSIS, float(theory)),
+        (col::RESTARTS, d.restarts.into()),
+        (col::SECONDS, d.seconds.into()),
+        (
+            col::TRAIN_LOSS,
+            Cell::FloatList(r.train_loss.iter().map(|&x| x as f64).collect()),
+        ),
+        (
+            col::EVAL_STEP,
+            Cell::IntList(r.evals.iter().map(|e| e.step as i64).collect()),
+        ),
+        (
+            col::EVAL_ACC,
+            Cell::FloatList(r.evals.iter().map(|e| e.test_acc).collect()),
+        ),
+        (
+            col::EVAL_LOSS,
+            Cell::FloatList(r.evals.iter().map(|e| e.test_loss).collect()),
+        ),
+    ]
+}
+
+/// The columns of a train table.
+pub const COLUMNS: &[&str] = &[
+    col::WORK_UNIT,
+    col::DATASET,
+    col::INIT,
+    col::WIDTH,
+    col::DEPTH,
+    col::LR,
+    col::SLOPE,
+    col::NORM,
+    col::REPEAT,
+    col::SEED,
+    col::STEPS,
+    col::BATCH_SIZE,
+    col::TEST_ACC,
+    col::TEST_LOSS,
+    col::TRAIN_LOSS_FINAL,
+    col::DIVERGED,
+    col::DIVERGED_STEP,
+    col::KAPPA_W,
+    col::KAPPA0,
+    col::C0,
+    col::THEORY_KURTOSIS,
+    col::RESTARTS,
+    col::SECONDS,
+    col::TRAIN_LOSS,
+    col::EVAL_STEP,
+    col::EVAL_ACC,
+    col::EVAL_LOSS,
+];
+
+impl Point for TrainPoint {
+    const KIND: super::Kind = super::Kind::Train;
+    const LIST_FIELDS: &'static [&'static str] = &["eval_steps"];
+    type State = TrainState;
+
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    /// Groups the runs by shape: a job trains one shape's runs together.
+    fn state(points: &[Self]) -> TrainState {
         let mut by_shape: BTreeMap<String, Vec<Run>> = BTreeMap::new();
         let mut order = Vec::new();
         for (i, p) in points.iter().enumerate() {
@@ -170,241 +425,32 @@ impl TrainExperiment {
                 order.push(key.clone());
             }
             let runs = by_shape.entry(key).or_default();
-            for r in 0..p.repeats {
-                runs.push(Run {
-                    point: i,
-                    repeat: r,
-                });
-            }
+            runs.extend((0..p.repeats).map(|repeat| Run { point: i, repeat }));
         }
         let groups = order
             .into_iter()
             .map(|k| by_shape.remove(&k).expect("present"))
             .collect();
-        Ok(TrainExperiment {
-            name: exp.name.clone(),
-            points,
+        TrainState {
             groups,
-            input_stats: Default::default(),
-        })
-    }
-
-    fn unit(&self, run: Run) -> UnitSpec {
-        let p = &self.points[run.point];
-        let arch = p.arch();
-        let flops =
-            6.0 * p.steps as f64 * p.batch_size as f64 * arch.parameters_per_member() as f64;
-        UnitSpec {
-            id: unit_key(p).uint("repeat", run.repeat as u64).id(),
-            label: format!(
-                "{} w{} d{} lr {} {} repeat {}",
-                p.init.name(),
-                p.width,
-                p.depth,
-                p.lr,
-                p.dataset,
-                run.repeat
-            ),
-            cost: flops * 1e-12 + 1e-4 * (p.depth as f64 + 1.0) * p.steps as f64 / 500.0,
+            inputs: InputCache::default(),
         }
     }
-
-    fn stats_key(p: &TrainPoint, kw: f64) -> (String, u64) {
-        (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits())
-    }
-
-    /// Bytes one member needs while training, or while being initialised if that
-    /// takes more (MetaInit's third-order graph); in f64, so that an absurd shape
-    /// saturates rather than overflows before `prepare` refuses it.
-    fn bytes_per_member(p: &TrainPoint) -> f64 {
-        let arch = p.arch();
-        let params = arch.parameters_per_member() as f64;
-        let acts = p.batch_size as f64
-            * (arch.width as f64 * (arch.depth as f64 + 1.0) + arch.input as f64);
-        // parameters, gradient, two Adam moments, views; saved activations ×4;
-        // the loss curve, one f32 per step, and its f64 copy in the results
-        let training = 4.0 * (5.0 * params + 6.0 * acts) + 12.0 * p.steps as f64;
-        training.max(p.init.init_bytes_per_member(&arch))
-    }
-
-    fn train_runs(
-        &self,
-        runs: &[(Run, UnitSpec)],
-        ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()> {
-        let p0 = &self.points[runs[0].0.point];
-        let data = ctx.dataset(p0.dataset, p0.normalization)?;
-        let arch = p0.arch();
-        // Initialise by initialiser (so that MetaInit runs batched), then stack.
-        let mut by_init: Vec<(Initializer, Vec<usize>)> = Vec::new();
-        for (i, (run, _)) in runs.iter().enumerate() {
-            let init = &self.points[run.point].init;
-            match by_init.iter_mut().find(|(x, _)| x == init) {
-                Some((_, members)) => members.push(i),
-                None => by_init.push((init.clone(), vec![i])),
-            }
-        }
-        let mut order: Vec<usize> = Vec::new();
-        let mut stacks: Vec<Vec<Tensor>> = (0..=arch.depth).map(|_| Vec::new()).collect();
-        let mut restarts = vec![0usize; runs.len()];
-        // Member i's network and data order: repetition r of its point's network family.
-        let families = runs
-            .iter()
-            .map(|(run, _)| Ok((self.points[run.point].network_key()?, run.repeat)))
-            .collect::<Result<Vec<_>>>()?;
-        for (init, members) in &by_init {
-            let mut streams: Vec<_> = members
-                .iter()
-                .map(|&i| {
-                    let (family, repeat) = &families[i];
-                    member_streams(ctx.seed, family, *repeat, 1).remove(0)
-                })
-                .collect();
-            let (net, report) = initialize(init, &arch, &mut streams, Some(&data.train_x))?;
-            for (l, w) in net.weights.into_iter().enumerate() {
-                stacks[l].push(w);
-            }
-            for (j, &i) in members.iter().enumerate() {
-                restarts[i] = report.restarts[j];
-            }
-            order.extend(members);
-        }
-        let weights: Vec<Tensor> = stacks.iter().map(|s| Tensor::cat(s, 0)).collect();
-        let net = Ensemble::from_weights(arch, weights);
-        let shuffles = order
-            .iter()
-            .map(|&i| {
-                let (family, repeat) = &families[i];
-                family
-                    .clone()
-                    .text("stream", "shuffle")
-                    .uint("member", *repeat as u64)
-                    .stream(ctx.seed)
-            })
-            .collect();
-        let mut opts = TrainOptions::adam(
-            p0.steps,
-            p0.batch_size,
-            order
-                .iter()
-                .map(|&i| self.points[runs[i].0.point].lr)
-                .collect(),
-        );
-        opts.eval_at = p0.eval_steps.clone();
-        let started = std::time::Instant::now();
-        let results = train(&net, &data, shuffles, &opts)?;
-        let secs = started.elapsed().as_secs_f64() / order.len() as f64;
-
-        let mut table = Table::new();
-        let mut units = Vec::new();
-        for (j, &i) in order.iter().enumerate() {
-            let (run, unit) = &runs[i];
-            let p = &self.points[run.point];
-            let r = &results[j];
-            let last = r.evals.last().expect("the last step is evaluated");
-            let (kappa_w, kappa0, c0, theory) = match p.init.weight_kurtosis() {
-                Some(kw) => {
-                    let (k0, c0) = self
-                        .input_stats
-                        .lock()
-                        .expect("not poisoned")
-                        .get(&Self::stats_key(p, kw))
-                        .copied()
-                        .unwrap_or((f64::NAN, f64::NAN));
-                    let t =
-                        output_kurtosis(p.width, p.depth, p.slope, kw, k0, c0).unwrap_or(f64::NAN);
-                    (
-                        Cell::Float(kw),
-                        Cell::Float(k0),
-                        Cell::Float(c0),
-                        Cell::Float(t),
-                    )
-                }
-                None => (
-                    Cell::NullFloat,
-                    Cell::NullFloat,
-                    Cell::NullFloat,
-                    Cell::NullFloat,
-                ),
-            };
-            let tail = r.train_loss.len().saturating_sub(10);
-            let final_train = r.train_loss[tail..].iter().map(|&x| x as f64).sum::<f64>()
-                / (r.train_loss.len() - tail).max(1) as f64;
-            table.push(vec![
-                ("work_unit", unit.id.as_str().into()),
-                ("dataset", p.dataset.to_string().into()),
-                ("init", p.init.name().into()),
-                ("width", p.width.into()),
-                ("depth", p.depth.into()),
-                ("lr", p.lr.into()),
-                ("slope", p.slope.into()),
-                ("norm", p.norm.name().into()),
-                ("repeat", run.repeat.into()),
-                ("seed", ctx.seed.into()),
-                ("steps", p.steps.into()),
-                ("batch_size", p.batch_size.into()),
-                ("test_acc", last.test_acc.into()),
-                ("test_loss", last.test_loss.into()),
-                ("train_loss_final", final_train.into()),
-                ("diverged", r.diverged_at.is_some().into()),
-                (
-                    "diverged_step",
-                    r.diverged_at.map(|s| s as i64).unwrap_or(-1).into(),
-                ),
-                ("kappa_w", kappa_w),
-                ("kappa0", kappa0),
-                ("c0", c0),
-                ("theory_kurtosis", theory),
-                ("restarts", restarts[i].into()),
-                ("seconds", secs.into()),
-                (
-                    "train_loss",
-                    Cell::FloatList(r.train_loss.iter().map(|&x| x as f64).collect()),
-                ),
-                (
-                    "eval_step",
-                    Cell::IntList(r.evals.iter().map(|e| e.step as i64).collect()),
-                ),
-                (
-                    "eval_acc",
-                    Cell::FloatList(r.evals.iter().map(|e| e.test_acc).collect()),
-                ),
-                (
-                    "eval_loss",
-                    Cell::FloatList(r.evals.iter().map(|e| e.test_loss).collect()),
-                ),
-            ]);
-            units.push(unit.clone());
-        }
-        sink(table, &units)
-    }
-}
-
-impl Experiment for TrainExperiment {
-    fn kind(&self) -> &'static str {
-        "train"
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn resolved(&self) -> serde_yaml::Value {
-        super::resolved_points(&self.points)
-    }
-    fn jobs(&self) -> Vec<Job> {
-        self.groups
-            .iter()
-            .enumerate()
-            .map(|(i, runs)| Job {
-                index: i,
-                units: runs.iter().map(|&r| self.unit(r)).collect(),
+    fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
+        (sweep.state.groups.iter().enumerate())
+            .map(|(index, runs)| Job {
+                index,
+                units: runs
+                    .iter()
+                    .map(|&r| unit(&sweep.points[r.point], r))
+                    .collect(),
             })
             .collect()
     }
-    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+    fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value> {
         // A shape that cannot fit even one network is refused before any dataset
         // is loaded or unit runs.
-        for p in &self.points {
+        for p in &sweep.points {
             let what = format!(
                 "one network of `{}` width {} depth {} on {} (batch_size {})",
                 p.init.name(),
@@ -419,57 +465,41 @@ impl Experiment for TrainExperiment {
                 }
                 _ => "width, depth or batch_size",
             };
-            ctx.check_fits(&what, Self::bytes_per_member(p), smaller)?;
+            ctx.check_fits(&what, bytes_per_member(p), smaller)?;
         }
-        let mut described = Vec::new();
-        let mut seen = Vec::new();
-        for p in &self.points {
-            let data = ctx.dataset(p.dataset, p.normalization)?;
-            if !seen.contains(&(p.dataset, p.normalization)) {
-                seen.push((p.dataset, p.normalization));
-                described.push(data.describe());
-            }
+        let described =
+            ctx.describe_datasets(sweep.points.iter().map(|p| (p.dataset, p.normalization)))?;
+        for p in &sweep.points {
             if let Some(kw) = p.init.weight_kurtosis() {
-                let key = Self::stats_key(p, kw);
-                let mut stats = self.input_stats.lock().expect("not poisoned");
-                stats
-                    .entry(key)
-                    .or_insert_with(|| exact_for_kurtosis(&data, kw));
+                sweep
+                    .state
+                    .inputs
+                    .fill(ctx, p.dataset, p.normalization, kw)?;
             }
-            if p.batch_size > data.train_len() {
+            let train_len = ctx.dataset(p.dataset, p.normalization)?.train_len();
+            if p.batch_size > train_len {
                 bail!(
-                    "`batch_size` {} exceeds the {} training examples of {}",
+                    "`batch_size` {} exceeds the {train_len} training examples of {}",
                     p.batch_size,
-                    data.train_len(),
                     p.dataset
                 );
             }
         }
-        Ok(serde_json::Value::Array(described))
+        Ok(described)
     }
-    fn run_job(
-        &self,
-        job: &Job,
-        pending: &[usize],
-        ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()> {
-        let runs = &self.groups[job.index];
-        let pending: Vec<(Run, UnitSpec)> = pending
-            .iter()
-            .map(|&u| (runs[u], job.units[u].clone()))
+    fn run_job(sweep: &Sweep<Self>, mut todo: Todo) -> Result<()> {
+        let runs = &sweep.state.groups[todo.job.index];
+        let pending: Vec<(Run, UnitSpec)> = (todo.pending.iter())
+            .map(|&u| (runs[u], todo.job.units[u].clone()))
             .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
         // Runs of one job share a shape but not an initialiser: size for the largest.
         let per = pending
             .iter()
-            .map(|(run, _)| Self::bytes_per_member(&self.points[run.point]))
+            .map(|(run, _)| bytes_per_member(&sweep.points[run.point]))
             .fold(1.0, f64::max);
-        let ensemble = ((ctx.memory_budget as f64 / per) as usize).clamp(1, pending.len());
+        let ensemble = ((todo.ctx.memory_budget as f64 / per) as usize).clamp(1, pending.len());
         for chunk in pending.chunks(ensemble) {
-            self.train_runs(chunk, ctx, sink)?;
+            train_runs(sweep, chunk, &mut todo)?;
         }
         Ok(())
     }

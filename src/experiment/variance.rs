@@ -5,8 +5,9 @@
 //! layer[, neuron]). Networks come in blocks (the work units); a block runs as one
 //! or more ensembles sized to fit the memory budget.
 
-use super::{Context, Experiment, Job, PointKey, Sink, UnitSpec, typed_points, unit_key};
-use crate::config::ExperimentConfig;
+use super::columns as col;
+use super::input_stats::{InputCache, InputMoments};
+use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, unit_key};
 use crate::data::{Dataset, DatasetName, Normalization};
 use crate::init::{Initializer, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
@@ -73,7 +74,7 @@ impl VariancePoint {
         super::dataset_arch(self.dataset, self.width, self.depth, self.slope, self.norm)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         if self.width == 0 {
             bail!("`width` must be at least 1");
         }
@@ -309,13 +310,6 @@ fn smaller_member(init: &Initializer) -> &'static str {
     }
 }
 
-pub struct VarianceExperiment {
-    name: String,
-    points: Vec<VariancePoint>,
-    /// κ₀ and c₀ per (dataset and normalisation, weight kurtosis), for the predictions.
-    input_stats: std::sync::Mutex<std::collections::BTreeMap<(String, u64), InputMoments>>,
-}
-
 /// Section 5's prediction per layer for an iid initialiser: the theoretical
 /// variance σ_l² (σ₀² = Var(w)·E‖x‖², then ×Var(w)·fan_in·(1 + a²)/2 per layer, which
 /// He keeps constant), the kurtosis κ_l (Proposition 3 from the dataset's κ₀, c₀) and
@@ -325,14 +319,6 @@ pub struct Prediction {
     pub kurtosis: Vec<f64>,
     /// `[layer][q50, q90, q99, q999]`, in the units of `emp_var`.
     pub quantiles: Vec<[f64; 4]>,
-}
-
-/// Input statistics a prediction needs: κ₀, c₀ and E‖x‖².
-#[derive(Debug, Clone, Copy)]
-pub struct InputMoments {
-    pub kappa0: f64,
-    pub c0: f64,
-    pub mean_sq_norm: f64,
 }
 
 pub fn predict(p: &VariancePoint, input: InputMoments, samples: u64) -> Option<Prediction> {
@@ -370,142 +356,152 @@ pub fn predict(p: &VariancePoint, input: InputMoments, samples: u64) -> Option<P
     })
 }
 
-impl VarianceExperiment {
-    pub fn from_config(exp: &ExperimentConfig) -> Result<Self> {
-        let points = typed_points(exp, &[], VariancePoint::validate)?;
-        Ok(VarianceExperiment {
-            name: exp.name.clone(),
-            points,
-            input_stats: Default::default(),
-        })
-    }
-
-    fn units(&self, i: usize) -> Vec<UnitSpec> {
-        let p = &self.points[i];
-        let base = unit_key(p);
-        let arch = p.arch();
-        let n = p.dataset.features() as f64;
-        let per_net =
-            (n * p.width as f64 + (p.depth as f64) * p.width as f64 * p.width as f64 + 1.0)
-                * 1e-6
-                * if matches!(p.init, Initializer::MetaInit(_)) {
-                    20.0
-                } else {
-                    1.0
-                };
-        let _ = arch;
-        (0..p.networks.div_ceil(p.block))
-            .map(|b| {
-                let first = b * p.block;
-                let count = p.block.min(p.networks - first);
-                UnitSpec {
-                    id: base
-                        .clone()
-                        .uint("first", first as u64)
-                        .uint("end", (first + count) as u64)
-                        .id(),
-                    label: format!(
-                        "{} w{} d{} {} networks {first}..{}",
-                        p.init.name(),
-                        p.width,
-                        p.depth,
-                        p.dataset,
-                        first + count
-                    ),
-                    cost: per_net * count as f64,
-                }
-            })
-            .collect()
-    }
-
-    fn block_stats(
-        &self,
-        p: &VariancePoint,
-        data: &Dataset,
-        first: usize,
-        count: usize,
-        ctx: &Context,
-    ) -> Result<BlockStats> {
-        let arch = p.arch();
-        let x = match p.split {
-            Split::Train => &data.train_x,
-            Split::Test => &data.test_x,
-        };
-        let ensemble =
-            ((ctx.memory_budget as f64 / bytes_per_member(p).max(1.0)) as usize).clamp(1, count);
-        let neurons = if p.all_units {
-            arch.width.max(arch.classes)
+fn units(p: &VariancePoint) -> Vec<UnitSpec> {
+    let base = unit_key(p);
+    let n = p.dataset.features() as f64;
+    let per_net = (n * p.width as f64 + (p.depth as f64) * p.width as f64 * p.width as f64 + 1.0)
+        * 1e-6
+        * if matches!(p.init, Initializer::MetaInit(_)) {
+            20.0
         } else {
-            1
+            1.0
         };
-        let layers = arch.depth + 1;
-        let mut out = BlockStats {
-            first,
-            networks: count,
-            layers,
-            neurons,
-            count: 0,
-            mean: vec![0.0; layers * count * neurons],
-            var: vec![0.0; layers * count * neurons],
-            kurtosis: if p.kurtosis {
-                vec![0.0; layers * count * neurons]
-            } else {
-                Vec::new()
-            },
-            restarts: vec![0; count],
-        };
-        let family = p.family_key()?;
-        let mut done = 0;
-        while done < count {
-            let k = ensemble.min(count - done);
-            let mut streams = member_streams(ctx.seed, &family, first + done, k);
-            let (net, report) = initialize(&p.init, &arch, &mut streams, Some(&data.train_x))?;
-            let m = layer_moments(&net, x, p.all_units, p.kurtosis);
-            out.count = m.count;
-            for l in 0..layers {
-                for j in 0..k {
-                    for u in 0..neurons {
-                        let src = (l * k + j) * neurons + u;
-                        let dst = (l * count + done + j) * neurons + u;
-                        out.mean[dst] = m.mean[src];
-                        out.var[dst] = m.var_unbiased[src];
-                        if p.kurtosis {
-                            out.kurtosis[dst] = m.kurtosis[src];
-                        }
+    (0..p.networks.div_ceil(p.block))
+        .map(|b| {
+            let first = b * p.block;
+            let count = p.block.min(p.networks - first);
+            UnitSpec {
+                id: base
+                    .clone()
+                    .uint("first", first as u64)
+                    .uint("end", (first + count) as u64)
+                    .id(),
+                label: format!(
+                    "{} w{} d{} {} networks {first}..{}",
+                    p.init.name(),
+                    p.width,
+                    p.depth,
+                    p.dataset,
+                    first + count
+                ),
+                cost: per_net * count as f64,
+            }
+        })
+        .collect()
+}
+
+fn block_stats(
+    p: &VariancePoint,
+    data: &Dataset,
+    first: usize,
+    count: usize,
+    ctx: &Context,
+) -> Result<BlockStats> {
+    let arch = p.arch();
+    let x = match p.split {
+        Split::Train => &data.train_x,
+        Split::Test => &data.test_x,
+    };
+    let ensemble =
+        ((ctx.memory_budget as f64 / bytes_per_member(p).max(1.0)) as usize).clamp(1, count);
+    let neurons = if p.all_units {
+        arch.width.max(arch.classes)
+    } else {
+        1
+    };
+    let layers = arch.depth + 1;
+    let mut out = BlockStats {
+        first,
+        networks: count,
+        layers,
+        neurons,
+        count: 0,
+        mean: vec![0.0; layers * count * neurons],
+        var: vec![0.0; layers * count * neurons],
+        kurtosis: if p.kurtosis {
+            vec![0.0; layers * count * neurons]
+        } else {
+            Vec::new()
+        },
+        restarts: vec![0; count],
+    };
+    let family = p.family_key()?;
+    let mut done = 0;
+    while done < count {
+        let k = ensemble.min(count - done);
+        let mut streams = member_streams(ctx.seed, &family, first + done, k);
+        let (net, report) = initialize(&p.init, &arch, &mut streams, Some(&data.train_x))?;
+        let m = layer_moments(&net, x, p.all_units, p.kurtosis);
+        out.count = m.count;
+        for l in 0..layers {
+            for j in 0..k {
+                for u in 0..neurons {
+                    let src = (l * k + j) * neurons + u;
+                    let dst = (l * count + done + j) * neurons + u;
+                    out.mean[dst] = m.mean[src];
+                    out.var[dst] = m.var_unbiased[src];
+                    if p.kurtosis {
+                        out.kurtosis[dst] = m.kurtosis[src];
                     }
                 }
             }
-            for j in 0..k {
-                out.restarts[done + j] = report.restarts[j];
-            }
-            done += k;
         }
-        Ok(out)
+        for j in 0..k {
+            out.restarts[done + j] = report.restarts[j];
+        }
+        done += k;
     }
+    Ok(out)
 }
 
-impl Experiment for VarianceExperiment {
-    fn kind(&self) -> &'static str {
-        "variance"
+/// The columns of a variance table (`emp_kurtosis` only with `kurtosis: true`).
+pub const COLUMNS: &[&str] = &[
+    col::WORK_UNIT,
+    col::DATASET,
+    col::INIT,
+    col::WIDTH,
+    col::DEPTH,
+    col::SLOPE,
+    col::NORM,
+    col::SEED,
+    col::NETWORK,
+    col::LAYER,
+    col::NEURON,
+    col::SAMPLES,
+    col::EMP_MEAN,
+    col::EMP_VAR,
+    col::EMP_KURTOSIS,
+    col::RESTARTS,
+    col::THEORY_VARIANCE,
+    col::THEORY_KURTOSIS,
+    col::THEORY_VAR_Q[0],
+    col::THEORY_VAR_Q[1],
+    col::THEORY_VAR_Q[2],
+    col::THEORY_VAR_Q[3],
+];
+
+impl Point for VariancePoint {
+    const KIND: super::Kind = super::Kind::Variance;
+    type State = InputCache;
+
+    fn validate(&self) -> Result<()> {
+        self.check()
     }
-    fn name(&self) -> &str {
-        &self.name
+    fn state(_: &[Self]) -> InputCache {
+        InputCache::default()
     }
-    fn resolved(&self) -> serde_yaml::Value {
-        super::resolved_points(&self.points)
-    }
-    fn jobs(&self) -> Vec<Job> {
-        (0..self.points.len())
-            .map(|i| Job {
-                index: i,
-                units: self.units(i),
+    fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
+        (sweep.points.iter().enumerate())
+            .map(|(index, p)| Job {
+                index,
+                units: units(p),
             })
             .collect()
     }
-    fn prepare(&self, ctx: &mut Context) -> Result<serde_json::Value> {
+    fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value> {
         // Shapes that cannot fit even one network, or one block's statistics, are
         // refused before any dataset is loaded or unit runs.
-        for p in &self.points {
+        for p in &sweep.points {
             let what = format!(
                 "one network of `{}` width {} depth {} on {}",
                 p.init.name(),
@@ -522,60 +518,29 @@ impl Experiment for VarianceExperiment {
             );
             ctx.check_fits(&what, bytes_per_block(p), "block or depth")?;
         }
-        let mut seen = Vec::new();
-        for p in &self.points {
-            if !seen.contains(&(p.dataset, p.normalization)) {
-                seen.push((p.dataset, p.normalization));
-            }
-        }
-        let mut out = Vec::new();
-        for (d, n) in seen {
-            out.push(ctx.dataset(d, n)?.describe());
-        }
-        for p in &self.points {
+        let described =
+            ctx.describe_datasets(sweep.points.iter().map(|p| (p.dataset, p.normalization)))?;
+        for p in &sweep.points {
             if let Some(kw) = p.init.weight_kurtosis() {
-                let key = (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits());
-                let mut stats = self.input_stats.lock().expect("not poisoned");
-                if let std::collections::btree_map::Entry::Vacant(e) = stats.entry(key) {
-                    let data = ctx.dataset(p.dataset, p.normalization)?;
-                    let (kappa0, c0) = super::input_stats::exact_for_kurtosis(&data, kw);
-                    let mean_sq_norm = tch::no_grad(|| {
-                        data.train_x
-                            .square()
-                            .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Double)
-                            .mean(tch::Kind::Double)
-                            .double_value(&[])
-                    });
-                    e.insert(InputMoments {
-                        kappa0,
-                        c0,
-                        mean_sq_norm,
-                    });
-                }
+                sweep.state.fill(ctx, p.dataset, p.normalization, kw)?;
             }
         }
-        Ok(serde_json::Value::Array(out))
+        Ok(described)
     }
-    fn run_job(
-        &self,
-        job: &Job,
-        pending: &[usize],
-        ctx: &mut Context,
-        sink: &mut Sink,
-    ) -> Result<()> {
-        let p = &self.points[job.index];
+    fn run_job(sweep: &Sweep<Self>, todo: Todo) -> Result<()> {
+        let p = sweep.point_of(todo.job);
+        let ctx = todo.ctx;
         let data = ctx.dataset(p.dataset, p.normalization)?;
-        for &u in pending {
-            let unit = &job.units[u];
+        for &u in todo.pending {
+            let unit = &todo.job.units[u];
             let first = u * p.block;
             let count = p.block.min(p.networks - first);
-            let stats = self.block_stats(p, &data, first, count, ctx)?;
+            let stats = block_stats(p, &data, first, count, ctx)?;
             let prediction = p.init.weight_kurtosis().and_then(|kw| {
-                let key = (format!("{}|{:?}", p.dataset, p.normalization), kw.to_bits());
-                let input = *self.input_stats.lock().expect("not poisoned").get(&key)?;
+                let input = sweep.state.get(p.dataset, p.normalization, kw)?;
                 predict(p, input, stats.count as u64)
             });
-            sink(
+            (todo.sink)(
                 rows(p, &stats, prediction.as_ref(), &unit.id, ctx.seed),
                 std::slice::from_ref(unit),
             )?;
@@ -601,37 +566,35 @@ pub fn rows(
             for u in 0..s.neurons.min(if p.all_units { out_width } else { 1 }) {
                 let i = (l * s.networks + j) * s.neurons + u;
                 let mut row: Vec<(&str, Cell)> = vec![
-                    ("work_unit", work_unit.into()),
-                    ("dataset", dataset.as_str().into()),
-                    ("init", init.into()),
-                    ("width", p.width.into()),
-                    ("depth", p.depth.into()),
-                    ("slope", p.slope.into()),
-                    ("norm", p.norm.name().into()),
-                    ("seed", seed.into()),
-                    ("network", (s.first + j).into()),
-                    ("layer", l.into()),
-                    ("neuron", u.into()),
-                    ("samples", s.count.into()),
-                    ("emp_mean", s.mean[i].into()),
-                    ("emp_var", s.var[i].into()),
+                    (col::WORK_UNIT, work_unit.into()),
+                    (col::DATASET, dataset.as_str().into()),
+                    (col::INIT, init.into()),
+                    (col::WIDTH, p.width.into()),
+                    (col::DEPTH, p.depth.into()),
+                    (col::SLOPE, p.slope.into()),
+                    (col::NORM, p.norm.name().into()),
+                    (col::SEED, seed.into()),
+                    (col::NETWORK, (s.first + j).into()),
+                    (col::LAYER, l.into()),
+                    (col::NEURON, u.into()),
+                    (col::SAMPLES, s.count.into()),
+                    (col::EMP_MEAN, s.mean[i].into()),
+                    (col::EMP_VAR, s.var[i].into()),
                 ];
                 if p.kurtosis {
-                    row.push(("emp_kurtosis", s.kurtosis[i].into()));
+                    row.push((col::EMP_KURTOSIS, s.kurtosis[i].into()));
                 }
-                row.push(("restarts", s.restarts[j].into()));
+                row.push((col::RESTARTS, s.restarts[j].into()));
                 let theory = |v: Option<f64>| v.map(Cell::Float).unwrap_or(Cell::NullFloat);
-                row.push(("theory_variance", theory(prediction.map(|x| x.variance[l]))));
-                row.push(("theory_kurtosis", theory(prediction.map(|x| x.kurtosis[l]))));
-                for (q, name) in [
-                    "theory_var_q50",
-                    "theory_var_q90",
-                    "theory_var_q99",
-                    "theory_var_q999",
-                ]
-                .iter()
-                .enumerate()
-                {
+                row.push((
+                    col::THEORY_VARIANCE,
+                    theory(prediction.map(|x| x.variance[l])),
+                ));
+                row.push((
+                    col::THEORY_KURTOSIS,
+                    theory(prediction.map(|x| x.kurtosis[l])),
+                ));
+                for (q, name) in col::THEORY_VAR_Q.iter().enumerate() {
                     row.push((name, theory(prediction.map(|x| x.quantiles[l][q]))));
                 }
                 t.push(row);
