@@ -30,10 +30,10 @@ fn build(init: &Initializer, a: &Arch, first: usize, k: usize, data: Option<&Ten
 fn all_inits() -> Vec<Initializer> {
     // every closed-form scheme by name (the kurtosis knobs with a value of their
     // hyper-parameter), and LSUV with a small batch (MetaInit has its own test)
-    let mut v: Vec<Initializer> = initlab::init::NAMES
-        .iter()
-        .filter(|n| !matches!(**n, "metainit" | "lsuv"))
-        .map(|n| match *n {
+    let mut v: Vec<Initializer> = initlab::init::InitName::names()
+        .into_iter()
+        .filter(|n| !matches!(*n, "metainit" | "lsuv"))
+        .map(|n| match n {
             "he_gennorm" => "{name: he_gennorm, beta: 0.7}".to_string(),
             "he_sparse" => "{name: he_sparse, p: 0.3}".to_string(),
             other => other.to_string(),

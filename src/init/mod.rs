@@ -89,42 +89,114 @@ pub enum Initializer {
     Lsuv(LsuvParams),
 }
 
-/// The names, as in YAML and on the command line.
-pub const NAMES: [&str; 14] = [
-    "he_normal",
-    "he_uniform",
-    "he_bernoulli",
-    "he_gennorm",
-    "he_sparse",
-    "glorot_normal",
-    "lecun_normal",
-    "orthogonal",
-    "gsm",
-    "zero",
-    "zero_star",
-    "identity",
-    "metainit",
-    "lsuv",
-];
+/// The initialisers' names, as in YAML, on the command line and in results;
+/// each is its identifier in snake_case. Declared in the order of docs/configs.md,
+/// which the figures' legends follow.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum InitName {
+    HeNormal,
+    HeUniform,
+    HeBernoulli,
+    HeGennorm,
+    HeSparse,
+    GlorotNormal,
+    LecunNormal,
+    Orthogonal,
+    Gsm,
+    Metainit,
+    Lsuv,
+    Zero,
+    ZeroStar,
+    Identity,
+}
+
+impl InitName {
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn all() -> &'static [InitName] {
+        <InitName as strum::VariantArray>::VARIANTS
+    }
+
+    /// Every name, for error messages.
+    pub fn names() -> Vec<&'static str> {
+        Self::all().iter().map(|n| n.name()).collect()
+    }
+
+    /// The name as figures and the report print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            InitName::HeNormal => "He normal",
+            InitName::HeUniform => "He uniform",
+            InitName::HeBernoulli => "He Bernoulli",
+            InitName::HeGennorm => "He generalised normal",
+            InitName::HeSparse => "He sparse",
+            InitName::GlorotNormal => "Glorot normal",
+            InitName::LecunNormal => "LeCun normal",
+            InitName::Orthogonal => "orthogonal",
+            InitName::Gsm => "GSM",
+            InitName::Metainit => "MetaInit",
+            InitName::Lsuv => "LSUV",
+            InitName::Zero => "ZerO",
+            InitName::ZeroStar => "ZerO*",
+            InitName::Identity => "identity",
+        }
+    }
+
+    /// Whether the weights' kurtosis κ_w is a hyper-parameter, so that runs
+    /// under one name differ by κ_w.
+    pub fn kurtosis_is_a_hyper_parameter(self) -> bool {
+        matches!(self, InitName::HeGennorm | InitName::HeSparse)
+    }
+}
+
+impl std::fmt::Display for InitName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 impl Initializer {
-    pub fn name(&self) -> &'static str {
+    pub fn id(&self) -> InitName {
         match self {
-            Initializer::He(WeightDist::Normal) => "he_normal",
-            Initializer::He(WeightDist::Uniform) => "he_uniform",
-            Initializer::He(WeightDist::Bernoulli) => "he_bernoulli",
-            Initializer::He(WeightDist::GenNormal { .. }) => "he_gennorm",
-            Initializer::He(WeightDist::Sparse { .. }) => "he_sparse",
-            Initializer::GlorotNormal => "glorot_normal",
-            Initializer::LecunNormal => "lecun_normal",
-            Initializer::Orthogonal(_) => "orthogonal",
-            Initializer::Gsm => "gsm",
-            Initializer::Zero => "zero",
-            Initializer::ZeroStar => "zero_star",
-            Initializer::Identity => "identity",
-            Initializer::MetaInit(_) => "metainit",
-            Initializer::Lsuv(_) => "lsuv",
+            Initializer::He(WeightDist::Normal) => InitName::HeNormal,
+            Initializer::He(WeightDist::Uniform) => InitName::HeUniform,
+            Initializer::He(WeightDist::Bernoulli) => InitName::HeBernoulli,
+            Initializer::He(WeightDist::GenNormal { .. }) => InitName::HeGennorm,
+            Initializer::He(WeightDist::Sparse { .. }) => InitName::HeSparse,
+            Initializer::GlorotNormal => InitName::GlorotNormal,
+            Initializer::LecunNormal => InitName::LecunNormal,
+            Initializer::Orthogonal(_) => InitName::Orthogonal,
+            Initializer::Gsm => InitName::Gsm,
+            Initializer::Zero => InitName::Zero,
+            Initializer::ZeroStar => InitName::ZeroStar,
+            Initializer::Identity => InitName::Identity,
+            Initializer::MetaInit(_) => InitName::Metainit,
+            Initializer::Lsuv(_) => InitName::Lsuv,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.id().name()
     }
 
     /// Writes the initialiser into a key: its name as the field `init`, then each
@@ -190,11 +262,17 @@ impl Initializer {
             }
             Ok(())
         };
-        Ok(match name {
-            "he_normal" => none(Initializer::He(WeightDist::Normal))?,
-            "he_uniform" => none(Initializer::He(WeightDist::Uniform))?,
-            "he_bernoulli" => none(Initializer::He(WeightDist::Bernoulli))?,
-            "he_gennorm" => {
+        let Ok(id) = name.parse::<InitName>() else {
+            bail!(
+                "unknown initialiser `{name}`; known: {}",
+                InitName::names().join(", ")
+            );
+        };
+        Ok(match id {
+            InitName::HeNormal => none(Initializer::He(WeightDist::Normal))?,
+            InitName::HeUniform => none(Initializer::He(WeightDist::Uniform))?,
+            InitName::HeBernoulli => none(Initializer::He(WeightDist::Bernoulli))?,
+            InitName::HeGennorm => {
                 required(
                     "beta",
                     "the shape: 2 normal, 1 Laplace, larger towards uniform",
@@ -204,31 +282,30 @@ impl Initializer {
                     .map_err(|e| anyhow::anyhow!("{}: {e}", typed(name)))?;
                 Initializer::He(WeightDist::GenNormal { beta: p.beta })
             }
-            "he_sparse" => {
+            InitName::HeSparse => {
                 required("p", "the probability that a weight is kept", "0.5")?;
                 let p: SparseParams = serde_path_to_error::deserialize(value)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", typed(name)))?;
                 Initializer::He(WeightDist::Sparse { p: p.p })
             }
-            "glorot_normal" => none(Initializer::GlorotNormal)?,
-            "lecun_normal" => none(Initializer::LecunNormal)?,
-            "gsm" => none(Initializer::Gsm)?,
-            "zero" => none(Initializer::Zero)?,
-            "zero_star" => none(Initializer::ZeroStar)?,
-            "identity" => none(Initializer::Identity)?,
-            "orthogonal" => Initializer::Orthogonal(
+            InitName::GlorotNormal => none(Initializer::GlorotNormal)?,
+            InitName::LecunNormal => none(Initializer::LecunNormal)?,
+            InitName::Gsm => none(Initializer::Gsm)?,
+            InitName::Zero => none(Initializer::Zero)?,
+            InitName::ZeroStar => none(Initializer::ZeroStar)?,
+            InitName::Identity => none(Initializer::Identity)?,
+            InitName::Orthogonal => Initializer::Orthogonal(
                 serde_path_to_error::deserialize(value)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", typed(name)))?,
             ),
-            "metainit" => Initializer::MetaInit(
+            InitName::Metainit => Initializer::MetaInit(
                 serde_path_to_error::deserialize(value)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", typed(name)))?,
             ),
-            "lsuv" => Initializer::Lsuv(
+            InitName::Lsuv => Initializer::Lsuv(
                 serde_path_to_error::deserialize(value)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", typed(name)))?,
             ),
-            other => bail!("unknown initialiser `{other}`; known: {}", NAMES.join(", ")),
         })
     }
 

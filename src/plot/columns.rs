@@ -2,6 +2,7 @@
 //! DataFrame (every error names the column), quantiles, and the labels the
 //! figures use for initialisers and parameter values.
 
+use crate::init::InitName;
 use anyhow::{Context, Result};
 use polars::prelude::{DataFrame, DataType};
 
@@ -210,25 +211,12 @@ pub fn distinct<T: ToString>(values: impl IntoIterator<Item = T>) -> usize {
         .len()
 }
 
-/// Where an initialiser goes in legends: docs/configs.md's order, others after it.
+/// Where an initialiser goes in legends: the order of [`InitName`], unknown names after it.
 pub fn init_rank(name: &str) -> usize {
-    const ORDER: [&str; 14] = [
-        "he_normal",
-        "he_uniform",
-        "he_bernoulli",
-        "he_gennorm",
-        "he_sparse",
-        "glorot_normal",
-        "lecun_normal",
-        "orthogonal",
-        "gsm",
-        "metainit",
-        "lsuv",
-        "zero",
-        "zero_star",
-        "identity",
-    ];
-    ORDER.iter().position(|n| *n == name).unwrap_or(ORDER.len())
+    let all = InitName::all();
+    name.parse::<InitName>().map_or(all.len(), |n| {
+        all.iter().position(|x| *x == n).expect("a variant")
+    })
 }
 
 /// Sorts initialiser names in legend order.
@@ -236,32 +224,19 @@ pub fn sort_inits(names: &mut [String]) {
     names.sort_by(|a, b| init_rank(a).cmp(&init_rank(b)).then_with(|| a.cmp(b)));
 }
 
-/// The name an initialiser has in the paper.
+/// The name an initialiser has in the paper (an unknown name as it is).
 pub fn init_label(name: &str) -> String {
-    match name {
-        "he_normal" => "He normal",
-        "he_uniform" => "He uniform",
-        "he_bernoulli" => "He Bernoulli",
-        "he_gennorm" => "He generalised normal",
-        "he_sparse" => "He sparse",
-        "glorot_normal" => "Glorot normal",
-        "lecun_normal" => "LeCun normal",
-        "orthogonal" => "orthogonal",
-        "gsm" => "GSM",
-        "metainit" => "MetaInit",
-        "lsuv" => "LSUV",
-        "zero" => "ZerO",
-        "zero_star" => "ZerO*",
-        "identity" => "identity",
-        other => other,
+    match name.parse::<InitName>() {
+        Ok(n) => n.label().to_string(),
+        Err(_) => name.to_string(),
     }
-    .to_string()
 }
 
 /// Whether an initialiser's weight kurtosis κ_w is a hyper-parameter, so that
 /// its runs under one name differ by κ_w (the `kappa_w` column tells them apart).
 pub fn kurtosis_is_a_hyper_parameter(name: &str) -> bool {
-    matches!(name, "he_gennorm" | "he_sparse")
+    name.parse::<InitName>()
+        .is_ok_and(InitName::kurtosis_is_a_hyper_parameter)
 }
 
 /// A parameter value as short text: 3 not 3.0, 1e-4 not 0.0001.
