@@ -5,6 +5,8 @@
 //! The hand-written numerical kernels live in [`kernels`], the one module
 //! allowed to leave safe Rust (Cargo.toml's `[lints]` forbids it elsewhere).
 
+#[macro_use]
+pub mod names;
 pub mod bench;
 pub mod cli;
 pub mod cmd;

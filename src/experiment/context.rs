@@ -17,6 +17,19 @@ pub struct Context {
     datasets: HashMap<(DatasetName, Normalization), Rc<Dataset>>,
 }
 
+/// Names one network of a sweep point in a refusal of [`Context::check_fits`].
+pub fn one_network(
+    init: &crate::init::Initializer,
+    width: usize,
+    depth: usize,
+    on: impl std::fmt::Display,
+) -> String {
+    format!(
+        "one network of `{}` width {width} depth {depth} on {on}",
+        init.name()
+    )
+}
+
 impl Context {
     pub fn new(seed: u64, data_dir: Option<PathBuf>, threads: usize, memory_budget: u64) -> Self {
         Context {

@@ -9,7 +9,9 @@
 //! and a 95% normal interval, beside the recursion's prediction.
 
 use super::columns as col;
+use super::context::one_network;
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
+use crate::config::check;
 use crate::init::dist::WeightDist;
 use crate::init::{Initializer, initialize, member_streams, schemes::draw_stack};
 use crate::net::{Arch, Norm};
@@ -47,16 +49,12 @@ impl KurtosisPoint {
         if self.width < 2 {
             bail!("`width` must be at least 2 (c_l needs two distinct units)");
         }
-        if self.depth == 0 {
-            bail!("`depth` must be at least 1");
-        }
+        check::at_least("depth", self.depth as u64, 1)?;
         if self.networks < 2 {
             bail!("`networks` must be at least 2 (the standard errors are over networks)");
         }
-        if self.samples == 0 {
-            bail!("`samples` must be at least 1");
-        }
-        crate::config::check::network_slope(self.slope)?;
+        check::at_least("samples", self.samples as u64, 1)?;
+        check::network_slope(self.slope)?;
         if self.init.needs_data() {
             bail!(
                 "`init: {}` needs a dataset; kurtosis_mc uses Gaussian inputs",
@@ -271,13 +269,7 @@ impl Point for KurtosisPoint {
         // What cannot fit even one network, or the moments of all of them, is
         // refused before any unit runs.
         for p in &sweep.points {
-            let what = format!(
-                "one network of `{}` width {} depth {} on {} samples",
-                p.init.name(),
-                p.width,
-                p.depth,
-                p.samples
-            );
+            let what = one_network(&p.init, p.width, p.depth, format!("{} samples", p.samples));
             ctx.check_fits(&what, p.bytes_per_member(), "width, depth or samples")?;
             let what = format!(
                 "the moments of {} networks over {} layers",

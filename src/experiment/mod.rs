@@ -21,48 +21,18 @@ use serde::de::DeserializeOwned;
 
 pub use context::Context;
 
-/// The kinds an experiment can have. Configs, the command line, run directories
-/// and results spell each as its identifier in snake_case (`kind: kurtosis_mc`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Kind {
-    Theory,
-    InputStats,
-    Variance,
-    Train,
-    KurtosisMc,
+snake_case_names! {
+    /// The kinds an experiment can have (`kind: kurtosis_mc`).
+    pub enum Kind {
+        Theory,
+        InputStats,
+        Variance,
+        Train,
+        KurtosisMc,
+    }
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    /// Every kind's name, for error messages and docs.
-    pub fn names() -> Vec<&'static str> {
-        <Kind as strum::VariantArray>::VARIANTS
-            .iter()
-            .map(|k| k.name())
-            .collect()
-    }
-
     /// The columns this kind's results tables have.
     pub fn columns(self) -> &'static [&'static str] {
         match self {
@@ -72,12 +42,6 @@ impl Kind {
             Kind::Train => train::COLUMNS,
             Kind::KurtosisMc => kurtosis_mc::COLUMNS,
         }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 

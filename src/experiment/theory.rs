@@ -12,46 +12,42 @@ use serde::{Deserialize, Serialize};
 
 /// One network's theory parameters, as written in YAML (and built from CLI flags).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TheoryPoint {
     /// Constant width (with `depth`), or use `widths`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub depth: Option<usize>,
     /// A width profile: entry l is the fan-in of the step into layer l.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub widths: Option<Vec<usize>>,
-    #[serde(default)]
     pub slope: f64,
-    #[serde(default = "default_kappa_w")]
     pub kappa_w: f64,
-    #[serde(default = "default_kappa0")]
     pub kappa0: f64,
-    #[serde(default)]
     pub c0: f64,
-    #[serde(default = "default_sigma2")]
     pub sigma2: f64,
-    #[serde(default = "default_n")]
     pub n: u64,
-    #[serde(default = "default_threshold")]
     pub threshold: f64,
 }
 
-fn default_kappa_w() -> f64 {
-    3.0
-}
-fn default_kappa0() -> f64 {
-    3.0
-}
-fn default_sigma2() -> f64 {
-    1.0
-}
-fn default_n() -> u64 {
-    50_000
-}
-fn default_threshold() -> f64 {
-    1e-3
+/// The defaults: a He-normal network (κ_w = 3) on Gaussian inputs (κ₀ = 3,
+/// c₀ = 0) of unit variance, the paper's n and threshold.
+impl Default for TheoryPoint {
+    fn default() -> Self {
+        TheoryPoint {
+            width: None,
+            depth: None,
+            widths: None,
+            slope: 0.0,
+            kappa_w: 3.0,
+            kappa0: 3.0,
+            c0: 0.0,
+            sigma2: 1.0,
+            n: 50_000,
+            threshold: 1e-3,
+        }
+    }
 }
 
 impl TheoryPoint {

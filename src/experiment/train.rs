@@ -6,8 +6,10 @@
 //! initial network and its own shuffling. One row per run.
 
 use super::columns as col;
+use super::context::one_network;
 use super::input_stats::{InputCache, InputMoments};
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, unit_key};
+use crate::config::check;
 use crate::data::{Dataset, DatasetName, Normalization};
 use crate::init::{Initializer, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
@@ -69,15 +71,10 @@ impl TrainPoint {
     }
 
     fn check(&self) -> Result<()> {
-        use crate::config::check;
-        if self.width == 0 {
-            bail!("`width` must be at least 1");
-        }
+        check::at_least("width", self.width as u64, 1)?;
         check::positive("lr", self.lr)?;
         check::network_slope(self.slope)?;
-        if self.repeats == 0 {
-            bail!("`repeats` must be at least 1");
-        }
+        check::at_least("repeats", self.repeats as u64, 1)?;
         check::at_most(
             "repeats",
             self.repeats as u64,
@@ -86,9 +83,7 @@ impl TrainPoint {
         )?;
         // With no step there is no training loss, and the row would report 0.
         check::at_least("steps", self.steps as u64, 1)?;
-        if self.batch_size == 0 {
-            bail!("`batch_size` must be at least 1");
-        }
+        check::at_least("batch_size", self.batch_size as u64, 1)?;
         if self.norm == Norm::Batch && self.batch_size < 2 {
             bail!("`norm: batch` needs batch_size >= 2");
         }
@@ -451,13 +446,11 @@ impl Point for TrainPoint {
         // A shape that cannot fit even one network is refused before any dataset
         // is loaded or unit runs.
         for p in &sweep.points {
-            let what = format!(
-                "one network of `{}` width {} depth {} on {} (batch_size {})",
-                p.init.name(),
+            let what = one_network(
+                &p.init,
                 p.width,
                 p.depth,
-                p.dataset,
-                p.batch_size
+                format!("{} (batch_size {})", p.dataset, p.batch_size),
             );
             let smaller = match p.init {
                 Initializer::MetaInit(_) | Initializer::Lsuv(_) => {

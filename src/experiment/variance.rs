@@ -6,8 +6,10 @@
 //! or more ensembles sized to fit the memory budget.
 
 use super::columns as col;
+use super::context::one_network;
 use super::input_stats::{InputCache, InputMoments};
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, unit_key};
+use crate::config::check;
 use crate::data::{Dataset, DatasetName, Normalization};
 use crate::init::{Initializer, initialize, member_streams};
 use crate::net::{Arch, Ensemble, Norm};
@@ -75,16 +77,10 @@ impl VariancePoint {
     }
 
     fn check(&self) -> Result<()> {
-        if self.width == 0 {
-            bail!("`width` must be at least 1");
-        }
-        crate::config::check::network_slope(self.slope)?;
-        if self.networks == 0 {
-            bail!("`networks` must be at least 1");
-        }
-        if self.block == 0 {
-            bail!("`block` must be at least 1");
-        }
+        check::at_least("width", self.width as u64, 1)?;
+        check::network_slope(self.slope)?;
+        check::at_least("networks", self.networks as u64, 1)?;
+        check::at_least("block", self.block as u64, 1)?;
         let blocks = self.networks.div_ceil(self.block);
         if blocks > MAX_BLOCKS {
             bail!(
@@ -502,13 +498,7 @@ impl Point for VariancePoint {
         // Shapes that cannot fit even one network, or one block's statistics, are
         // refused before any dataset is loaded or unit runs.
         for p in &sweep.points {
-            let what = format!(
-                "one network of `{}` width {} depth {} on {}",
-                p.init.name(),
-                p.width,
-                p.depth,
-                p.dataset
-            );
+            let what = one_network(&p.init, p.width, p.depth, p.dataset);
             ctx.check_fits(&what, bytes_per_member(p), smaller_member(&p.init))?;
             let what = format!(
                 "a block of {} networks' statistics ({} layers{})",

@@ -89,59 +89,28 @@ pub enum Initializer {
     Lsuv(LsuvParams),
 }
 
-/// The initialisers' names, as in YAML, on the command line and in results;
-/// each is its identifier in snake_case. Declared in the order of docs/configs.md,
-/// which the figures' legends follow.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum InitName {
-    HeNormal,
-    HeUniform,
-    HeBernoulli,
-    HeGennorm,
-    HeSparse,
-    GlorotNormal,
-    LecunNormal,
-    Orthogonal,
-    Gsm,
-    Metainit,
-    Lsuv,
-    Zero,
-    ZeroStar,
-    Identity,
+snake_case_names! {
+    /// The initialisers' names, in the order of docs/configs.md, which the
+    /// figures' legends follow.
+    pub enum InitName {
+        HeNormal,
+        HeUniform,
+        HeBernoulli,
+        HeGennorm,
+        HeSparse,
+        GlorotNormal,
+        LecunNormal,
+        Orthogonal,
+        Gsm,
+        Metainit,
+        Lsuv,
+        Zero,
+        ZeroStar,
+        Identity,
+    }
 }
 
 impl InitName {
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn all() -> &'static [InitName] {
-        <InitName as strum::VariantArray>::VARIANTS
-    }
-
-    /// Every name, for error messages.
-    pub fn names() -> Vec<&'static str> {
-        Self::all().iter().map(|n| n.name()).collect()
-    }
-
     /// The name as figures and the report print it.
     pub fn label(self) -> &'static str {
         match self {
@@ -166,12 +135,6 @@ impl InitName {
     /// under one name differ by κ_w.
     pub fn kurtosis_is_a_hyper_parameter(self) -> bool {
         matches!(self, InitName::HeGennorm | InitName::HeSparse)
-    }
-}
-
-impl std::fmt::Display for InitName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
