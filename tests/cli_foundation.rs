@@ -36,6 +36,10 @@ fn reference_kurtosis(
     out
 }
 
+/// The header `initlab theory` prints: the columns of its table, each
+/// right-aligned in 13 characters, every one of them a column of the Parquet file.
+const THEORY_HEADER: &str = "        layer        width     kurtosis       cov_sq   lambda_max      var_q50      var_q90      var_q99     var_q999  p_var_below";
+
 #[test]
 fn theory_table_matches_an_independent_recursion() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,20 +70,8 @@ fn theory_table_matches_an_independent_recursion() {
         ]);
         let df = initlab::results::read_parquet(&out).unwrap();
         assert_eq!(df.height(), depth + 1);
-        for col in [
-            "layer",
-            "width",
-            "kurtosis",
-            "cov_sq",
-            "lambda_max",
-            "var_q50",
-            "var_q90",
-            "var_q99",
-            "var_q999",
-            "p_var_below",
-        ] {
-            assert!(df.column(col).is_ok(), "missing column {col}");
-        }
+        let printed: Vec<&str> = THEORY_HEADER.split_whitespace().collect();
+        assert_has_columns(&df, "the theory table", &printed);
         let kurt = f64_column(&df, "kurtosis");
         let cov = f64_column(&df, "cov_sq");
         let reference = reference_kurtosis(&vec![width; depth], slope, kw, k0, c0, 2.5);
@@ -105,7 +97,7 @@ fn theory_width_profile_and_printing() {
     let text = ok(&["theory", "--widths", "2,5,3", "--kappa0", "3", "--c0", "0"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
-    assert!(lines[0].contains("kurtosis"));
+    assert_eq!(lines[0], THEORY_HEADER);
     // step 1 with width 2 from Gaussian input: κ₁ = 10.5 (worked by hand in the unit tests)
     assert!(lines[2].contains("10.5"), "{text}");
 }
@@ -114,7 +106,7 @@ fn theory_width_profile_and_printing() {
 fn theory_rejects_bad_input_without_output() {
     let dir = tempfile::tempdir().unwrap();
     let e = fails(&["theory", "--width", "10", "--depth", "-3"]);
-    assert!(e.contains("--depth") && e.contains(">= 0"), "{e}");
+    assert_mentions(&e, &["--depth", ">= 0"]);
     let e = fails(&["theory", "--width", "0", "--depth", "3"]);
     assert!(e.contains("width"), "{e}");
     let e = fails(&["theory", "--widths", "4,0,2"]);
@@ -139,10 +131,7 @@ fn theory_rejects_bad_input_without_output() {
 #[test]
 fn bench_refuses_an_unknown_section() {
     let e = fails(&["bench", "--only", "metainit,wide-metanit"]);
-    assert!(
-        e.contains("\"wide-metanit\"") && e.contains("wide-metainit, paper"),
-        "{e}"
-    );
+    assert_mentions(&e, &["\"wide-metanit\"", "wide-metainit, paper"]);
 }
 
 const THEORY_CONFIG: &str =
@@ -165,8 +154,7 @@ fn run_writes_a_run_directory_and_resumes() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
+    let meta = read_json(&out.join("metadata.json"));
     for key in [
         "initlab_version",
         "git_commit",
@@ -234,23 +222,21 @@ fn run_writes_a_run_directory_and_resumes() {
     assert_eq!(results(&out, &["width"]).height(), 6 * 21);
 }
 
+/// Two width profiles, two slopes and three c₀, without a name.
+const PROFILES: &str =
+    "kind: theory\nwidths: [[2, 3], [4, 4, 4]]\nslope: [0.0, 0.5]\nc0: [0.0, 0.1, 0.2]\n";
+
 #[test]
 fn sweep_expands_the_cartesian_product() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        dir.path(),
-        "c.yaml",
-        "kind: theory\nwidths: [[2, 3], [4, 4, 4]]\nslope: [0.0, 0.5]\nc0: [0.0, 0.1, 0.2]\n",
-    );
-    let out = dir.path().join("o");
-    ok(&["run", s(&cfg), "--out", s(&out)]);
+    let out = run_config(dir.path(), "c", PROFILES, &[]);
     let df = results(&out, &["depth"]);
     // 2 profiles × 2 slopes × 3 c0: rows = 6 × (3 layers) + 6 × (4 layers)
     assert_eq!(df.height(), 6 * 3 + 6 * 4);
     // without --out the run directory is outputs/<file name> when the config has no name
     let default = initlab()
         .current_dir(dir.path())
-        .args(["run", s(&cfg)])
+        .args(["run", s(&dir.path().join("c.yaml"))])
         .output()
         .unwrap();
     assert!(default.status.success());
@@ -284,19 +270,7 @@ fn bad_configs_fail_before_any_work() {
         ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
-        let cfg = write(dir.path(), &format!("bad{i}.yaml"), text);
-        let out = dir.path().join(format!("out{i}"));
-        let e = fails(&["run", s(&cfg), "--out", s(&out)]);
-        assert!(
-            e.contains(expected),
-            "case {i}: expected `{expected}` in:\n{e}"
-        );
-        assert_eq!(
-            e.trim().lines().count(),
-            1,
-            "one clear error line, got:\n{e}"
-        );
-        assert!(!out.exists(), "case {i}: no output may be left");
+        assert_refused(dir.path(), &format!("bad{i}"), text, &[], &[expected]);
     }
 }
 

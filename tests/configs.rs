@@ -5,6 +5,16 @@
 use initlab::config::Config;
 use initlab::scales as reproduce;
 
+/// How many work units a config's experiments make.
+fn work_units(config: &Config) -> usize {
+    initlab::experiment::build(config)
+        .unwrap()
+        .iter()
+        .flat_map(|e| e.jobs())
+        .map(|j| j.units.len())
+        .sum()
+}
+
 #[test]
 fn shipped_configs_validate_and_are_embedded() {
     // The quick scale runs the beyond-the-paper studies too.
@@ -80,33 +90,15 @@ fn shipped_configs_validate_and_are_embedded() {
     // the paper's settings, as PROTOCOL.md states them
     let paper = reproduce::configs("paper", false).unwrap();
     let fig2 = paper.iter().find(|c| c.name == "fig2-cifar10").unwrap();
-    let points = initlab::experiment::build(fig2).unwrap();
-    let units: usize = points
-        .iter()
-        .flat_map(|e| e.jobs())
-        .map(|j| j.units.len())
-        .sum();
     assert_eq!(
-        units,
+        work_units(fig2),
         5 * 10_000 / 250 + 1_000 / 250,
         "10,000 networks per random initialiser, 1,000 MetaInit, in blocks of 250"
     );
     let fig1 = paper.iter().find(|c| c.name == "fig1-mnist").unwrap();
-    let runs: usize = initlab::experiment::build(fig1)
-        .unwrap()
-        .iter()
-        .flat_map(|e| e.jobs())
-        .map(|j| j.units.len())
-        .sum();
-    assert_eq!(runs, 330);
+    assert_eq!(work_units(fig1), 330);
     let fig3 = paper.iter().find(|c| c.name == "fig3-width200").unwrap();
-    let runs: usize = initlab::experiment::build(fig3)
-        .unwrap()
-        .iter()
-        .flat_map(|e| e.jobs())
-        .map(|j| j.units.len())
-        .sum();
-    assert_eq!(runs, 11 * 7 * 5);
+    assert_eq!(work_units(fig3), 11 * 7 * 5);
 }
 
 #[test]

@@ -14,6 +14,11 @@ fn source(dir: &Path) -> DataSource {
     DataSource::new(Some(dir.to_path_buf()))
 }
 
+/// A dataset from the data directory `dir`, which must load.
+fn load(name: DatasetName, normalization: Normalization, dir: &Path) -> Dataset {
+    Dataset::load(name, normalization, &source(dir)).unwrap()
+}
+
 fn mean_var(t: &tch::Tensor) -> (f64, f64) {
     let t = t.to_kind(tch::Kind::Double);
     (
@@ -27,12 +32,7 @@ fn mnist_idx_plain_and_gz_load_and_normalise() {
     for gzip in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         write_mnist(&dir.path().join("mnist"), 120, 30, gzip);
-        let d = Dataset::load(
-            DatasetName::Mnist,
-            Normalization::Standard,
-            &source(dir.path()),
-        )
-        .unwrap();
+        let d = load(DatasetName::Mnist, Normalization::Standard, dir.path());
         assert_eq!(d.train_x.size(), vec![120, 784]);
         assert_eq!(d.test_x.size(), vec![30, 784]);
         assert_eq!(d.train_y.kind(), tch::Kind::Int64);
@@ -56,12 +56,7 @@ fn mnist_idx_plain_and_gz_load_and_normalise() {
                 .collect::<Vec<_>>()
         );
         // the authors' constants are a choice
-        let a = Dataset::load(
-            DatasetName::Mnist,
-            Normalization::Authors,
-            &source(dir.path()),
-        )
-        .unwrap();
+        let a = load(DatasetName::Mnist, Normalization::Authors, dir.path());
         assert_eq!(a.channel_mean, vec![0.1307]);
         let first = raw[0] as f64 / 255.0;
         assert!((a.train_x.double_value(&[0, 0]) - (first - 0.1307) / 0.3081).abs() < 1e-5);
@@ -123,12 +118,7 @@ fn write_cifar_archive(path: &Path, per_file: usize, skip: Option<&str>) {
 fn cifar_folder_and_archive_load_channel_major() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar_folder(&dir.path().join("cifar10/cifar-10-batches-bin"), 8);
-    let folder = Dataset::load(
-        DatasetName::Cifar10,
-        Normalization::None,
-        &source(dir.path()),
-    )
-    .unwrap();
+    let folder = load(DatasetName::Cifar10, Normalization::None, dir.path());
     assert_eq!(folder.train_x.size(), vec![40, 3072]);
     assert_eq!(folder.test_x.size(), vec![8, 3072]);
     // image 3, channel 2, any pixel: ((3·7 + 2·50) mod 256)/255
@@ -139,12 +129,7 @@ fn cifar_folder_and_archive_load_channel_major() {
     let dir2 = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir2.path().join("cifar10")).unwrap();
     write_cifar_archive(&dir2.path().join("cifar10").join(cifar::ARCHIVE), 8, None);
-    let archive = Dataset::load(
-        DatasetName::Cifar10,
-        Normalization::Standard,
-        &source(dir2.path()),
-    )
-    .unwrap();
+    let archive = load(DatasetName::Cifar10, Normalization::Standard, dir2.path());
     assert_eq!(archive.train_x.size(), vec![40, 3072]);
     assert_eq!(archive.channel_mean.len(), 3);
     // per-channel standardisation on the training set
@@ -162,79 +147,116 @@ fn cifar_folder_and_archive_load_channel_major() {
     }
 }
 
+/// Writes plain MNIST under `root` and replaces one of its files with `contents`.
+fn mnist_with(root: &Path, file: &str, contents: &[u8]) {
+    let m = root.join("mnist");
+    write_mnist(&m, 10, 5, false);
+    std::fs::write(m.join(file), contents).unwrap();
+}
+
+/// Cuts a file to the length `keep` gives for its current length.
+fn shorten(path: &Path, keep: fn(usize) -> usize) {
+    let mut data = std::fs::read(path).unwrap();
+    data.truncate(keep(data.len()));
+    std::fs::write(path, data).unwrap();
+}
+
+/// A dataset broken in one way: what breaks it (in an empty data directory) and
+/// what the one error must then say.
+type Breakage = (
+    &'static str,
+    DatasetName,
+    fn(&Path),
+    &'static [&'static str],
+);
+
+const BROKEN: [Breakage; 9] = [
+    // missing: names the files and how to get them
+    (
+        "missing MNIST",
+        DatasetName::Mnist,
+        |_| {},
+        &["train-images-idx3-ubyte", "initlab data fetch mnist"],
+    ),
+    (
+        "missing CIFAR-10",
+        DatasetName::Cifar10,
+        |_| {},
+        &["data_batch_1.bin", "cifar-10-binary.tar.gz"],
+    ),
+    (
+        "wrong magic",
+        DatasetName::Mnist,
+        |d| mnist_with(d, "train-images-idx3-ubyte", b"<html>not found</html>"),
+        &["wrong magic number"],
+    ),
+    (
+        "truncated",
+        DatasetName::Mnist,
+        |d| {
+            write_mnist(&d.join("mnist"), 10, 5, false);
+            shorten(&d.join("mnist/t10k-images-idx3-ubyte"), |n| n - 100);
+        },
+        &["truncated"],
+    ),
+    (
+        "mismatched image and label counts",
+        DatasetName::Mnist,
+        |d| mnist_with(d, "train-labels-idx1-ubyte", &idx::encode(&[9], &[1; 9])),
+        &["10 images but"],
+    ),
+    (
+        "label out of range",
+        DatasetName::Mnist,
+        |d| mnist_with(d, "train-labels-idx1-ubyte", &idx::encode(&[10], &[11; 10])),
+        &["out of range"],
+    ),
+    (
+        "a corrupt gzip",
+        DatasetName::Mnist,
+        |d| {
+            write_mnist(&d.join("mnist"), 10, 5, true);
+            shorten(&d.join("mnist/train-images-idx3-ubyte.gz"), |n| n / 2);
+        },
+        &["not a valid gzip file"],
+    ),
+    (
+        "a truncated CIFAR batch",
+        DatasetName::Cifar10,
+        |d| {
+            write_cifar_folder(&d.join("cifar10"), 4);
+            shorten(&d.join("cifar10/data_batch_2.bin"), |n| n - 7);
+        },
+        &["not a whole number"],
+    ),
+    (
+        "a CIFAR archive without a member",
+        DatasetName::Cifar10,
+        |d| {
+            std::fs::create_dir_all(d.join("cifar10")).unwrap();
+            write_cifar_archive(
+                &d.join("cifar10").join(cifar::ARCHIVE),
+                4,
+                Some("data_batch_4.bin"),
+            );
+        },
+        &["lacks the members data_batch_4.bin"],
+    ),
+];
+
 #[test]
 fn broken_files_give_one_clear_error() {
-    let err = |dir: &Path, name: DatasetName| -> String {
-        match Dataset::load(name, Normalization::Standard, &source(dir)) {
-            Ok(_) => panic!("a broken dataset loaded"),
+    for (what, name, break_it, expected) in BROKEN {
+        let dir = tempfile::tempdir().unwrap();
+        break_it(dir.path());
+        let e = match Dataset::load(name, Normalization::Standard, &source(dir.path())) {
+            Ok(_) => panic!("{what}: a broken dataset loaded"),
             Err(e) => format!("{e:#}"),
+        };
+        for fragment in expected {
+            assert!(e.contains(fragment), "{what}: `{fragment}` not in {e}");
         }
-    };
-    // missing: names the files and how to get them
-    let empty = tempfile::tempdir().unwrap();
-    let e = err(empty.path(), DatasetName::Mnist);
-    assert!(
-        e.contains("train-images-idx3-ubyte") && e.contains("initlab data fetch mnist"),
-        "{e}"
-    );
-    let e = err(empty.path(), DatasetName::Cifar10);
-    assert!(
-        e.contains("data_batch_1.bin") && e.contains("cifar-10-binary.tar.gz"),
-        "{e}"
-    );
-
-    // wrong magic
-    let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("mnist");
-    write_mnist(&m, 10, 5, false);
-    std::fs::write(m.join("train-images-idx3-ubyte"), b"<html>not found</html>").unwrap();
-    assert!(err(dir.path(), DatasetName::Mnist).contains("wrong magic number"));
-    // truncated
-    write_mnist(&m, 10, 5, false);
-    let full = std::fs::read(m.join("t10k-images-idx3-ubyte")).unwrap();
-    std::fs::write(m.join("t10k-images-idx3-ubyte"), &full[..full.len() - 100]).unwrap();
-    assert!(err(dir.path(), DatasetName::Mnist).contains("truncated"));
-    // mismatched image and label counts
-    write_mnist(&m, 10, 5, false);
-    std::fs::write(
-        m.join("train-labels-idx1-ubyte"),
-        idx::encode(&[9], &[1; 9]),
-    )
-    .unwrap();
-    assert!(err(dir.path(), DatasetName::Mnist).contains("10 images but"));
-    // label out of range
-    write_mnist(&m, 10, 5, false);
-    std::fs::write(
-        m.join("train-labels-idx1-ubyte"),
-        idx::encode(&[10], &[11; 10]),
-    )
-    .unwrap();
-    assert!(err(dir.path(), DatasetName::Mnist).contains("out of range"));
-    // a corrupt gzip
-    let g = tempfile::tempdir().unwrap();
-    write_mnist(&g.path().join("mnist"), 10, 5, true);
-    let p = g.path().join("mnist/train-images-idx3-ubyte.gz");
-    let mut data = std::fs::read(&p).unwrap();
-    let n = data.len();
-    data.truncate(n / 2);
-    std::fs::write(&p, data).unwrap();
-    assert!(err(g.path(), DatasetName::Mnist).contains("not a valid gzip file"));
-
-    // CIFAR: a truncated batch, and an archive without a member
-    let c = tempfile::tempdir().unwrap();
-    let folder = c.path().join("cifar10");
-    write_cifar_folder(&folder, 4);
-    let b = std::fs::read(folder.join("data_batch_2.bin")).unwrap();
-    std::fs::write(folder.join("data_batch_2.bin"), &b[..b.len() - 7]).unwrap();
-    assert!(err(c.path(), DatasetName::Cifar10).contains("not a whole number"));
-    let a = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(a.path().join("cifar10")).unwrap();
-    write_cifar_archive(
-        &a.path().join("cifar10").join(cifar::ARCHIVE),
-        4,
-        Some("data_batch_4.bin"),
-    );
-    assert!(err(a.path(), DatasetName::Cifar10).contains("lacks the members data_batch_4.bin"));
+    }
 }
 
 #[test]
@@ -251,12 +273,11 @@ fn fashion_mnist_from_the_debian_package() {
     }
     // an empty data directory: the dataset must come from the system location
     let dir = tempfile::tempdir().unwrap();
-    let d = Dataset::load(
+    let d = load(
         DatasetName::FashionMnist,
         Normalization::Standard,
-        &source(dir.path()),
-    )
-    .unwrap();
+        dir.path(),
+    );
     assert_eq!(d.train_x.size(), vec![60_000, 784]);
     assert_eq!(d.test_x.size(), vec![10_000, 784]);
     let counts: Vec<i64> = Vec::try_from(d.train_y.bincount::<tch::Tensor>(None, 10)).unwrap();
@@ -319,15 +340,7 @@ fn fetch_from_a_loopback_mirror_verifies_checksums() {
 
     // The published checksums do not match generated files: refused, nothing kept.
     let data = tempfile::tempdir().unwrap();
-    let e = fails(&[
-        "data",
-        "fetch",
-        "mnist",
-        "--mirror",
-        &url,
-        "--data-dir",
-        s(data.path()),
-    ]);
+    let e = fails(&fetch_args("mnist", &url, data.path(), &[]));
     assert!(e.contains("checksum mismatch"), "{e}");
     let left: Vec<_> = std::fs::read_dir(data.path().join("mnist"))
         .unwrap()
@@ -348,53 +361,21 @@ fn fetch_from_a_loopback_mirror_verifies_checksums() {
         ));
     }
     let sums_file = write(data.path(), "MD5SUMS", &sums);
-    ok(&[
-        "data",
-        "fetch",
-        "mnist",
-        "--mirror",
-        &url,
-        "--data-dir",
-        s(data.path()),
-        "--checksums",
-        s(&sums_file),
-    ]);
-    let d = Dataset::load(
-        DatasetName::Mnist,
-        Normalization::Standard,
-        &source(data.path()),
-    )
-    .unwrap();
+    let checksums = ["--checksums", s(&sums_file)];
+    ok(&fetch_args("mnist", &url, data.path(), &checksums));
+    let d = load(DatasetName::Mnist, Normalization::Standard, data.path());
     assert_eq!(d.train_len(), 20);
     // A second fetch finds the files verified and downloads nothing.
-    let again = run(&[
-        "data",
-        "fetch",
+    ok(&fetch_args(
         "mnist",
-        "--mirror",
         "http://127.0.0.1:9/",
-        "--data-dir",
-        s(data.path()),
-        "--checksums",
-        s(&sums_file),
-    ]);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+        data.path(),
+        &checksums,
+    ));
     // A mirror without the files: a clear error naming the file.
     let empty = tempfile::tempdir().unwrap();
     let url2 = serve(empty.path().to_path_buf());
-    let e = fails(&[
-        "data",
-        "fetch",
-        "fashion-mnist",
-        "--mirror",
-        &url2,
-        "--data-dir",
-        s(empty.path()),
-    ]);
+    let e = fails(&fetch_args("fashion-mnist", &url2, empty.path(), &[]));
     assert!(
         e.contains("could not fetch train-images-idx3-ubyte.gz"),
         "{e}"
@@ -445,12 +426,7 @@ fn input_stats_match_gaussian_theory_on_synthetic_inputs() {
 fn input_stats_monte_carlo_agrees_with_the_exact_value_on_data() {
     let dir = tempfile::tempdir().unwrap();
     write_mnist(&dir.path().join("mnist"), 500, 10, false);
-    let d = Dataset::load(
-        DatasetName::Mnist,
-        Normalization::Standard,
-        &source(dir.path()),
-    )
-    .unwrap();
+    let d = load(DatasetName::Mnist, Normalization::Standard, dir.path());
     let st = initlab::experiment::input_stats::estimate(
         &d,
         initlab::init::dist::WeightDist::Normal,
@@ -477,7 +453,9 @@ fn input_stats_monte_carlo_agrees_with_the_exact_value_on_data() {
         s(&out),
     ]);
     let df = initlab::results::read_parquet(&out).unwrap();
-    for c in ["dataset", "samples", "kappa0", "kappa0_se", "c0", "c0_se"] {
-        assert!(df.column(c).is_ok(), "missing {c}");
-    }
+    assert_has_columns(
+        &df,
+        "input-stats",
+        &["dataset", "samples", "kappa0", "kappa0_se", "c0", "c0_se"],
+    );
 }

@@ -11,15 +11,6 @@ const TRAIN: &str = "name: t\nseed: 4\nkind: train\ndataset: synthetic-tiny\nini
 const KURTOSIS: &str = "name: k\nseed: 4\nkind: kurtosis_mc\nwidth: 6\ndepth: 5\nslope: [0.0, 0.3]\nnetworks: 40\nsamples: 32\n";
 const STATS: &str = "name: s\nseed: 4\nkind: input_stats\ndataset: synthetic-tiny\nsamples: 200000\nweights: [normal, uniform]\n";
 
-fn run_config(dir: &Path, name: &str, text: &str, extra: &[&str]) -> std::path::PathBuf {
-    let cfg = write(dir, &format!("{name}.yaml"), text);
-    let out = dir.join(name);
-    let mut args = vec!["run", s(&cfg), "--out", s(&out)];
-    args.extend_from_slice(extra);
-    ok(&args);
-    out
-}
-
 #[test]
 fn every_kind_runs_from_yaml_with_tidy_columns() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,39 +19,43 @@ fn every_kind_runs_from_yaml_with_tidy_columns() {
         &["init", "depth", "network", "layer"],
     );
     assert_eq!(v.height(), 3 * 30 * (4 + 9));
-    for c in [
-        "init",
-        "width",
-        "depth",
-        "layer",
-        "network",
-        "seed",
-        "emp_var",
-        "emp_mean",
-        "work_unit",
-    ] {
-        assert!(v.column(c).is_ok(), "variance lacks {c}");
-    }
+    assert_has_columns(
+        &v,
+        "variance",
+        &[
+            "init",
+            "width",
+            "depth",
+            "layer",
+            "network",
+            "seed",
+            "emp_var",
+            "emp_mean",
+            "work_unit",
+        ],
+    );
     let t = results(
         &run_config(dir.path(), "t", TRAIN, &[]),
         &["init", "depth", "lr", "repeat"],
     );
     assert_eq!(t.height(), 3 * 2 * 2 * 2);
-    for c in [
-        "init",
-        "width",
-        "depth",
-        "lr",
-        "repeat",
-        "test_acc",
-        "test_loss",
-        "diverged",
-        "theory_kurtosis",
-        "train_loss",
-        "eval_acc",
-    ] {
-        assert!(t.column(c).is_ok(), "train lacks {c}");
-    }
+    assert_has_columns(
+        &t,
+        "train",
+        &[
+            "init",
+            "width",
+            "depth",
+            "lr",
+            "repeat",
+            "test_acc",
+            "test_loss",
+            "diverged",
+            "theory_kurtosis",
+            "train_loss",
+            "eval_acc",
+        ],
+    );
     // the theoretical kurtosis is stored beside He runs only
     let inits = str_column(&t, "init");
     let theory = t.column("theory_kurtosis").unwrap().f64().unwrap().clone();
@@ -131,14 +126,12 @@ fn results_do_not_depend_on_ensemble_size_or_sharding() {
             ),
             &keys,
         );
-        let (a, b) = (f64_column(&reference, value), f64_column(&small, value));
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() <= 1e-4 * x.abs().max(1e-12),
-                "{name}: {value} {x} vs {y} with another ensemble size"
-            );
-        }
+        assert_column_agrees(
+            &reference,
+            &small,
+            value,
+            &format!("{name} with ensembles of one"),
+        );
         // three shards into one directory make up the whole sweep, each unit once
         let cfg = write(dir.path(), &format!("{name}.yaml"), text);
         let out = dir.path().join(format!("{name}-shards"));
@@ -156,13 +149,7 @@ fn results_do_not_depend_on_ensemble_size_or_sharding() {
         }
         let sharded = results(&out, &keys);
         assert_eq!(sharded.height(), reference.height());
-        let (a, b) = (f64_column(&reference, value), f64_column(&sharded, value));
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() <= 1e-4 * x.abs().max(1e-12),
-                "{name}: sharded {x} vs {y}"
-            );
-        }
+        assert_column_agrees(&reference, &sharded, value, &format!("{name} in shards"));
     }
     let e = fails(&["run", s(&dir.path().join("v.yaml")), "--shard", "4/3"]);
     assert!(e.contains("--shard"), "{e}");
@@ -238,41 +225,62 @@ fn a_killed_sweep_resumes_to_the_uninterrupted_result() {
     );
 }
 
-#[test]
-fn the_kurtosis_knobs_carry_their_kappa_w_into_every_theory_column() {
-    // κ_w by the closed forms: Laplace 6, a Gaussian kept with p = 1/4 is 3/p = 12.
-    let inits = "[he_normal, {name: he_gennorm, beta: 1}, {name: he_sparse, p: 0.25}]";
-    let expected_kw = |init: &str| match init {
+/// The kurtosis knobs beside He's normal law, and their κ_w by the closed forms:
+/// Laplace 6, a Gaussian kept with p = 1/4 is 3/p = 12.
+const KNOBS: &str = "[he_normal, {name: he_gennorm, beta: 1}, {name: he_sparse, p: 0.25}]";
+
+fn expected_kw(init: &str) -> f64 {
+    match init {
         "he_normal" => 3.0,
         "he_gennorm" => 6.0,
         "he_sparse" => 12.0,
         other => panic!("unexpected init {other}"),
-    };
-    let recursion = |width: usize, depth: usize, kappa_w: f64, kappa0: f64, c0: f64| {
-        initlab::theory::kurtosis_recursion(&initlab::theory::RecursionInput {
-            widths: vec![width; depth],
-            slope: 0.0,
-            kappa_w,
-            kappa0,
-            c0,
-        })
-        .unwrap()
-    };
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-    let dir = tempfile::tempdir().unwrap();
+    }
+}
 
+fn recursion(
+    width: usize,
+    depth: usize,
+    kappa_w: f64,
+    kappa0: f64,
+    c0: f64,
+) -> Vec<initlab::theory::LayerMoments> {
+    initlab::theory::kurtosis_recursion(&initlab::theory::RecursionInput {
+        widths: vec![width; depth],
+        slope: 0.0,
+        kappa_w,
+        kappa0,
+        c0,
+    })
+    .unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+/// Runs an experiment of the knobs (`keys`, one a line, without `init`) and
+/// returns its results sorted by `by`.
+fn run_knobs(dir: &Path, name: &str, keys: &str, by: &[&str]) -> polars::prelude::DataFrame {
+    let text = format!("name: {name}\nseed: 2\n{keys}\ninit: {KNOBS}\n");
+    results(&run_config(dir, name, &text, &[]), by)
+}
+
+/// Each knob's κ_w in the results' `kappa_w` column.
+fn assert_kappa_w(df: &polars::prelude::DataFrame) {
+    for (init, got) in str_column(df, "init").iter().zip(f64_column(df, "kappa_w")) {
+        let kw = expected_kw(init);
+        assert!(close(got, kw), "{init}: κ_w {got}, expected {kw}");
+    }
+}
+
+#[test]
+fn the_kurtosis_knobs_carry_their_kappa_w_into_the_training_and_variance_theory() {
+    let dir = tempfile::tempdir().unwrap();
     // train: κ_w, and the output kurtosis from it and the input's κ₀, c₀
-    let t = results(
-        &run_config(
-            dir.path(),
-            "t",
-            &format!(
-                "name: t\nseed: 2\nkind: train\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: 3\nsteps: 2\nbatch_size: 8\n"
-            ),
-            &[],
-        ),
-        &["init"],
-    );
+    let train = "kind: train\ndataset: synthetic-tiny\nwidth: 4\ndepth: 3\nsteps: 2\nbatch_size: 8";
+    let t = run_knobs(dir.path(), "t", train, &["init"]);
+    assert_kappa_w(&t);
     let inputs: std::collections::BTreeMap<String, (f64, f64)> = str_column(&t, "init")
         .into_iter()
         .zip(
@@ -281,14 +289,16 @@ fn the_kurtosis_knobs_carry_their_kappa_w_into_every_theory_column() {
                 .zip(f64_column(&t, "c0")),
         )
         .collect();
-    for (i, init) in str_column(&t, "init").iter().enumerate() {
-        let kw = expected_kw(init);
-        let got = f64_column(&t, "kappa_w")[i];
-        assert!(close(got, kw), "{init}: κ_w {got}, expected {kw}");
+    for (init, theory) in str_column(&t, "init")
+        .iter()
+        .zip(f64_column(&t, "theory_kurtosis"))
+    {
         let (k0, c0) = inputs[init];
-        let theory = f64_column(&t, "theory_kurtosis")[i];
         assert!(
-            close(theory, recursion(4, 3, kw, k0, c0)[3].kurtosis),
+            close(
+                theory,
+                recursion(4, 3, expected_kw(init), k0, c0)[3].kurtosis
+            ),
             "{init}: {theory}"
         );
     }
@@ -296,48 +306,10 @@ fn the_kurtosis_knobs_carry_their_kappa_w_into_every_theory_column() {
     assert!(inputs["he_gennorm"].0 > inputs["he_normal"].0);
     assert!(inputs["he_sparse"].0 > inputs["he_gennorm"].0);
 
-    // kurtosis_mc: the recursion from Gaussian inputs (κ₀ = 3, c₀ = 0)
-    let k = results(
-        &run_config(
-            dir.path(),
-            "k",
-            &format!(
-                "name: k\nseed: 2\nkind: kurtosis_mc\ninit: {inits}\nwidth: 5\ndepth: 3\nnetworks: 4\nsamples: 8\n"
-            ),
-            &[],
-        ),
-        &["init", "layer"],
-    );
-    let (k_inits, layers) = (str_column(&k, "init"), i64_column(&k, "layer"));
-    assert_eq!(k_inits.len(), 3 * 4);
-    for (i, init) in k_inits.iter().enumerate() {
-        let kw = expected_kw(init);
-        let got = f64_column(&k, "kappa_w")[i];
-        assert!(close(got, kw), "{init}: κ_w {got}, expected {kw}");
-        let want = recursion(5, 3, kw, 3.0, 0.0)[layers[i] as usize];
-        assert!(
-            close(f64_column(&k, "theory_kurtosis")[i], want.kurtosis),
-            "{init}"
-        );
-        assert!(
-            close(f64_column(&k, "theory_cov_sq")[i], want.cov_sq),
-            "{init}"
-        );
-    }
-
     // variance: the kurtosis per layer as in training (same input), and the
     // variance quantiles from it
-    let v = results(
-        &run_config(
-            dir.path(),
-            "v",
-            &format!(
-                "name: v\nseed: 2\nkind: variance\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: 3\nnetworks: 3\n"
-            ),
-            &[],
-        ),
-        &["init", "network", "layer"],
-    );
+    let variance = "kind: variance\ndataset: synthetic-tiny\nwidth: 4\ndepth: 3\nnetworks: 3";
+    let v = run_knobs(dir.path(), "v", variance, &["init", "network", "layer"]);
     let (v_inits, v_layers) = (str_column(&v, "init"), i64_column(&v, "layer"));
     let mut q90_last = std::collections::BTreeMap::new();
     for (i, init) in v_inits.iter().enumerate() {
@@ -369,4 +341,26 @@ fn the_kurtosis_knobs_carry_their_kappa_w_into_every_theory_column() {
     // at the output moves with κ_w (the variance itself is He's for all three)
     assert_ne!(q90_last["he_normal"], q90_last["he_gennorm"]);
     assert_ne!(q90_last["he_gennorm"], q90_last["he_sparse"]);
+}
+
+#[test]
+fn the_kurtosis_knobs_carry_their_kappa_w_into_the_kurtosis_mc_theory() {
+    // the recursion from Gaussian inputs (κ₀ = 3, c₀ = 0)
+    let dir = tempfile::tempdir().unwrap();
+    let kurtosis_mc = "kind: kurtosis_mc\nwidth: 5\ndepth: 3\nnetworks: 4\nsamples: 8";
+    let k = run_knobs(dir.path(), "k", kurtosis_mc, &["init", "layer"]);
+    assert_kappa_w(&k);
+    let (k_inits, layers) = (str_column(&k, "init"), i64_column(&k, "layer"));
+    assert_eq!(k_inits.len(), 3 * 4);
+    for (i, init) in k_inits.iter().enumerate() {
+        let want = recursion(5, 3, expected_kw(init), 3.0, 0.0)[layers[i] as usize];
+        assert!(
+            close(f64_column(&k, "theory_kurtosis")[i], want.kurtosis),
+            "{init}"
+        );
+        assert!(
+            close(f64_column(&k, "theory_cov_sq")[i], want.cov_sq),
+            "{init}"
+        );
+    }
 }

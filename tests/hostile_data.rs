@@ -7,6 +7,7 @@
 //! exhausting the machine.
 
 mod common;
+use common::{assert_mentions, fetch_args, gz};
 
 use flate2::write::GzEncoder;
 use initlab::data::{DataSource, Dataset, DatasetName, Normalization, cifar, idx};
@@ -23,12 +24,6 @@ const IDX_NAMES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
 /// A valid MNIST-format dataset of `n` training and `n` test images in `dir`,
 /// gzipped, with deterministic contents.
 fn write_mnist(dir: &Path, n: usize) {
@@ -41,7 +36,7 @@ fn write_mnist(dir: &Path, n: usize) {
         } else {
             idx::encode(&[n], &labels)
         };
-        std::fs::write(dir.join(format!("{name}.gz")), gzip(&body)).unwrap();
+        std::fs::write(dir.join(format!("{name}.gz")), gz(&body)).unwrap();
     }
 }
 
@@ -69,19 +64,21 @@ fn initlab_limited(limit_kib: u64, args: &[&str]) -> Output {
         .expect("bash runs")
 }
 
-fn input_stats_args(data_dir: &Path, dataset: &str) -> Vec<String> {
-    [
-        "input-stats",
-        "--dataset",
-        dataset,
-        "--samples",
-        "1000",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// `initlab input-stats` on `dataset` from `data_dir` under `ulimit -v LIMIT_KIB`.
+fn input_stats_under(limit_kib: u64, data_dir: &Path, dataset: &str) -> Output {
+    let data_dir = data_dir.to_str().unwrap();
+    initlab_limited(
+        limit_kib,
+        &[
+            "input-stats",
+            "--dataset",
+            dataset,
+            "--samples",
+            "1000",
+            "--data-dir",
+            data_dir,
+        ],
+    )
 }
 
 /// The memory bound of these tests, in KiB: the smallest of 512 MiB, 1, 2, 4, …
@@ -95,12 +92,10 @@ fn memory_bound_kib() -> u64 {
     *BOUND.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         write_mnist(&dir.path().join("mnist"), 10);
-        let args = input_stats_args(dir.path(), "mnist");
-        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let mut last = String::new();
         for step in 0..8 {
             let kib = (512u64 << 10) << step;
-            let out = initlab_limited(kib, &args);
+            let out = input_stats_under(kib, dir.path(), "mnist");
             if out.status.success() {
                 eprintln!("memory bound: {} MiB of virtual memory", kib >> 10);
                 return kib;
@@ -137,7 +132,7 @@ fn a_gzip_bomb_idx_file_is_refused_with_bounded_memory() {
     let mnist = dir.path().join("mnist");
     write_mnist(&mnist, 10);
     let pixels: Vec<u8> = (0..7840).map(|i| (i % 256) as u8).collect();
-    let mut bomb = gzip(&idx::encode(&[10, 28, 28], &pixels));
+    let mut bomb = gz(&idx::encode(&[10, 28, 28], &pixels));
     let mut zeros = GzEncoder::new(Vec::new(), flate2::Compression::best());
     zeros.write_all(&vec![0u8; 64 << 20]).unwrap();
     let zeros = zeros.finish().unwrap();
@@ -149,9 +144,7 @@ fn a_gzip_bomb_idx_file_is_refused_with_bounded_memory() {
     assert!(inflated_mib << 10 >= bound_kib + (1 << 20));
     std::fs::write(mnist.join("train-images-idx3-ubyte.gz"), &bomb).unwrap();
 
-    let args = input_stats_args(dir.path(), "mnist");
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = initlab_limited(bound_kib, &args);
+    let out = input_stats_under(bound_kib, dir.path(), "mnist");
     let e = assert_clean_error(&out);
     assert!(
         e.contains("train-images-idx3-ubyte.gz")
@@ -180,11 +173,7 @@ fn idx_dimensions_that_overflow_are_refused() {
         ),
         Err(e) => e.to_string(),
     };
-    assert!(
-        e.contains(&images.display().to_string()) && e.contains("overflow"),
-        "{e}"
-    );
-    assert!(e.contains("To fix"), "{e}");
+    assert_mentions(&e, &[&images.display().to_string(), "overflow", "To fix"]);
 }
 
 /// A file shorter than its header says, plain and gzipped, and a header declaring
@@ -203,28 +192,27 @@ fn idx_files_shorter_than_their_header_are_refused() {
         // nine images where the header promises ten
         let short = idx::encode(&[10, 28, 28], &vec![7u8; 9 * 784]);
         std::fs::remove_file(mnist.join("t10k-images-idx3-ubyte.gz")).unwrap();
-        let bytes = if gzipped { gzip(&short) } else { short };
+        let bytes = if gzipped { gz(&short) } else { short };
         std::fs::write(mnist.join(name), bytes).unwrap();
         let e = load_err(dir.path(), DatasetName::Mnist);
-        assert!(
-            e.contains(name)
-                && e.contains("truncated")
-                && e.contains("promises 7840 bytes")
-                && e.contains("7056")
-                && e.contains("To fix")
-                && e.contains("initlab data fetch mnist"),
-            "{e}"
+        assert_mentions(
+            &e,
+            &[
+                name,
+                "truncated",
+                "promises 7840 bytes",
+                "7056",
+                "To fix",
+                "initlab data fetch mnist",
+            ],
         );
 
         // 4 × 10⁹ images of 28 × 28: refused from the header, nothing allocated
         let huge = idx::encode(&[4_000_000_000, 28, 28], &[1, 2, 3]);
-        let bytes = if gzipped { gzip(&huge) } else { huge };
+        let bytes = if gzipped { gz(&huge) } else { huge };
         std::fs::write(mnist.join(name), bytes).unwrap();
         let e = load_err(dir.path(), DatasetName::Mnist);
-        assert!(
-            e.contains(name) && e.contains("truncated") && e.contains("To fix"),
-            "{e}"
-        );
+        assert_mentions(&e, &[name, "truncated", "To fix"]);
     }
 }
 
@@ -255,7 +243,7 @@ fn write_archive(path: &Path, members: &[(String, u64, Vec<u8>)]) {
         tar_bytes.extend(std::iter::repeat_n(0u8, pad));
     }
     tar_bytes.extend(std::iter::repeat_n(0u8, 1024));
-    std::fs::write(path, gzip(&tar_bytes)).unwrap();
+    std::fs::write(path, gz(&tar_bytes)).unwrap();
 }
 
 /// The six batches as archive members, `per_batch` records each.
@@ -271,6 +259,22 @@ fn six_batches(per_batch: usize) -> Vec<(String, u64, Vec<u8>)> {
         .collect()
 }
 
+/// The error loading CIFAR-10 from an archive of `members`.
+fn archive_load_error(members: &[(String, u64, Vec<u8>)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write_archive(&dir.path().join("cifar10").join(cifar::ARCHIVE), members);
+    load_err(dir.path(), DatasetName::Cifar10)
+}
+
+/// The six batches as files in `folder`, `per_batch` records each.
+fn write_batch_folder(folder: &Path, per_batch: usize) {
+    std::fs::create_dir_all(folder).unwrap();
+    for (member, _, data) in six_batches(per_batch) {
+        let name = member.rsplit('/').next().unwrap();
+        std::fs::write(folder.join(name), data).unwrap();
+    }
+}
+
 /// A member whose tar header declares 1 TiB: the old reader reserved that much
 /// before reading a byte. Run as a child under the memory bound.
 #[test]
@@ -281,49 +285,40 @@ fn a_tar_member_declaring_a_huge_size_is_refused_without_allocating() {
     let mut members = six_batches(2);
     members[0].1 = 1 << 40;
     write_archive(&archive, &members);
-    let args = input_stats_args(dir.path(), "cifar10");
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = initlab_limited(bound_kib, &args);
+    let out = input_stats_under(bound_kib, dir.path(), "cifar10");
     let e = assert_clean_error(&out);
-    assert!(
-        e.contains(cifar::ARCHIVE)
-            && e.contains("data_batch_1.bin")
-            && e.contains("declares 1099511627776 bytes")
-            && e.contains("30730000")
-            && e.contains("initlab data fetch cifar10"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            cifar::ARCHIVE,
+            "data_batch_1.bin",
+            "declares 1099511627776 bytes",
+            "30730000",
+            "initlab data fetch cifar10",
+        ],
     );
 
     // The same for a batch file in a folder (sparse, so it costs no disk): its
     // size is checked from the file system before it is read.
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("cifar10");
-    std::fs::create_dir_all(&folder).unwrap();
-    for (i, f) in cifar::TRAIN_FILES
-        .iter()
-        .chain(std::iter::once(&cifar::TEST_FILE))
-        .enumerate()
-    {
-        std::fs::write(folder.join(f), cifar_batch(2, i * 100)).unwrap();
-    }
+    write_batch_folder(&folder, 2);
     let huge = std::fs::File::create(folder.join("data_batch_1.bin")).unwrap();
     huge.set_len(1 << 36).unwrap();
     drop(huge);
-    let args = input_stats_args(dir.path(), "cifar10");
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = initlab_limited(bound_kib, &args);
+    let out = input_stats_under(bound_kib, dir.path(), "cifar10");
     let e = assert_clean_error(&out);
-    assert!(
-        e.contains("data_batch_1.bin")
-            && e.contains("68719476736 bytes is more than a CIFAR-10 batch"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            "data_batch_1.bin",
+            "68719476736 bytes is more than a CIFAR-10 batch",
+        ],
     );
 }
 
 #[test]
 fn a_cifar_archive_with_a_duplicate_batch_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("cifar10").join(cifar::ARCHIVE);
     let mut members = six_batches(2);
     let other = cifar_batch(2, 7);
     members.push((
@@ -331,15 +326,16 @@ fn a_cifar_archive_with_a_duplicate_batch_is_refused() {
         other.len() as u64,
         other,
     ));
-    write_archive(&archive, &members);
-    let e = load_err(dir.path(), DatasetName::Cifar10);
-    assert!(
-        e.contains(cifar::ARCHIVE)
-            && e.contains("data_batch_2.bin twice")
-            && e.contains("cifar-10-batches-bin/data_batch_2.bin")
-            && e.contains("elsewhere/data_batch_2.bin")
-            && e.contains("To fix"),
-        "{e}"
+    let e = archive_load_error(&members);
+    assert_mentions(
+        &e,
+        &[
+            cifar::ARCHIVE,
+            "data_batch_2.bin twice",
+            "cifar-10-batches-bin/data_batch_2.bin",
+            "elsewhere/data_batch_2.bin",
+            "To fix",
+        ],
     );
 }
 
@@ -348,34 +344,32 @@ fn a_cifar_archive_with_a_duplicate_batch_is_refused() {
 /// the batches shows it; in an archive and in a folder.
 #[test]
 fn a_cifar_batch_truncated_at_a_record_boundary_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("cifar10").join(cifar::ARCHIVE);
     let mut members = six_batches(4);
     members[2].2.truncate(3 * cifar::RECORD);
     members[2].1 = members[2].2.len() as u64;
-    write_archive(&archive, &members);
-    let e = load_err(dir.path(), DatasetName::Cifar10);
-    assert!(
-        e.contains("data_batch_3.bin")
-            && e.contains("3 records where the other batches hold 4")
-            && e.contains("truncated at a record boundary")
-            && e.contains("To fix"),
-        "{e}"
+    let e = archive_load_error(&members);
+    assert_mentions(
+        &e,
+        &[
+            "data_batch_3.bin",
+            "3 records where the other batches hold 4",
+            "truncated at a record boundary",
+            "To fix",
+        ],
     );
 
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("cifar10").join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&folder).unwrap();
-    for (i, f) in cifar::TRAIN_FILES.iter().enumerate() {
-        std::fs::write(folder.join(f), cifar_batch(4, i * 100)).unwrap();
-    }
+    write_batch_folder(&folder, 4);
     std::fs::write(folder.join(cifar::TEST_FILE), cifar_batch(3, 900)).unwrap();
     let e = load_err(dir.path(), DatasetName::Cifar10);
-    assert!(
-        e.contains(cifar::TEST_FILE)
-            && e.contains("3 records where the other batches hold 4")
-            && e.contains("To fix"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            cifar::TEST_FILE,
+            "3 records where the other batches hold 4",
+            "To fix",
+        ],
     );
 }
 
@@ -470,18 +464,6 @@ fn left_in(dir: &Path) -> Vec<String> {
     }
 }
 
-fn fetch_args<'a>(dataset: &'a str, mirror: &'a str, data_dir: &'a Path) -> Vec<&'a str> {
-    vec![
-        "data",
-        "fetch",
-        dataset,
-        "--mirror",
-        mirror,
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]
-}
-
 #[test]
 fn fetch_refuses_a_response_larger_than_the_file_can_be() {
     // Canonical checksums: a response is bounded by the canonical file's size
@@ -489,19 +471,16 @@ fn fetch_refuses_a_response_larger_than_the_file_can_be() {
     // no length announced.
     let url = serve(PathBuf::new(), |_, _| Reply::Stream(16 << 20));
     let data = tempfile::tempdir().unwrap();
-    let out = common::initlab()
-        .args(fetch_args("mnist", &url, data.path()))
-        .output()
-        .unwrap();
+    let out = common::run(&fetch_args("mnist", &url, data.path(), &[]));
     let e = assert_clean_error(&out);
-    assert!(
-        e.contains("train-images-idx3-ubyte.gz")
-            && e.contains(
-                "longer than the 9912422 bytes the canonical train-images-idx3-ubyte.gz has"
-            )
-            && e.contains("reading stopped there")
-            && e.contains("Nothing was written"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            "train-images-idx3-ubyte.gz",
+            "longer than the 9912422 bytes the canonical train-images-idx3-ubyte.gz has",
+            "reading stopped there",
+            "Nothing was written",
+        ],
     );
     let left = left_in(&data.path().join("mnist"));
     assert!(left.is_empty(), "a refused download left {left:?}");
@@ -517,18 +496,16 @@ fn fetch_refuses_a_response_larger_than_the_file_can_be() {
         text.push_str(&format!("{}  {name}.gz\n", "0".repeat(32)));
     }
     std::fs::write(&sums, text).unwrap();
-    let mut args = fetch_args("mnist", &url, data.path());
-    args.extend(["--checksums", sums.to_str().unwrap()]);
-    let out = common::initlab().args(&args).output().unwrap();
+    let checksums = ["--checksums", sums.to_str().unwrap()];
+    let out = common::run(&fetch_args("mnist", &url, data.path(), &checksums));
     let e = assert_clean_error(&out);
-    assert!(
-        e.contains("announces 1099511627776 bytes")
-            && e.contains(&format!(
-                "more than the {} bytes",
-                170_052_171u64 + (32 << 20)
-            ))
-            && e.contains("refused without reading it"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            "announces 1099511627776 bytes",
+            &format!("more than the {} bytes", 170_052_171u64 + (32 << 20)),
+            "refused without reading it",
+        ],
     );
     let left = left_in(&data.path().join("mnist"));
     assert!(left.is_empty(), "a refused download left {left:?}");
@@ -572,17 +549,18 @@ fn fetch_refuses_a_sha256_mismatch_even_with_a_matching_md5() {
         text.push_str(&format!("{pin}  {file}\n"));
     }
     std::fs::write(&sums, &text).unwrap();
-    let mut args = fetch_args("mnist", &url, data.path());
-    args.extend(["--checksums", sums.to_str().unwrap()]);
-    let out = common::initlab().args(&args).output().unwrap();
+    let checksums = ["--checksums", sums.to_str().unwrap()];
+    let out = common::run(&fetch_args("mnist", &url, data.path(), &checksums));
     let e = assert_clean_error(&out);
     let actual = digests("train-images-idx3-ubyte.gz").1;
-    assert!(
-        e.contains("checksum mismatch for train-images-idx3-ubyte.gz")
-            && e.contains(&format!("SHA-256 {actual}, expected {wrong}"))
-            && e.contains("although its MD5 matches")
-            && e.contains("To fix"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            "checksum mismatch for train-images-idx3-ubyte.gz",
+            &format!("SHA-256 {actual}, expected {wrong}"),
+            "although its MD5 matches",
+            "To fix",
+        ],
     );
     let left = left_in(&data.path().join("mnist"));
     assert!(left.is_empty(), "a refused download left {left:?}");
@@ -592,14 +570,7 @@ fn fetch_refuses_a_sha256_mismatch_even_with_a_matching_md5() {
     let (_, right) = digests("train-images-idx3-ubyte.gz");
     std::fs::write(&sums, text.replace(&wrong, &right)).unwrap();
     let redirecting = format!("{url}r/");
-    let mut args = fetch_args("mnist", &redirecting, data.path());
-    args.extend(["--checksums", sums.to_str().unwrap()]);
-    let out = common::initlab().args(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ok(&fetch_args("mnist", &redirecting, data.path(), &checksums));
     let source = DataSource::new(Some(data.path().to_path_buf()));
     let d = Dataset::load(DatasetName::Mnist, Normalization::None, &source).unwrap();
     assert_eq!(d.train_len(), 12);

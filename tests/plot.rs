@@ -4,11 +4,10 @@
 //! summary must report what the results say; a non-run directory is refused.
 
 mod common;
-use common::authors_quantile;
+use common::{authors_quantile, run as run_initlab};
 use initlab::results::read_all;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 const TINY_RUN: &str = "\
 name: tiny
@@ -51,13 +50,6 @@ experiments:
     depth: 5
 ";
 
-fn initlab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_initlab"))
-        .args(args)
-        .output()
-        .expect("initlab runs")
-}
-
 /// Runs the tiny config into `dir/run` and returns that path.
 fn tiny_run(dir: &Path) -> std::path::PathBuf {
     run_yaml(dir, "tiny", TINY_RUN)
@@ -65,10 +57,9 @@ fn tiny_run(dir: &Path) -> std::path::PathBuf {
 
 /// Runs a config (YAML text) into `dir/<name>` and returns that path.
 fn run_yaml(dir: &Path, name: &str, yaml: &str) -> std::path::PathBuf {
-    let config = dir.join(format!("{name}.yaml"));
-    std::fs::write(&config, yaml).unwrap();
+    let config = common::write(dir, &format!("{name}.yaml"), yaml);
     let run = dir.join(name);
-    let out = initlab(&[
+    common::ok(&[
         "--threads",
         "2",
         "run",
@@ -76,11 +67,6 @@ fn run_yaml(dir: &Path, name: &str, yaml: &str) -> std::path::PathBuf {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "initlab run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     run
 }
 
@@ -156,18 +142,20 @@ fn check_figure(figures: &Path, stem: &str, title: &str) {
     );
 }
 
+/// The summary's line that starts with `prefix`.
+fn line_starting<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no summary line starts with `{prefix}`: {lines:?}"))
+}
+
 #[test]
 fn plots_and_summarises_a_tiny_run() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tiny_run(tmp.path());
 
-    let out = initlab(&["plot", run.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "initlab plot failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::ok(&["plot", run.to_str().unwrap()]);
 
     let figures = run.join("figures");
     let expected = [
@@ -205,10 +193,7 @@ fn plots_and_summarises_a_tiny_run() {
     }
     let variance = read_all(&run.join("results/var")).unwrap();
     for init in ["he_normal", "glorot_normal"] {
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with(&format!("var: {init} (")))
-            .unwrap_or_else(|| panic!("no variance line for {init}: {lines:?}"));
+        let line = line_starting(&lines, &format!("var: {init} ("));
         assert!(line.contains("width 4, depth 3, 20 networks"), "{line}");
         // The layer where the 0.9 quantile crosses 1e-3, or else its smallest
         // value to four digits, which tells the quantile rules apart on any data.
@@ -234,10 +219,7 @@ fn plots_and_summarises_a_tiny_run() {
     }
     let train = read_all(&run.join("results/acc")).unwrap();
     for init in ["he_normal", "he_uniform"] {
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with(&format!("acc: {init} (")))
-            .unwrap_or_else(|| panic!("no training line for {init}: {lines:?}"));
+        let line = line_starting(&lines, &format!("acc: {init} ("));
         let (depth, accuracy) = best_mean_accuracy(&train, init);
         let expected =
             format!("best mean test accuracy {accuracy:.4} at depth {depth} (2 repetitions");
@@ -245,38 +227,39 @@ fn plots_and_summarises_a_tiny_run() {
     }
 }
 
+/// Training sweeps (name, initialisers) and the one figure each draws.
+const TRAINING_SWEEPS: [(&str, &str, &str); 4] = [
+    (
+        "kurt",
+        "[he_normal, he_uniform]",
+        "fig1-accuracy-vs-kurtosis",
+    ),
+    (
+        "depth",
+        "[he_normal, glorot_normal]",
+        "fig3-accuracy-vs-depth",
+    ),
+    (
+        "continuum",
+        "[he_bernoulli, {name: he_gennorm, beta: 1}, {name: he_gennorm, beta: 0.5}, {name: he_sparse, p: 0.5}]",
+        "kurtosis-continuum-accuracy-vs-kurtosis",
+    ),
+    (
+        "knob-and-glorot",
+        "[{name: he_sparse, p: 0.5}, glorot_normal]",
+        "fig3-accuracy-vs-depth",
+    ),
+];
+
 #[test]
 fn each_training_sweep_draws_its_own_figure_only() {
     // A sweep of He-scaled initialisers is Fig. 1's, or the kurtosis continuum's
     // where a law's κ_w is a hyper-parameter; one with any other is Fig. 3's.
     let tmp = tempfile::tempdir().unwrap();
-    let figures = [
-        "fig1-accuracy-vs-kurtosis",
-        "fig3-accuracy-vs-depth",
-        "kurtosis-continuum-accuracy-vs-kurtosis",
-    ];
-    for (name, inits, expected) in [
-        (
-            "kurt",
-            "[he_normal, he_uniform]",
-            "fig1-accuracy-vs-kurtosis",
-        ),
-        (
-            "depth",
-            "[he_normal, glorot_normal]",
-            "fig3-accuracy-vs-depth",
-        ),
-        (
-            "continuum",
-            "[he_bernoulli, {name: he_gennorm, beta: 1}, {name: he_gennorm, beta: 0.5}, {name: he_sparse, p: 0.5}]",
-            "kurtosis-continuum-accuracy-vs-kurtosis",
-        ),
-        (
-            "knob-and-glorot",
-            "[{name: he_sparse, p: 0.5}, glorot_normal]",
-            "fig3-accuracy-vs-depth",
-        ),
-    ] {
+    let figures: std::collections::BTreeSet<&str> =
+        TRAINING_SWEEPS.iter().map(|sweep| sweep.2).collect();
+    assert_eq!(figures.len(), 3);
+    for (name, inits, expected) in TRAINING_SWEEPS {
         let run = run_yaml(
             tmp.path(),
             name,
@@ -284,14 +267,9 @@ fn each_training_sweep_draws_its_own_figure_only() {
                 "name: {name}\nseed: 1\nkind: train\ndataset: synthetic-tiny\ninit: {inits}\nwidth: 4\ndepth: [0, 2]\nsteps: 3\nbatch_size: 16\n"
             ),
         );
-        let out = initlab(&["plot", run.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::ok(&["plot", run.to_str().unwrap()]);
         let dir = run.join("figures");
-        for stem in figures {
+        for &stem in &figures {
             assert_eq!(
                 dir.join(format!("{stem}.png")).exists(),
                 stem == expected,
@@ -315,7 +293,7 @@ fn each_training_sweep_draws_its_own_figure_only() {
             ];
             assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
             // the summary keeps the κ_w values of one initialiser apart
-            let out = initlab(&["plot", run.to_str().unwrap()]);
+            let out = run_initlab(&["plot", run.to_str().unwrap()]);
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(stdout.contains("he_gennorm (κ_w = 25.2)"), "{stdout}");
             assert!(stdout.contains("he_gennorm (κ_w = 6)"), "{stdout}");
@@ -323,21 +301,31 @@ fn each_training_sweep_draws_its_own_figure_only() {
     }
 }
 
-/// emp_var of one initialiser's rows, by layer.
-fn emp_var_by_layer(df: &polars::prelude::DataFrame, init: &str) -> BTreeMap<i64, Vec<f64>> {
+/// One initialiser's values of column `value`, grouped by the integer column `key`.
+fn by_key(
+    df: &polars::prelude::DataFrame,
+    init: &str,
+    key: &str,
+    value: &str,
+) -> BTreeMap<i64, Vec<f64>> {
     let inits = df.column("init").unwrap().str().unwrap();
-    let layers = df.column("layer").unwrap().i64().unwrap();
-    let values = df.column("emp_var").unwrap().f64().unwrap();
-    let mut by_layer: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let keys = df.column(key).unwrap().i64().unwrap();
+    let values = df.column(value).unwrap().f64().unwrap();
+    let mut grouped: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for i in 0..df.height() {
         if inits.get(i) == Some(init) {
-            by_layer
-                .entry(layers.get(i).unwrap())
+            grouped
+                .entry(keys.get(i).unwrap())
                 .or_default()
                 .push(values.get(i).unwrap_or(f64::NAN));
         }
     }
-    by_layer
+    grouped
+}
+
+/// emp_var of one initialiser's rows, by layer.
+fn emp_var_by_layer(df: &polars::prelude::DataFrame, init: &str) -> BTreeMap<i64, Vec<f64>> {
+    by_key(df, init, "layer", "emp_var")
 }
 
 /// Rows of one initialiser whose emp_var is NaN, missing or infinite.
@@ -378,19 +366,7 @@ fn the_tests_quantile_follows_scipys_definition() {
 
 /// (depth, mean accuracy) of the best depth of one initialiser.
 fn best_mean_accuracy(df: &polars::prelude::DataFrame, init: &str) -> (i64, f64) {
-    let inits = df.column("init").unwrap().str().unwrap();
-    let depths = df.column("depth").unwrap().i64().unwrap();
-    let accuracy = df.column("test_acc").unwrap().f64().unwrap();
-    let mut by_depth: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for i in 0..df.height() {
-        if inits.get(i) == Some(init) {
-            by_depth
-                .entry(depths.get(i).unwrap())
-                .or_default()
-                .push(accuracy.get(i).unwrap());
-        }
-    }
-    by_depth
+    by_key(df, init, "depth", "test_acc")
         .into_iter()
         .map(|(d, v)| (d, v.iter().sum::<f64>() / v.len() as f64))
         .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -402,7 +378,7 @@ fn refuses_directories_that_are_not_runs() {
     let tmp = tempfile::tempdir().unwrap();
 
     // An empty directory.
-    let out = initlab(&["plot", tmp.path().to_str().unwrap()]);
+    let out = run_initlab(&["plot", tmp.path().to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -415,7 +391,7 @@ fn refuses_directories_that_are_not_runs() {
 
     // A path that does not exist.
     let missing = tmp.path().join("nowhere");
-    let out = initlab(&["plot", missing.to_str().unwrap()]);
+    let out = run_initlab(&["plot", missing.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 
@@ -427,7 +403,7 @@ fn refuses_directories_that_are_not_runs() {
         "name: fresh\nseed: 1\nexperiments:\n- name: v\n  kind: variance\n  points: []\n",
     )
     .unwrap();
-    let out = initlab(&["plot", run.to_str().unwrap()]);
+    let out = run_initlab(&["plot", run.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("has no results yet"), "{stderr}");

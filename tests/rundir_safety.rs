@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 use initlab::rundir::RunDir;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// 24 units of width-10 networks: long enough (seconds) for a second process to
@@ -18,8 +18,23 @@ const LONG: &str = "name: long\nseed: 9\nkind: variance\ndataset: synthetic-smal
 /// Six units in a second.
 const SHORT: &str = "name: short\nseed: 3\nkind: variance\ndataset: synthetic-tiny\ninit: [he_normal, glorot_normal, gsm]\nwidth: 4\ndepth: 3\nnetworks: 16\nblock: 8\n";
 
+/// A temporary folder holding `text` as the config NAME.yaml, and the config's path.
+fn config(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), &format!("{name}.yaml"), text);
+    (dir, cfg)
+}
+
 fn sorted(dir: &Path) -> polars::prelude::DataFrame {
     results(dir, &["init", "network", "layer"])
+}
+
+/// Runs `cfg` alone into a fresh directory beside `out` and asserts that `out`
+/// holds the same results.
+fn assert_same_as_a_run_alone(cfg: &Path, out: &Path) {
+    let alone = out.with_file_name("alone");
+    ok(&["run", s(cfg), "--out", s(&alone)]);
+    assert_same(out, &alone);
 }
 
 fn assert_same(a: &Path, b: &Path) {
@@ -70,8 +85,7 @@ fn wait_for_holder(lock: &Path, child: &mut std::process::Child) {
 
 #[test]
 fn a_second_writer_of_the_same_part_is_refused_and_the_first_result_is_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "long.yaml", LONG);
+    let (dir, cfg) = config("long", LONG);
     let out = dir.path().join("shared");
     let mut first = initlab()
         .args(["run", s(&cfg), "--out", s(&out)])
@@ -85,31 +99,33 @@ fn a_second_writer_of_the_same_part_is_refused_and_the_first_result_is_whole() {
     let still_running = first.try_wait().unwrap().is_none();
     assert!(!again.status.success() && !shard.status.success());
     let e = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        e.contains("is being written by")
-            && e.contains(&format!("pid {}", first.id()))
-            && e.contains(&initlab::rundir::hostname())
-            && e.contains("same part")
-            && e.lines().count() == 1,
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            "is being written by",
+            &format!("pid {}", first.id()),
+            &initlab::rundir::hostname(),
+            "same part",
+        ],
     );
+    assert_eq!(e.lines().count(), 1, "{e}");
     let e = String::from_utf8_lossy(&shard.stderr);
-    assert!(
-        e.contains("beside a run of the whole sweep") && e.contains(&format!("pid {}", first.id())),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            "beside a run of the whole sweep",
+            &format!("pid {}", first.id()),
+        ],
     );
     assert!(
         still_running,
         "the first run ended before the second was tried: lengthen LONG"
     );
     assert!(first.wait().unwrap().success());
-    let alone = dir.path().join("alone");
-    ok(&["run", s(&cfg), "--out", s(&alone)]);
-    assert_same(&out, &alone);
+    assert_same_as_a_run_alone(&cfg, &out);
     assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
     // The refused runs left no trace in the metadata: one invocation, complete.
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
+    let meta = read_json(&out.join("metadata.json"));
     let invocations = meta["invocations"].as_array().unwrap();
     assert_eq!(invocations.len(), 1);
     assert_eq!(invocations[0]["status"], "complete");
@@ -122,8 +138,7 @@ fn a_second_writer_of_the_same_part_is_refused_and_the_first_result_is_whole() {
 
 #[test]
 fn shards_run_side_by_side_with_whole_log_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "long.yaml", LONG);
+    let (dir, cfg) = config("long", LONG);
     let out = dir.path().join("shared");
     let children: Vec<_> = ["1/2", "2/2"]
         .iter()
@@ -139,9 +154,7 @@ fn shards_run_side_by_side_with_whole_log_lines() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let alone = dir.path().join("alone");
-    ok(&["run", s(&cfg), "--out", s(&alone)]);
-    assert_same(&out, &alone);
+    assert_same_as_a_run_alone(&cfg, &out);
     let log = std::fs::read_to_string(out.join("log.txt")).unwrap();
     let done = log.lines().filter(|l| l.contains(" done (")).count();
     assert_eq!(done, 24, "{log}");
@@ -156,8 +169,7 @@ fn shards_run_side_by_side_with_whole_log_lines() {
 
 #[test]
 fn damaged_shards_are_moved_aside_and_recomputed() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let (dir, cfg) = config("short", SHORT);
     let out = dir.path().join("damaged");
     ok(&["run", s(&cfg), "--out", s(&out)]);
     let files = initlab::results::parquet_files(&out.join("results/short")).unwrap();
@@ -182,15 +194,12 @@ fn damaged_shards_are_moved_aside_and_recomputed() {
     assert_eq!(quarantined, 3);
     let log = std::fs::read_to_string(out.join("log.txt")).unwrap();
     assert_eq!(log.matches("is damaged").count(), 3, "{log}");
-    let alone = dir.path().join("alone");
-    ok(&["run", s(&cfg), "--out", s(&alone)]);
-    assert_same(&out, &alone);
+    assert_same_as_a_run_alone(&cfg, &out);
 }
 
 #[test]
 fn temporary_files_of_dead_writers_are_removed_on_the_next_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let (dir, cfg) = config("short", SHORT);
     let out = dir.path().join("leftovers");
     ok(&["run", s(&cfg), "--out", s(&out), "--shard", "1/2"]);
     let results = out.join("results/short");
@@ -249,8 +258,7 @@ fn a_failed_run_never_removes_a_directory_another_process_holds() {
 
 #[test]
 fn a_run_inside_a_slurm_array_task_runs_its_whole_sweep_unless_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "short.yaml", SHORT);
+    let (dir, cfg) = config("short", SHORT);
     let in_array = |out: &str, extra: &[&str]| {
         initlab()
             .args(["run", s(&cfg), "--out", s(&dir.path().join(out))])
@@ -295,10 +303,7 @@ fn resuming_with_other_dataset_bytes_is_refused_unless_allowed() {
         a
     };
     ok(&args(&[]));
-    let meta = |name: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
-    };
-    let first = meta("metadata.json")["invocations"][0]["dataset_sha256"].clone();
+    let first = read_json(&out.join("metadata.json"))["invocations"][0]["dataset_sha256"].clone();
     let images = "train-images-idx3-ubyte.gz";
     assert_eq!(first.as_object().unwrap().len(), 4, "{first}");
     assert!(first[images].as_str().is_some_and(|h| h.len() == 64));
@@ -311,12 +316,9 @@ fn resuming_with_other_dataset_bytes_is_refused_unless_allowed() {
     )
     .unwrap();
     let e = fails(&args(&[]));
-    assert!(
-        e.contains(images) && e.contains("SHA-256") && e.contains("--allow-data-change"),
-        "{e}"
-    );
+    assert_mentions(&e, &[images, "SHA-256", "--allow-data-change"]);
     ok(&args(&["--allow-data-change"]));
-    let invocations = meta("metadata.json")["invocations"].clone();
+    let invocations = read_json(&out.join("metadata.json"))["invocations"].clone();
     let last = invocations.as_array().unwrap().last().unwrap().clone();
     assert_ne!(last["dataset_sha256"][images], first[images]);
 }
@@ -324,8 +326,7 @@ fn resuming_with_other_dataset_bytes_is_refused_unless_allowed() {
 /// Sets the unit-key version a metadata file records, or removes it (`None`), as
 /// an initlab that derived unit ids differently would have left it.
 fn set_key_version(path: &Path, version: Option<&str>) {
-    let mut meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut meta = read_json(path);
     let map = meta.as_object_mut().unwrap();
     match version {
         Some(v) => map.insert("unit_key_version".into(), v.into()),
@@ -334,21 +335,13 @@ fn set_key_version(path: &Path, version: Option<&str>) {
     std::fs::write(path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
 }
 
-/// A temporary folder holding the config SHORT, and the config's path.
-fn short_config() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "short.yaml", SHORT);
-    (dir, cfg)
-}
-
 #[test]
 fn a_directory_of_another_unit_key_version_is_not_resumed() {
-    let (dir, cfg) = short_config();
+    let (dir, cfg) = config("short", SHORT);
     let out = dir.path().join("old");
     ok(&["run", s(&cfg), "--out", s(&out)]);
     let meta = out.join("metadata.json");
-    let recorded: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    let recorded = read_json(&meta);
     assert_eq!(recorded["unit_key_version"], initlab::seed::KEY_VERSION);
     // One unit's shard gone: a resume, were it allowed, would compute it again.
     let shards = || initlab::results::parquet_files(&out.join("results/short")).unwrap();
@@ -361,15 +354,17 @@ fn a_directory_of_another_unit_key_version_is_not_resumed() {
         set_key_version(&meta, version);
         let meta_before = std::fs::read_to_string(&meta).unwrap();
         let e = fails(&["run", s(&cfg), "--out", s(&out)]);
-        assert!(
-            e.contains(&format!("was made by {who}"))
-                && e.contains("unit ids and seeds are derived differently")
-                && e.contains(initlab::seed::KEY_VERSION)
-                && e.contains("new --out")
-                && e.contains("delete the directory")
-                && e.lines().count() == 1,
-            "{e}"
+        assert_mentions(
+            &e,
+            &[
+                &format!("was made by {who}"),
+                "unit ids and seeds are derived differently",
+                initlab::seed::KEY_VERSION,
+                "new --out",
+                "delete the directory",
+            ],
         );
+        assert_eq!(e.lines().count(), 1, "{e}");
         assert_eq!(shards(), before, "a refused resume wrote results");
         assert_eq!(std::fs::read_to_string(&meta).unwrap(), meta_before);
     }
@@ -385,7 +380,7 @@ fn a_directory_of_another_unit_key_version_is_not_resumed() {
 
 #[test]
 fn shards_of_another_unit_key_version_are_neither_joined_nor_merged() {
-    let (dir, cfg) = short_config();
+    let (dir, cfg) = config("short", SHORT);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     ok(&["run", s(&cfg), "--out", s(&a), "--shard", "1/2"]);
     ok(&["run", s(&cfg), "--out", s(&b), "--shard", "2/2"]);
@@ -400,11 +395,13 @@ fn shards_of_another_unit_key_version_are_neither_joined_nor_merged() {
     // Nor may the two be merged.
     let merged = dir.path().join("merged");
     let e = fails(&["merge", s(&a), s(&b), "--out", s(&merged)]);
-    assert!(
-        e.contains(&format!("cannot merge {}", b.display()))
-            && e.contains("unit ids and seeds are derived differently")
-            && e.contains("new --out"),
-        "{e}"
+    assert_mentions(
+        &e,
+        &[
+            &format!("cannot merge {}", b.display()),
+            "unit ids and seeds are derived differently",
+            "new --out",
+        ],
     );
     assert!(
         !merged.exists(),

@@ -22,14 +22,7 @@ fn same_results(a: &Path, b: &Path) {
             )
             .unwrap()
         };
-        let (x, y) = (load(a), load(b));
-        assert_eq!(x.height(), y.height(), "{exp}: row counts differ");
-        for (p, q) in f64_column(&x, value).iter().zip(f64_column(&y, value)) {
-            assert!(
-                (p - q).abs() <= 1e-4 * p.abs().max(1e-12),
-                "{exp}: {p} vs {q}"
-            );
-        }
+        assert_column_agrees(&load(a), &load(b), value, exp);
     }
 }
 
@@ -57,10 +50,7 @@ fn shards_by_hand_merge_into_the_single_machine_result() {
     let out = run(&["merge", s(&parts[0]), s(&parts[1]), "--out", s(&merged)]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("MISSING") && text.contains("missing:"),
-        "{text}"
-    );
+    assert_mentions(&text, &["MISSING", "missing:"]);
     // all three: complete, equal to the single-machine run
     let text = ok(&[
         "merge",
@@ -72,9 +62,7 @@ fn shards_by_hand_merge_into_the_single_machine_result() {
     ]);
     assert!(!text.contains("MISSING"), "{text}");
     same_results(&single, &merged);
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(merged.join("metadata.json")).unwrap())
-            .unwrap();
+    let meta = read_json(&merged.join("metadata.json"));
     assert_eq!(meta["invocations"].as_array().unwrap().len(), 3);
     // a part counted twice is reported as duplicated, not double-counted
     let dup = ok(&[

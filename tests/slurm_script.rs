@@ -79,6 +79,13 @@ fn hostile(config_text: &str) -> Hostile {
     }
 }
 
+impl Hostile {
+    /// `initlab slurm CONFIG --out OUT --dry-run` in the working directory.
+    fn dry_run(&self, extra: &[&str]) -> (String, String) {
+        dry_run(&self.cwd, &self.config, &self.out, extra)
+    }
+}
+
 /// `initlab slurm ... --dry-run` in `cwd`; returns (stdout, stderr).
 fn dry_run(cwd: &Path, config: &Path, out: &Path, extra: &[&str]) -> (String, String) {
     let output = initlab()
@@ -230,23 +237,18 @@ proptest::proptest! {
 #[test]
 fn hostile_names_give_the_stub_the_right_paths_and_run_nothing() {
     let h = hostile(TINY);
-    let (stdout, _) = dry_run(
-        &h.cwd,
-        &h.config,
-        &h.out,
-        &[
-            "--tasks",
-            "3",
-            "--cpus-per-task",
-            "1",
-            "--time",
-            "0:10:00",
-            "--mem",
-            "1G",
-            "--partition",
-            "debug",
-        ],
-    );
+    let (stdout, _) = h.dry_run(&[
+        "--tasks",
+        "3",
+        "--cpus-per-task",
+        "1",
+        "--time",
+        "0:10:00",
+        "--mem",
+        "1G",
+        "--partition",
+        "debug",
+    ]);
     let out = h.out.canonicalize().unwrap();
     let script_path = out.join("slurm/array.sbatch");
     let script = std::fs::read_to_string(&script_path).unwrap();
@@ -307,12 +309,7 @@ fn hostile_names_give_the_stub_the_right_paths_and_run_nothing() {
 #[test]
 fn hostile_names_run_every_shard_for_real_as_the_plan_says() {
     let h = hostile(TINY);
-    let (_, stderr) = dry_run(
-        &h.cwd,
-        &h.config,
-        &h.out,
-        &["--tasks", "3", "--cpus-per-task", "1"],
-    );
+    let (_, stderr) = h.dry_run(&["--tasks", "3", "--cpus-per-task", "1"]);
     let rows = plan_rows(&stderr);
     assert_eq!(rows.len(), 3, "{stderr}");
     let out = h.out.canonicalize().unwrap();
@@ -332,85 +329,79 @@ fn hostile_names_run_every_shard_for_real_as_the_plan_says() {
     assert_nothing_executed(&h.root);
 }
 
+/// The options whose values go into `#SBATCH` lines: each with the value the
+/// message suggests and values sbatch would misread.
+const SBATCH_VALUES: [(&str, &str, &[&str]); 3] = [
+    (
+        "--partition",
+        "gpu",
+        &["debug\n#SBATCH --wrap=touch PWNED", "gpu%a"],
+    ),
+    ("--time", "02:00:00", &["02:00:00\n#SBATCH --wrap=x", "%j"]),
+    ("--mem", "8G", &["8G\n", "8%", ""]),
+];
+
+/// Runs `initlab slurm --dry-run` with `extra` into `out` and checks the refusal:
+/// one message holding every one of `expected`, and `out` not created.
+fn assert_misread_refused(
+    root: &Path,
+    config: &Path,
+    extra: &[&str],
+    out: &Path,
+    expected: &[&str],
+) {
+    let mut args = vec!["slurm", s(config), "--out", s(out), "--dry-run"];
+    if !extra.contains(&"--tasks") {
+        args.extend(["--tasks", "2"]);
+    }
+    args.extend(extra);
+    let output = initlab().current_dir(root).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{extra:?} {out:?} was accepted");
+    for e in expected {
+        assert!(
+            stderr.contains(e),
+            "{extra:?} {out:?}: `{e}` not in\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "one message:\n{stderr}");
+    assert!(!out.exists(), "{extra:?}: {} was created", out.display());
+}
+
 #[test]
 fn values_sbatch_would_misread_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let config = write(root, "tiny.yaml", TINY);
     let run_dir = root.join("run");
-    let cases: Vec<(Vec<String>, PathBuf, &[&str])> = vec![
-        (
-            vec![
-                "--partition".into(),
-                "debug\n#SBATCH --wrap=touch PWNED".into(),
-            ],
-            run_dir.clone(),
-            &["--partition", "a newline", "--partition gpu"],
-        ),
-        (
-            vec!["--partition".into(), "gpu%a".into()],
-            run_dir.clone(),
-            &["--partition", "`%`", "--partition gpu"],
-        ),
-        (
-            vec!["--time".into(), "02:00:00\n#SBATCH --wrap=x".into()],
-            run_dir.clone(),
-            &["--time", "a newline", "--time 02:00:00"],
-        ),
-        (
-            vec!["--time".into(), "%j".into()],
-            run_dir.clone(),
-            &["--time", "`%`", "--time 02:00:00"],
-        ),
-        (
-            vec!["--mem".into(), "8G\n".into()],
-            run_dir.clone(),
-            &["--mem", "a newline", "--mem 8G"],
-        ),
-        (
-            vec!["--mem".into(), "8%".into()],
-            run_dir.clone(),
-            &["--mem", "`%`", "--mem 8G"],
-        ),
-        (
-            vec!["--mem".into(), "".into()],
-            run_dir.clone(),
-            &["--mem is empty", "--mem 8G"],
-        ),
-        (
-            vec![],
-            root.join("out\n#SBATCH --wrap=touch PWNED"),
-            &["--out", "a newline", "no newline and no %"],
-        ),
-        (
-            vec![],
-            root.join("out-%a"),
-            &["--out", "`%`", "no newline and no %"],
-        ),
-        (
-            vec!["--tasks".into(), "17".into()],
-            run_dir.clone(),
-            &["--tasks 17", "16 jobs", "use --tasks 16 or fewer"],
-        ),
-    ];
-    for (extra, out, expected) in &cases {
-        let mut args = vec!["slurm", s(&config), "--out", s(out), "--dry-run"];
-        if !extra.iter().any(|a| a == "--tasks") {
-            args.extend(["--tasks", "2"]);
+    for (option, suggested, bad_values) in SBATCH_VALUES {
+        for bad in bad_values {
+            let what = if bad.is_empty() {
+                format!("{option} is empty")
+            } else if bad.contains('\n') {
+                "a newline".to_string()
+            } else {
+                "`%`".to_string()
+            };
+            let suggestion = format!("{option} {suggested}");
+            let expected = [option, what.as_str(), suggestion.as_str()];
+            assert_misread_refused(root, &config, &[option, bad], &run_dir, &expected);
         }
-        args.extend(extra.iter().map(String::as_str));
-        let output = initlab().current_dir(root).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{extra:?} {out:?} was accepted");
-        for e in *expected {
-            assert!(
-                stderr.contains(e),
-                "{extra:?} {out:?}: `{e}` not in\n{stderr}"
-            );
-        }
-        assert_eq!(stderr.trim().lines().count(), 1, "one message:\n{stderr}");
-        assert!(!out.exists(), "{extra:?}: {} was created", out.display());
     }
+    for (name, what) in [
+        ("out\n#SBATCH --wrap=touch PWNED", "a newline"),
+        ("out-%a", "`%`"),
+    ] {
+        let expected = ["--out", what, "no newline and no %"];
+        assert_misread_refused(root, &config, &[], &root.join(name), &expected);
+    }
+    assert_misread_refused(
+        root,
+        &config,
+        &["--tasks", "17"],
+        &run_dir,
+        &["--tasks 17", "16 jobs", "use --tasks 16 or fewer"],
+    );
     // A config named like the folder's own files would overwrite them.
     std::fs::create_dir(root.join("clash")).unwrap();
     let clash = write(&root.join("clash"), "initlab", TINY);
@@ -423,10 +414,7 @@ fn values_sbatch_would_misread_are_refused_and_nothing_is_written() {
         s(&run_dir),
         "--dry-run",
     ]);
-    assert!(
-        e.contains("clashes") && e.contains("rename the config"),
-        "{e}"
-    );
+    assert_mentions(&e, &["clashes", "rename the config"]);
     assert!(!run_dir.exists());
     assert_nothing_executed(root);
 }

@@ -41,6 +41,80 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Writes `text` as `dir/NAME.yaml`, runs it into `dir/NAME` with `extra`
+/// arguments, which must succeed, and returns the run directory.
+pub fn run_config(dir: &Path, name: &str, text: &str, extra: &[&str]) -> PathBuf {
+    let cfg = write(dir, &format!("{name}.yaml"), text);
+    let out = dir.join(name);
+    let mut args = vec!["run", s(&cfg), "--out", s(&out)];
+    args.extend_from_slice(extra);
+    ok(&args);
+    out
+}
+
+/// Runs `text` as a config (`dir/CASE.yaml`) into a fresh `--out` with `extra`
+/// arguments and checks the refusal: non-zero exit, one error line containing
+/// every one of `expected`, and no run directory left.
+pub fn assert_refused(dir: &Path, case: &str, text: &str, extra: &[&str], expected: &[&str]) {
+    let cfg = write(dir, &format!("{case}.yaml"), text);
+    let out = dir.join(format!("{case}-out"));
+    let mut args = vec!["run", s(&cfg), "--out", s(&out)];
+    args.extend_from_slice(extra);
+    let result = run(&args);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success(),
+        "{case}: should have been refused, but ran:\n{stderr}"
+    );
+    for fragment in expected {
+        assert!(
+            stderr.contains(fragment),
+            "{case}: expected `{fragment}` in:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{case}: one clear error line, got:\n{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "{case}: no run directory may be left (a unit ran or the refusal came late)"
+    );
+}
+
+/// The arguments of `initlab data fetch DATASET` from `mirror` into `data_dir`, then `extra`.
+pub fn fetch_args<'a>(
+    dataset: &'a str,
+    mirror: &'a str,
+    data_dir: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "data",
+        "fetch",
+        dataset,
+        "--mirror",
+        mirror,
+        "--data-dir",
+        s(data_dir),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Asserts that `text` contains every one of `fragments`.
+pub fn assert_mentions(text: &str, fragments: &[&str]) {
+    for f in fragments {
+        assert!(text.contains(f), "`{f}` not in:\n{text}");
+    }
+}
+
+/// A JSON file (a run directory's metadata), parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -50,6 +124,31 @@ pub fn results(dir: &Path, sort_by: &[&str]) -> polars::prelude::DataFrame {
     let df = initlab::results::read_all(&dir.join("results")).unwrap();
     let by: Vec<String> = sort_by.iter().map(|c| c.to_string()).collect();
     df.sort(by, Default::default()).unwrap()
+}
+
+/// Asserts that `df` has every one of `columns`; `what` names it in the message.
+pub fn assert_has_columns(df: &polars::prelude::DataFrame, what: &str, columns: &[&str]) {
+    for c in columns {
+        assert!(df.column(c).is_ok(), "{what} lacks {c}");
+    }
+}
+
+/// Column `value` of `other` equals the `reference`'s row by row within 1e-4
+/// (relative): float sums in another order, not other numbers; `how` names the run.
+pub fn assert_column_agrees(
+    reference: &polars::prelude::DataFrame,
+    other: &polars::prelude::DataFrame,
+    value: &str,
+    how: &str,
+) {
+    let (a, b) = (f64_column(reference, value), f64_column(other, value));
+    assert_eq!(a.len(), b.len(), "{how}: rows");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs().max(1e-12),
+            "{how}: {value} {x} vs {y}"
+        );
+    }
 }
 
 pub fn f64_column(df: &polars::prelude::DataFrame, name: &str) -> Vec<f64> {
@@ -105,30 +204,18 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
 
 /// Writes a small MNIST-format dataset (train n, test m) into `dir`, gzipped or not.
 pub fn write_mnist(dir: &Path, n: usize, m: usize, gzip: bool) {
+    use initlab::data::idx::encode;
     std::fs::create_dir_all(dir).unwrap();
+    let images = |count: usize, seed| encode(&[count, 28, 28], &bytes(count * 784, seed));
+    let labels = |count: usize, seed| {
+        let digits: Vec<u8> = bytes(count, seed).iter().map(|b| b % 10).collect();
+        encode(&[count], &digits)
+    };
     let files = [
-        (
-            "train-images-idx3-ubyte",
-            initlab::data::idx::encode(&[n, 28, 28], &bytes(n * 784, 1)),
-        ),
-        (
-            "train-labels-idx1-ubyte",
-            initlab::data::idx::encode(
-                &[n],
-                &bytes(n, 2).iter().map(|b| b % 10).collect::<Vec<_>>(),
-            ),
-        ),
-        (
-            "t10k-images-idx3-ubyte",
-            initlab::data::idx::encode(&[m, 28, 28], &bytes(m * 784, 3)),
-        ),
-        (
-            "t10k-labels-idx1-ubyte",
-            initlab::data::idx::encode(
-                &[m],
-                &bytes(m, 4).iter().map(|b| b % 10).collect::<Vec<_>>(),
-            ),
-        ),
+        ("train-images-idx3-ubyte", images(n, 1)),
+        ("train-labels-idx1-ubyte", labels(n, 2)),
+        ("t10k-images-idx3-ubyte", images(m, 3)),
+        ("t10k-labels-idx1-ubyte", labels(m, 4)),
     ];
     for (name, data) in files {
         if gzip {
