@@ -261,6 +261,60 @@ pub struct Metadata {
     pub invocations: Vec<Invocation>,
 }
 
+impl Metadata {
+    /// The metadata file at `path` as earlier invocations left it, or a new one;
+    /// either way recording this build, since later invocations may come from a
+    /// newer one than the first.
+    fn load_or_new(path: &Path, name: &str, seed: u64, resolved: &str) -> Result<Metadata> {
+        let mut metadata = if path.exists() {
+            let text = std::fs::read_to_string(path)?;
+            serde_json::from_str::<Metadata>(&text).with_context(|| {
+                format!(
+                    "{} is corrupt; delete it to start the metadata afresh",
+                    path.display()
+                )
+            })?
+        } else {
+            Metadata {
+                initlab_version: env!("CARGO_PKG_VERSION").into(),
+                git_commit: GIT_COMMIT.into(),
+                libtorch_version: LIBTORCH_VERSION.into(),
+                unit_key_version: KEY_VERSION.into(),
+                name: name.into(),
+                seed,
+                config_sha256: crate::seed::short_hash(resolved),
+                experiments: BTreeMap::new(),
+                invocations: Vec::new(),
+            }
+        };
+        metadata.initlab_version = env!("CARGO_PKG_VERSION").into();
+        metadata.git_commit = GIT_COMMIT.into();
+        metadata.libtorch_version = LIBTORCH_VERSION.into();
+        Ok(metadata)
+    }
+}
+
+impl Invocation {
+    /// This process's invocation, running from now.
+    fn starting(threads: i64, shard: Option<String>) -> Invocation {
+        Invocation {
+            started_at: now_rfc3339(),
+            finished_at: None,
+            wall_time_s: None,
+            status: "running".into(),
+            host: hostname(),
+            command: std::env::args().collect(),
+            threads,
+            shard,
+            units_run: 0,
+            units_skipped: 0,
+            initlab_version: Some(env!("CARGO_PKG_VERSION").into()),
+            git_commit: Some(GIT_COMMIT.into()),
+            dataset_sha256: BTreeMap::new(),
+        }
+    }
+}
+
 /// An open run directory, held by this process for its part of the sweep.
 pub struct RunDir {
     pub root: PathBuf,
@@ -638,46 +692,10 @@ impl RunDir {
         // Shards of one sweep may run at once into one directory (a SLURM array):
         // each keeps its own metadata file, which `initlab merge` joins.
         let metadata_path = layout.metadata_of(shard.as_deref());
-        let mut metadata = if metadata_path.exists() {
-            let text = std::fs::read_to_string(&metadata_path)?;
-            serde_json::from_str::<Metadata>(&text).with_context(|| {
-                format!(
-                    "{} is corrupt; delete it to start the metadata afresh",
-                    metadata_path.display()
-                )
-            })?
-        } else {
-            Metadata {
-                initlab_version: env!("CARGO_PKG_VERSION").into(),
-                git_commit: GIT_COMMIT.into(),
-                libtorch_version: LIBTORCH_VERSION.into(),
-                unit_key_version: KEY_VERSION.into(),
-                name: name.into(),
-                seed,
-                config_sha256: crate::seed::short_hash(resolved),
-                experiments: BTreeMap::new(),
-                invocations: Vec::new(),
-            }
-        };
-        // Later invocations may come from a newer build: record what made this one.
-        metadata.initlab_version = env!("CARGO_PKG_VERSION").into();
-        metadata.git_commit = GIT_COMMIT.into();
-        metadata.libtorch_version = LIBTORCH_VERSION.into();
-        metadata.invocations.push(Invocation {
-            started_at: now_rfc3339(),
-            finished_at: None,
-            wall_time_s: None,
-            status: "running".into(),
-            host: hostname(),
-            command: std::env::args().collect(),
-            threads,
-            shard,
-            units_run: 0,
-            units_skipped: 0,
-            initlab_version: Some(env!("CARGO_PKG_VERSION").into()),
-            git_commit: Some(GIT_COMMIT.into()),
-            dataset_sha256: BTreeMap::new(),
-        });
+        let mut metadata = Metadata::load_or_new(&metadata_path, name, seed, resolved)?;
+        metadata
+            .invocations
+            .push(Invocation::starting(threads, shard));
         if !layout.config().exists() {
             write_text(&layout.config(), source_text)?;
         }
