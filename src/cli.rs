@@ -1,7 +1,11 @@
 //! The command line: one struct per subcommand (clap derive; doc comments are
 //! the help text). The work behind each lives in [`crate::cmd`].
 
+use crate::data::{DataSource, DatasetName, Normalization};
+use crate::init::dist::WeightDist;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 /// initlab: how weight initialisation shapes deep ReLU networks.
@@ -93,9 +97,9 @@ pub struct PlotArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Dataset whose shape the Fig. 2 benchmark uses (fashion-mnist, synthetic-cifar, ...).
-    #[arg(long, default_value = "fashion-mnist")]
-    pub dataset: String,
+    /// Dataset whose shape the Fig. 2 benchmark uses.
+    #[arg(long, default_value = "fashion-mnist", value_parser = Named::datasets())]
+    pub dataset: DatasetName,
     /// Networks in the Fig. 2 benchmark.
     #[arg(long, default_value_t = 1000)]
     pub networks: usize,
@@ -108,9 +112,30 @@ pub struct BenchArgs {
     /// synthetic inputs of its shapes.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Where dataset files are.
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `--data-dir`, for the commands that read datasets outside a config.
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// Where dataset files are (default: $INITLAB_DATA_DIR, then ./data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn source(&self) -> DataSource {
+        DataSource::new(self.data_dir.clone())
+    }
+}
+
+/// `--memory-gb`, for the commands that run ensembles.
+#[derive(Debug, Args)]
+pub struct MemoryArg {
+    /// Memory for ensembles, in GiB (default: 60% of the memory available now).
+    #[arg(long, value_name = "GIB")]
+    pub memory_gb: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -128,21 +153,19 @@ pub struct ReproduceArgs {
     /// quick (minutes on two cores, Fashion-MNIST or synthetic data) or paper (the paper's settings).
     #[arg(long, default_value = "quick")]
     pub scale: String,
-    /// Memory for ensembles, in GiB (default: 60% of the memory available now).
-    #[arg(long, value_name = "GIB")]
-    pub memory_gb: Option<f64>,
+    #[command(flatten)]
+    pub memory: MemoryArg,
     /// Where the run directories and REPORT.md go (default: outputs, or
     /// outputs-authors with --normalization authors).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Where dataset files are.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
     /// Input normalisation of every experiment that reads a dataset: standard
     /// (each channel to mean 0, variance 1 with the dataset's own statistics, the
     /// paper's statement) or authors (the authors' fixed constants).
-    #[arg(long, value_name = "NAME")]
-    pub normalization: Option<crate::data::Normalization>,
+    #[arg(long, value_name = "NAME", value_enum)]
+    pub normalization: Option<Normalization>,
 }
 
 #[derive(Debug, Args)]
@@ -197,9 +220,8 @@ pub struct RunArgs {
     /// Without it the whole sweep runs, inside an array job too.
     #[arg(long, value_name = "i/N|slurm")]
     pub shard: Option<String>,
-    /// Memory for ensembles, in GiB (default: 60% of the memory available now).
-    #[arg(long, value_name = "GIB")]
-    pub memory_gb: Option<f64>,
+    #[command(flatten)]
+    pub memory: MemoryArg,
     /// Resume even though the dataset files differ (by SHA-256) from those the
     /// directory's results were computed from; the metadata records both.
     #[arg(long)]
@@ -216,18 +238,17 @@ pub enum DataCommand {
 
 #[derive(Debug, Args)]
 pub struct DataCheckArgs {
-    /// The data directory (default: $INITLAB_DATA_DIR, then ./data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
 }
 
 #[derive(Debug, Args)]
 pub struct DataFetchArgs {
-    /// mnist, fashion-mnist or cifar10.
-    pub dataset: String,
-    /// The data directory (default: $INITLAB_DATA_DIR, then ./data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// The dataset to download (the synthetic ones are generated, not downloaded).
+    #[arg(value_parser = Named::fetchable_datasets())]
+    pub dataset: DatasetName,
+    #[command(flatten)]
+    pub data: DataDirArg,
     /// Base URL of a mirror holding the same file names.
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
@@ -242,25 +263,124 @@ pub struct DataFetchArgs {
 
 #[derive(Debug, Args)]
 pub struct InputStatsArgs {
-    /// Dataset: mnist, fashion-mnist, cifar10, synthetic, ...
-    #[arg(long)]
-    pub dataset: String,
+    /// Dataset whose inputs are drawn.
+    #[arg(long, value_parser = Named::datasets())]
+    pub dataset: DatasetName,
     /// Number of (input, weight row) samples of z = W x.
     #[arg(long, default_value_t = 10_000_000)]
     pub samples: u64,
     /// Seed of the random weights and input draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Distribution of W's entries: normal, uniform or bernoulli.
-    #[arg(long, default_value = "normal")]
-    pub weights: String,
+    /// Distribution of W's entries.
+    #[arg(long, default_value = "normal", value_parser = Named::weight_dists())]
+    pub weights: WeightDist,
     /// Input normalisation: standard (train-set statistics), authors, none.
-    #[arg(long, default_value = "standard")]
-    pub normalization: String,
-    /// Where dataset files are.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "standard", value_enum)]
+    pub normalization: Normalization,
+    #[command(flatten)]
+    pub data: DataDirArg,
     /// Write the estimate as Parquet to FILE.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// A value of a closed set that its type parses (aliases and case included, as
+/// configs name it), whose names `--help` lists and clap's error for an unknown
+/// value lists too.
+#[derive(Clone)]
+pub struct Named<T> {
+    names: Vec<&'static str>,
+    parse: fn(&str) -> Option<T>,
+}
+
+impl Named<DatasetName> {
+    fn datasets() -> Self {
+        Named {
+            names: DatasetName::ALL_NAMES.to_vec(),
+            parse: |s| DatasetName::parse(s).ok(),
+        }
+    }
+
+    /// Every dataset name is accepted (a synthetic one is refused with the
+    /// reason by the fetch itself); only the downloadable ones are listed.
+    fn fetchable_datasets() -> Self {
+        let all = Self::datasets();
+        Named {
+            names: all
+                .names
+                .into_iter()
+                .filter(|n| DatasetName::parse(n).is_ok_and(|d| !d.is_synthetic()))
+                .collect(),
+            ..all
+        }
+    }
+}
+
+impl Named<WeightDist> {
+    fn weight_dists() -> Self {
+        Named {
+            names: [
+                WeightDist::Normal,
+                WeightDist::Uniform,
+                WeightDist::Bernoulli,
+            ]
+            .map(|w| w.name())
+            .to_vec(),
+            parse: |s| WeightDist::parse(s).ok(),
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Named<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        if let Some(parsed) = value.to_str().and_then(self.parse) {
+            return Ok(parsed);
+        }
+        // clap's own message for a value outside the list, with its suggestions.
+        let listed = PossibleValuesParser::new(self.names.clone()).parse_ref(cmd, arg, value)?;
+        unreachable!("`{listed}` is listed but does not parse")
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(self.names.iter().copied().map(PossibleValue::new)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed_names_parse<T>(named: Named<T>) -> Vec<&'static str> {
+        for name in &named.names {
+            assert!(
+                (named.parse)(name).is_some(),
+                "`{name}` is listed but does not parse"
+            );
+        }
+        named.names
+    }
+
+    #[test]
+    fn every_listed_value_parses_and_fetch_lists_the_downloadable_datasets() {
+        assert_eq!(
+            listed_names_parse(Named::datasets()).len(),
+            DatasetName::ALL_NAMES.len()
+        );
+        assert_eq!(
+            listed_names_parse(Named::fetchable_datasets()),
+            ["mnist", "fashion-mnist", "cifar10"]
+        );
+        assert_eq!(
+            listed_names_parse(Named::weight_dists()),
+            ["normal", "uniform", "bernoulli"]
+        );
+    }
 }

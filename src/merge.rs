@@ -5,8 +5,8 @@
 
 use crate::config::Config;
 use crate::experiment::Experiment;
-use crate::results::{parquet_files, read_parquet, write_parquet, write_text};
-use crate::rundir::{Metadata, key_version_problem, metadata_files};
+use crate::results::{read_parquet, write_parquet, write_text};
+use crate::rundir::{Layout, Metadata, RESOLVED_CONFIG_FILE, key_version_problem};
 use anyhow::{Context, Result, bail};
 use polars::prelude::{BooleanChunked, DataFrame, NewChunkedArray, PlSmallStr};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -71,10 +71,9 @@ impl MergeReport {
 }
 
 fn read_resolved(dir: &Path) -> Result<String> {
-    let p = dir.join("config.resolved.yaml");
-    std::fs::read_to_string(&p).with_context(|| {
+    std::fs::read_to_string(Layout::new(dir).config_resolved()).with_context(|| {
         format!(
-            "{} is not an initlab run directory (no config.resolved.yaml)",
+            "{} is not an initlab run directory (no {RESOLVED_CONFIG_FILE})",
             dir.display()
         )
     })
@@ -118,7 +117,7 @@ fn check_mergeable(dirs: &[PathBuf]) -> Result<String> {
     for d in &dirs[1..] {
         if read_resolved(d)? != resolved {
             bail!(
-                "{} and {} were made by different configs: refusing to merge them (compare their config.resolved.yaml)",
+                "{} and {} were made by different configs: refusing to merge them (compare their {RESOLVED_CONFIG_FILE})",
                 dirs[0].display(),
                 d.display()
             );
@@ -150,17 +149,20 @@ fn prepare_out(first: &Path, out: &Path, resolved: &str) -> Result<()> {
             out.display()
         );
     }
-    std::fs::create_dir_all(out.join("results"))
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    std::fs::copy(first.join("config.yaml"), out.join("config.yaml"))
-        .context("copying config.yaml")?;
-    write_text(&out.join("config.resolved.yaml"), resolved)
+    let (first, out) = (Layout::new(first), Layout::new(out));
+    std::fs::create_dir_all(out.results())
+        .with_context(|| format!("cannot create {}", out.root().display()))?;
+    std::fs::copy(first.config(), out.config())
+        .with_context(|| format!("copying {}", first.config().display()))?;
+    write_text(&out.config_resolved(), resolved)
 }
 
 /// The experiments the config of run directory `dir` asks for, whose units a
 /// merge expects.
 fn configured_experiments(dir: &Path) -> Result<Vec<Box<dyn Experiment>>> {
-    let source = std::fs::read_to_string(dir.join("config.yaml")).context("reading config.yaml")?;
+    let path = Layout::new(dir).config();
+    let source = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -183,7 +185,7 @@ struct Shards {
 fn read_shards(dirs: &[PathBuf], experiment: &str) -> Result<Shards> {
     let mut files: Vec<PathBuf> = Vec::new();
     for d in dirs {
-        files.extend(parquet_files(&d.join("results").join(experiment))?);
+        files.extend(Layout::new(d).shards(experiment)?);
     }
     let mut taken: HashSet<String> = HashSet::new();
     let mut duplicated = Vec::new();
@@ -255,7 +257,7 @@ fn merge_experiment(
         .iter()
         .filter(|u| expected_ids.contains(u.as_str()))
         .count();
-    let target = out.join("results").join(exp.name());
+    let target = Layout::new(out).results_of(exp.name());
     std::fs::create_dir_all(&target)?;
     let rows = match shards.merged {
         Some(mut df) => write_merged(exp, &target, &mut df, &shards.files, out, in_place)?,
@@ -310,7 +312,7 @@ fn write_merged(
 fn merge_metadata(dirs: &[PathBuf], out: &Path, in_place: bool) -> Result<()> {
     let mut all: Option<Metadata> = None;
     for d in dirs {
-        for f in metadata_files(d) {
+        for f in Layout::new(d).metadata_files() {
             let m: Metadata = serde_json::from_str(&std::fs::read_to_string(&f)?)
                 .with_context(|| format!("{} is corrupt", f.display()))?;
             match &mut all {
@@ -327,13 +329,11 @@ fn merge_metadata(dirs: &[PathBuf], out: &Path, in_place: bool) -> Result<()> {
     if let Some(mut m) = all {
         m.invocations
             .sort_by(|a, b| a.started_at.cmp(&b.started_at));
-        write_text(
-            &out.join("metadata.json"),
-            &(serde_json::to_string_pretty(&m)? + "\n"),
-        )?;
+        let out = Layout::new(out);
+        write_text(&out.metadata(), &(serde_json::to_string_pretty(&m)? + "\n"))?;
         if in_place {
-            for f in metadata_files(out) {
-                if f.file_name().is_some_and(|n| n != "metadata.json") {
+            for f in out.metadata_files() {
+                if f != out.metadata() {
                     let _ = std::fs::remove_file(f);
                 }
             }

@@ -20,16 +20,203 @@ pub const LIBTORCH_VERSION: &str = env!("INITLAB_LIBTORCH_VERSION");
 /// "-dirty" when its sources (src/, build.rs, Cargo.toml, Cargo.lock, assets/) differed.
 pub const GIT_COMMIT: &str = env!("INITLAB_GIT_COMMIT");
 
-/// The file and folder names of a run directory's layout.
-pub const CONFIG_FILE: &str = "config.yaml";
-pub const RESOLVED_CONFIG_FILE: &str = "config.resolved.yaml";
-pub const METADATA_FILE: &str = "metadata.json";
-pub const RESULTS_DIR: &str = "results";
-pub const LOG_FILE: &str = "log.txt";
-pub const LOCKS_DIR: &str = "locks";
-pub const QUARANTINE_DIR: &str = "quarantine";
+/// The entries of a run directory's layout; each name is spelled here only, and
+/// the other modules reach the paths through [`Layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Config,
+    ResolvedConfig,
+    Results,
+    Log,
+    Locks,
+    Quarantine,
+    Figures,
+    Slurm,
+}
+
+impl Entry {
+    const ALL: [Entry; 8] = [
+        Entry::Config,
+        Entry::ResolvedConfig,
+        Entry::Results,
+        Entry::Log,
+        Entry::Locks,
+        Entry::Quarantine,
+        Entry::Figures,
+        Entry::Slurm,
+    ];
+
+    /// The file or folder name inside the run directory.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Entry::Config => "config.yaml",
+            Entry::ResolvedConfig => "config.resolved.yaml",
+            Entry::Results => "results",
+            Entry::Log => "log.txt",
+            Entry::Locks => "locks",
+            Entry::Quarantine => "quarantine",
+            Entry::Figures => "figures",
+            Entry::Slurm => "slurm",
+        }
+    }
+}
+
+/// The name of the resolved config, which marks a directory as a run directory.
+pub const RESOLVED_CONFIG_FILE: &str = Entry::ResolvedConfig.name();
+
+/// Metadata files: `metadata.json` for a run of the whole sweep (and after a
+/// merge), `metadata-shard-i-of-N.json` for each shard.
+const METADATA_STEM: &str = "metadata";
+const METADATA_EXTENSION: &str = ".json";
+const LOCK_EXTENSION: &str = ".lock";
 /// Taken shared by every shard and exclusively by a whole-sweep run.
 const DIRECTORY_LOCK: &str = "directory.lock";
+/// What `slurm/` holds for itself: the binary, the array script, the task logs.
+const SLURM_BINARY: &str = "initlab";
+const SLURM_SCRIPT: &str = "array.sbatch";
+const SLURM_LOGS: &str = "logs";
+pub const SLURM_OWN_NAMES: [&str; 3] = [SLURM_BINARY, SLURM_SCRIPT, SLURM_LOGS];
+
+/// The paths of one run directory's layout, for every command that reads or
+/// writes one (`run`, `merge`, `slurm`, `plot`, `report`).
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    root: &'a Path,
+}
+
+impl<'a> Layout<'a> {
+    pub fn new(root: &'a Path) -> Self {
+        Layout { root }
+    }
+
+    pub fn root(&self) -> &'a Path {
+        self.root
+    }
+
+    pub fn entry(&self, entry: Entry) -> PathBuf {
+        self.root.join(entry.name())
+    }
+
+    /// The config file as given.
+    pub fn config(&self) -> PathBuf {
+        self.entry(Entry::Config)
+    }
+
+    /// Every sweep point with its defaults; its presence makes a run directory.
+    pub fn config_resolved(&self) -> PathBuf {
+        self.entry(Entry::ResolvedConfig)
+    }
+
+    /// Whether the directory is a run directory (it has a resolved config).
+    pub fn is_run_dir(&self) -> bool {
+        self.config_resolved().is_file()
+    }
+
+    /// The metadata file of the whole sweep (the one a merge writes).
+    pub fn metadata(&self) -> PathBuf {
+        self.metadata_of(None)
+    }
+
+    /// The metadata file of one part: a shard's own (`"2/3"`), or the whole sweep's.
+    pub fn metadata_of(&self, shard: Option<&str>) -> PathBuf {
+        let name = match shard {
+            Some(_) => format!("{METADATA_STEM}-{}{METADATA_EXTENSION}", part_name(shard)),
+            None => format!("{METADATA_STEM}{METADATA_EXTENSION}"),
+        };
+        self.root.join(name)
+    }
+
+    /// Every metadata file of the directory (the main one and per-shard ones).
+    pub fn metadata_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(self.root)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| is_metadata_file(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    pub fn results(&self) -> PathBuf {
+        self.entry(Entry::Results)
+    }
+
+    /// The folder of one experiment's Parquet shards.
+    pub fn results_of(&self, experiment: &str) -> PathBuf {
+        self.results().join(experiment)
+    }
+
+    /// One experiment's Parquet shards, sorted.
+    pub fn shards(&self, experiment: &str) -> Result<Vec<PathBuf>> {
+        parquet_files(&self.results_of(experiment))
+    }
+
+    /// Whether `results/` holds any Parquet shard (`None`: it cannot be listed).
+    fn has_shards(&self) -> Option<bool> {
+        parquet_files(&self.results()).ok().map(|f| !f.is_empty())
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.entry(Entry::Log)
+    }
+
+    pub fn locks(&self) -> PathBuf {
+        self.entry(Entry::Locks)
+    }
+
+    /// Shared by every shard, exclusive for a run of the whole sweep.
+    fn directory_lock(&self) -> PathBuf {
+        self.locks().join(DIRECTORY_LOCK)
+    }
+
+    /// One part's lock: a shard's (`"2/3"`), or the whole sweep's.
+    fn part_lock(&self, shard: Option<&str>) -> PathBuf {
+        self.locks()
+            .join(format!("{}{LOCK_EXTENSION}", part_name(shard)))
+    }
+
+    /// Where damaged shards of one experiment are moved aside.
+    pub fn quarantine_of(&self, experiment: &str) -> PathBuf {
+        self.entry(Entry::Quarantine).join(experiment)
+    }
+
+    pub fn figures(&self) -> PathBuf {
+        self.entry(Entry::Figures)
+    }
+
+    /// The copy of the binary the SLURM array tasks run.
+    pub fn slurm_binary(&self) -> PathBuf {
+        self.entry(Entry::Slurm).join(SLURM_BINARY)
+    }
+
+    /// The SLURM array script.
+    pub fn slurm_script(&self) -> PathBuf {
+        self.entry(Entry::Slurm).join(SLURM_SCRIPT)
+    }
+
+    /// A file beside the script in `slurm/` (the config copy).
+    pub fn slurm_file(&self, name: &std::ffi::OsStr) -> PathBuf {
+        self.entry(Entry::Slurm).join(name)
+    }
+
+    pub fn slurm_logs(&self) -> PathBuf {
+        self.entry(Entry::Slurm).join(SLURM_LOGS)
+    }
+
+    /// An array task's log (`task` may be a pattern such as sbatch's `%a`).
+    pub fn slurm_task_log(&self, task: &str, extension: &str) -> PathBuf {
+        self.slurm_logs().join(format!("task-{task}.{extension}"))
+    }
+}
+
+/// Whether `path` names a metadata file (the main one or a shard's).
+fn is_metadata_file(path: &Path) -> bool {
+    path.file_name()
+        .map(|n| n.to_string_lossy())
+        .is_some_and(|n| n.starts_with(METADATA_STEM) && n.ends_with(METADATA_EXTENSION))
+}
 
 /// One invocation of `initlab run` (or reproduce) on this directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,10 +261,65 @@ pub struct Metadata {
     pub invocations: Vec<Invocation>,
 }
 
+impl Metadata {
+    /// The metadata file at `path` as earlier invocations left it, or a new one;
+    /// either way recording this build, since later invocations may come from a
+    /// newer one than the first.
+    fn load_or_new(path: &Path, name: &str, seed: u64, resolved: &str) -> Result<Metadata> {
+        let mut metadata = if path.exists() {
+            let text = std::fs::read_to_string(path)?;
+            serde_json::from_str::<Metadata>(&text).with_context(|| {
+                format!(
+                    "{} is corrupt; delete it to start the metadata afresh",
+                    path.display()
+                )
+            })?
+        } else {
+            Metadata {
+                initlab_version: env!("CARGO_PKG_VERSION").into(),
+                git_commit: GIT_COMMIT.into(),
+                libtorch_version: LIBTORCH_VERSION.into(),
+                unit_key_version: KEY_VERSION.into(),
+                name: name.into(),
+                seed,
+                config_sha256: crate::seed::short_hash(resolved),
+                experiments: BTreeMap::new(),
+                invocations: Vec::new(),
+            }
+        };
+        metadata.initlab_version = env!("CARGO_PKG_VERSION").into();
+        metadata.git_commit = GIT_COMMIT.into();
+        metadata.libtorch_version = LIBTORCH_VERSION.into();
+        Ok(metadata)
+    }
+}
+
+impl Invocation {
+    /// This process's invocation, running from now.
+    fn starting(threads: i64, shard: Option<String>) -> Invocation {
+        Invocation {
+            started_at: now_rfc3339(),
+            finished_at: None,
+            wall_time_s: None,
+            status: "running".into(),
+            host: hostname(),
+            command: std::env::args().collect(),
+            threads,
+            shard,
+            units_run: 0,
+            units_skipped: 0,
+            initlab_version: Some(env!("CARGO_PKG_VERSION").into()),
+            git_commit: Some(GIT_COMMIT.into()),
+            dataset_sha256: BTreeMap::new(),
+        }
+    }
+}
+
 /// An open run directory, held by this process for its part of the sweep.
 pub struct RunDir {
     pub root: PathBuf,
-    metadata_name: String,
+    /// This part's own metadata file (see [`Layout::metadata_of`]).
+    metadata_path: PathBuf,
     pub metadata: Metadata,
     created_now: bool,
     started: Instant,
@@ -116,11 +358,11 @@ struct Hold {
 
 impl Hold {
     fn take(root: &Path, shard: Option<&str>) -> Result<Hold> {
-        let locks = root.join(LOCKS_DIR);
+        let layout = Layout::new(root);
         // A lock file deleted and recreated between our open and our lock (by a
         // failed run discarding its directory) would lock nothing: retry then.
         for _ in 0..5 {
-            let directory_path = locks.join(DIRECTORY_LOCK);
+            let directory_path = layout.directory_lock();
             let directory = open_lock_file(&directory_path)?;
             let exclusive = shard.is_none();
             let taken = if exclusive {
@@ -128,7 +370,7 @@ impl Hold {
             } else {
                 directory.try_lock_shared()
             };
-            let part_path = locks.join(format!("{}.lock", part_name(shard)));
+            let part_path = layout.part_lock(shard);
             match taken {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) if exclusive && is_held(&part_path) => {
@@ -137,7 +379,7 @@ impl Hold {
                 Err(TryLockError::WouldBlock) => bail!(
                     "run directory {} is being written by {}; {}. Wait for it to finish (or stop it), then rerun: the run resumes",
                     root.display(),
-                    holders(&locks, shard),
+                    holders(layout, shard),
                     if exclusive {
                         "a run of the whole sweep cannot share it with another writer"
                     } else {
@@ -238,20 +480,20 @@ fn holder_of(path: &Path) -> String {
 }
 
 /// The holders of the parts other than `shard`'s that are locked now.
-fn holders(locks: &Path, shard: Option<&str>) -> String {
-    let mine = format!("{}.lock", part_name(shard));
+fn holders(layout: Layout, shard: Option<&str>) -> String {
+    let (mine, directory) = (layout.part_lock(shard), layout.directory_lock());
     let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(locks) {
+    if let Ok(entries) = std::fs::read_dir(layout.locks()) {
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name == mine || name == DIRECTORY_LOCK || !name.ends_with(".lock") {
+            let (path, name) = (e.path(), e.file_name().to_string_lossy().to_string());
+            if path == mine || path == directory || !name.ends_with(LOCK_EXTENSION) {
                 continue;
             }
-            if is_held(&e.path()) {
+            if is_held(&path) {
                 found.push(format!(
                     "{} ({})",
-                    holder_of(&e.path()),
-                    name.trim_end_matches(".lock")
+                    holder_of(&path),
+                    name.trim_end_matches(LOCK_EXTENSION)
                 ));
             }
         }
@@ -264,31 +506,12 @@ fn holders(locks: &Path, shard: Option<&str>) -> String {
     }
 }
 
-/// Every metadata file of a run directory (the main one and per-shard ones).
-pub fn metadata_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    let n = p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    n.starts_with("metadata") && n.ends_with(".json")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
 /// What is wrong, if anything, with the unit-key versions a run directory's
 /// metadata files record ("was made by ..."): each must be this build's
 /// [`KEY_VERSION`], since unit ids (what a resume skips, what a merge expects)
 /// and seeds are derived by it.
 pub fn key_version_problem(dir: &Path) -> Result<Option<String>> {
-    for path in metadata_files(dir) {
+    for path in Layout::new(dir).metadata_files() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let meta: serde_json::Value = serde_json::from_str(&text).with_context(|| {
@@ -299,7 +522,7 @@ pub fn key_version_problem(dir: &Path) -> Result<Option<String>> {
         })?;
         let found = meta.get("unit_key_version").and_then(|v| v.as_str());
         if found != Some(KEY_VERSION) {
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let name = file_name(&path);
             let who = match found {
                 Some(v) => format!("another initlab (its {name} records unit-key version `{v}`)"),
                 None => format!("an older initlab (its {name} records no unit-key version)"),
@@ -326,7 +549,7 @@ fn holds_only_run_dir_entries(root: &Path) -> bool {
 /// [`stale_temporary`]) from the directory and its results folders.
 fn remove_stale_temporaries(root: &Path, exclusive: bool) -> Vec<PathBuf> {
     let mut folders = vec![root.to_path_buf()];
-    let results = root.join(RESULTS_DIR);
+    let results = Layout::new(root).results();
     folders.push(results.clone());
     if let Ok(entries) = std::fs::read_dir(&results) {
         folders.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
@@ -387,7 +610,8 @@ impl RunDir {
         threads: i64,
         shard: Option<String>,
     ) -> Result<Self> {
-        let resolved_path = root.join(RESOLVED_CONFIG_FILE);
+        let layout = Layout::new(root);
+        let resolved_path = layout.config_resolved();
         let created_now = !root.exists();
         if !created_now {
             if !root.is_dir() {
@@ -403,7 +627,7 @@ impl RunDir {
                 );
             }
         }
-        std::fs::create_dir_all(root.join(LOCKS_DIR)).with_context(|| {
+        std::fs::create_dir_all(layout.locks()).with_context(|| {
             format!(
                 "cannot create run directory {}: choose a writable --out",
                 root.display()
@@ -436,7 +660,8 @@ impl RunDir {
             Option<String>,
         ),
     ) -> Result<Self> {
-        let resolved_path = root.join(RESOLVED_CONFIG_FILE);
+        let layout = Layout::new(root);
+        let resolved_path = layout.config_resolved();
         if let Some(problem) = key_version_problem(root)? {
             bail!(
                 "run directory {} {problem}; resuming would mix results of both derivations. \
@@ -456,7 +681,7 @@ impl RunDir {
                 );
             }
         }
-        std::fs::create_dir_all(root.join(RESULTS_DIR)).with_context(|| {
+        std::fs::create_dir_all(layout.results()).with_context(|| {
             format!(
                 "cannot create run directory {}: choose a writable --out",
                 root.display()
@@ -466,53 +691,13 @@ impl RunDir {
 
         // Shards of one sweep may run at once into one directory (a SLURM array):
         // each keeps its own metadata file, which `initlab merge` joins.
-        let metadata_name = match &shard {
-            Some(s) => format!("metadata-shard-{}.json", s.replace('/', "-of-")),
-            None => METADATA_FILE.to_string(),
-        };
-        let metadata_path = root.join(&metadata_name);
-        let mut metadata = if metadata_path.exists() {
-            let text = std::fs::read_to_string(&metadata_path)?;
-            serde_json::from_str::<Metadata>(&text).with_context(|| {
-                format!(
-                    "{} is corrupt; delete it to start the metadata afresh",
-                    metadata_path.display()
-                )
-            })?
-        } else {
-            Metadata {
-                initlab_version: env!("CARGO_PKG_VERSION").into(),
-                git_commit: GIT_COMMIT.into(),
-                libtorch_version: LIBTORCH_VERSION.into(),
-                unit_key_version: KEY_VERSION.into(),
-                name: name.into(),
-                seed,
-                config_sha256: crate::seed::short_hash(resolved),
-                experiments: BTreeMap::new(),
-                invocations: Vec::new(),
-            }
-        };
-        // Later invocations may come from a newer build: record what made this one.
-        metadata.initlab_version = env!("CARGO_PKG_VERSION").into();
-        metadata.git_commit = GIT_COMMIT.into();
-        metadata.libtorch_version = LIBTORCH_VERSION.into();
-        metadata.invocations.push(Invocation {
-            started_at: now_rfc3339(),
-            finished_at: None,
-            wall_time_s: None,
-            status: "running".into(),
-            host: hostname(),
-            command: std::env::args().collect(),
-            threads,
-            shard,
-            units_run: 0,
-            units_skipped: 0,
-            initlab_version: Some(env!("CARGO_PKG_VERSION").into()),
-            git_commit: Some(GIT_COMMIT.into()),
-            dataset_sha256: BTreeMap::new(),
-        });
-        if !root.join(CONFIG_FILE).exists() {
-            write_text(&root.join(CONFIG_FILE), source_text)?;
+        let metadata_path = layout.metadata_of(shard.as_deref());
+        let mut metadata = Metadata::load_or_new(&metadata_path, name, seed, resolved)?;
+        metadata
+            .invocations
+            .push(Invocation::starting(threads, shard));
+        if !layout.config().exists() {
+            write_text(&layout.config(), source_text)?;
         }
         if !resolved_path.exists() {
             write_text(&resolved_path, resolved)?;
@@ -520,11 +705,11 @@ impl RunDir {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(root.join(LOG_FILE))
-            .with_context(|| format!("cannot open {}", root.join(LOG_FILE).display()))?;
+            .open(layout.log())
+            .with_context(|| format!("cannot open {}", layout.log().display()))?;
         let mut dir = RunDir {
             root: root.to_path_buf(),
-            metadata_name,
+            metadata_path,
             metadata,
             created_now,
             started: Instant::now(),
@@ -541,8 +726,13 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// The paths of this directory's layout.
+    pub fn layout(&self) -> Layout<'_> {
+        Layout::new(&self.root)
+    }
+
     pub fn results_dir(&self, experiment: &str) -> PathBuf {
-        self.root.join(RESULTS_DIR).join(experiment)
+        self.layout().results_of(experiment)
     }
 
     /// Unit ids already finished for an experiment, each shard read once; a shard
@@ -565,7 +755,7 @@ impl RunDir {
 
     /// Moves a damaged shard out of `results/`, keeping it for inspection.
     fn quarantine(&self, experiment: &str, path: &Path) -> Result<PathBuf> {
-        let folder = self.root.join(QUARANTINE_DIR).join(experiment);
+        let folder = self.layout().quarantine_of(experiment);
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("cannot create {}", folder.display()))?;
         let name = path
@@ -634,27 +824,20 @@ impl RunDir {
     /// directory (all parts), with the file that recorded each.
     fn recorded_digests(&self, experiment: &str) -> Result<BTreeMap<String, (String, String)>> {
         let mut out = BTreeMap::new();
-        let mut sources = vec![(self.metadata_name.clone(), self.metadata.clone())];
-        for entry in std::fs::read_dir(&self.root)
-            .with_context(|| format!("cannot list {}", self.root.display()))?
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name == self.metadata_name
-                || !name.starts_with("metadata")
-                || !name.ends_with(".json")
-            {
+        let mut sources = vec![(file_name(&self.metadata_path), self.metadata.clone())];
+        for path in self.layout().metadata_files() {
+            if path == self.metadata_path {
                 continue;
             }
-            let text = std::fs::read_to_string(entry.path())
-                .with_context(|| format!("cannot read {}", entry.path().display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let other: Metadata = serde_json::from_str(&text).with_context(|| {
                 format!(
                     "{} is corrupt; delete it to start its metadata afresh",
-                    entry.path().display()
+                    path.display()
                 )
             })?;
-            sources.push((name, other));
+            sources.push((file_name(&path), other));
         }
         for (source, meta) in sources {
             if let Some(exp) = meta.experiments.get(experiment) {
@@ -672,7 +855,7 @@ impl RunDir {
         let text = format!("{} {line}\n", now_rfc3339());
         self.log
             .write_all(text.as_bytes())
-            .with_context(|| format!("writing {}", self.root.join(LOG_FILE).display()))
+            .with_context(|| format!("writing {}", self.layout().log().display()))
     }
 
     fn current(&mut self) -> &mut Invocation {
@@ -690,7 +873,7 @@ impl RunDir {
 
     pub fn save_metadata(&self) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.metadata)?;
-        write_text(&self.root.join(&self.metadata_name), &(text + "\n"))
+        write_text(&self.metadata_path, &(text + "\n"))
     }
 
     /// Closes the invocation with a status ("complete", "failed: ...").
@@ -712,24 +895,15 @@ impl RunDir {
         }
         let RunDir {
             root,
-            metadata_name,
+            metadata_path,
             hold,
             log,
             ..
         } = self;
         drop(log);
-        let others_wrote = std::fs::read_dir(&root)
-            .map(|d| {
-                d.flatten().any(|e| {
-                    let n = e.file_name().to_string_lossy().to_string();
-                    n.starts_with("metadata") && n != metadata_name
-                })
-            })
-            .unwrap_or(true);
-        let has_results = parquet_files(&root.join(RESULTS_DIR))
-            .map(|f| !f.is_empty())
-            .unwrap_or(true);
-        if others_wrote || has_results {
+        let layout = Layout::new(&root);
+        let others_wrote = layout.metadata_files().iter().any(|p| *p != metadata_path);
+        if others_wrote || layout.has_shards().unwrap_or(true) {
             return;
         }
         drop(hold.part);
@@ -739,7 +913,7 @@ impl RunDir {
 
 /// Removes a directory created by this process if no other process holds it.
 fn discard_new(root: &Path) {
-    if let Ok(directory) = open_lock_file(&root.join(LOCKS_DIR).join(DIRECTORY_LOCK)) {
+    if let Ok(directory) = open_lock_file(&Layout::new(root).directory_lock()) {
         discard_held(root, directory);
     }
 }
@@ -748,11 +922,7 @@ fn discard_new(root: &Path) {
 /// process holds it (a shard holds it shared from its start to its end).
 fn discard_held(root: &Path, directory: File) {
     let _ = directory.unlock();
-    if directory.try_lock().is_ok()
-        && parquet_files(&root.join(RESULTS_DIR))
-            .map(|f| f.is_empty())
-            .unwrap_or(false)
-    {
+    if directory.try_lock().is_ok() && Layout::new(root).has_shards() == Some(false) {
         let _ = std::fs::remove_dir_all(root);
     }
 }
@@ -760,19 +930,18 @@ fn discard_held(root: &Path, directory: File) {
 /// Whether a file name belongs to a run directory's own layout (so that a directory
 /// holding only these, e.g. made a moment ago by a parallel shard, counts as a run).
 fn is_run_dir_entry(name: &str) -> bool {
-    matches!(
-        name,
-        RESULTS_DIR
-            | LOG_FILE
-            | CONFIG_FILE
-            | RESOLVED_CONFIG_FILE
-            | LOCKS_DIR
-            | QUARANTINE_DIR
-            | "figures"
-            | "slurm"
-            | ".write-test"
-    ) || name.starts_with("metadata")
+    Entry::ALL.iter().any(|e| e.name() == name)
+        || name == ".write-test"
+        || name.starts_with(METADATA_STEM)
         || (name.starts_with('.') && name.ends_with(".part"))
+}
+
+/// The last component of `path`, as text.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn first_difference(old: &str, new: &str) -> String {

@@ -2,16 +2,15 @@
 
 use crate::cli::{DataCheckArgs, DataFetchArgs, InputStatsArgs};
 use crate::data::fetch::{self, FetchOptions};
-use crate::data::{DataSource, Dataset, DatasetName, Normalization};
+use crate::data::{Dataset, DatasetName};
 use crate::experiment::PointKey;
 use crate::experiment::input_stats;
-use crate::init::dist::WeightDist;
 use crate::results::{Table, write_parquet};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
 pub fn check(args: DataCheckArgs) -> Result<()> {
-    let source = DataSource::new(args.data_dir);
+    let source = args.data.source();
     println!("data directory: {}", source.data_dir.display());
     let mut missing = 0;
     for name in [
@@ -106,8 +105,8 @@ fn files_in(name: DatasetName, dir: &std::path::Path) -> Vec<std::path::PathBuf>
 }
 
 pub fn fetch(args: DataFetchArgs) -> Result<()> {
-    let name = DatasetName::parse(&args.dataset)?;
-    let source = DataSource::new(args.data_dir);
+    let name = args.dataset;
+    let source = args.data.source();
     let checksums = match &args.checksums {
         Some(p) => Some(fetch::read_checksums(p)?),
         None => None,
@@ -130,14 +129,7 @@ pub fn fetch(args: DataFetchArgs) -> Result<()> {
 }
 
 pub fn input_stats(args: InputStatsArgs) -> Result<()> {
-    let name = DatasetName::parse(&args.dataset)?;
-    let weights = WeightDist::parse(&args.weights)?;
-    let normalization: Normalization = serde_yaml::from_str(&args.normalization).map_err(|_| {
-        anyhow::anyhow!(
-            "unknown --normalization `{}`; use standard, authors or none",
-            args.normalization
-        )
-    })?;
+    let (name, weights, normalization) = (args.dataset, args.weights, args.normalization);
     if args.samples < 2 {
         bail!("--samples must be at least 2");
     }
@@ -151,7 +143,7 @@ pub fn input_stats(args: InputStatsArgs) -> Result<()> {
             parent.display()
         );
     }
-    let source = DataSource::new(args.data_dir);
+    let source = args.data.source();
     let load_start = std::time::Instant::now();
     let data = Dataset::load(name, normalization, &source)?;
     let load_s = load_start.elapsed().as_secs_f64();

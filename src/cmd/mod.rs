@@ -39,11 +39,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Slurm(args) => slurm::run(args),
         Command::Bench(args) => crate::bench::run(&crate::bench::BenchOptions {
-            dataset: args.dataset,
+            dataset: args.dataset.to_string(),
             networks: args.networks,
             ensemble: args.ensemble,
             sections: args.only,
-            data_dir: args.data_dir,
+            data_dir: args.data.data_dir,
         }),
     }
 }

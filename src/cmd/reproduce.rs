@@ -4,7 +4,7 @@
 //! claims checked, see [`crate::report`]) and its verdict table.
 
 use crate::cli::ReproduceArgs;
-use crate::data::Normalization;
+use crate::data::{DatasetName, Normalization};
 use crate::experiment::sweep::{self, RunOptions};
 use crate::scales::{configs, set_normalization};
 use anyhow::{Context as _, Result, bail};
@@ -13,16 +13,17 @@ use std::path::PathBuf;
 pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     // The quick scale wants Fashion-MNIST; without it, the synthetic dataset of the
     // same shape keeps the reproduction running anywhere (and says so).
-    let source = crate::data::DataSource::new(args.data_dir.clone());
-    let synthetic_instead = args.scale == "quick"
-        && source
-            .find(crate::data::DatasetName::FashionMnist)
-            .is_none();
+    let source = args.data.source();
+    let synthetic_instead =
+        args.scale == "quick" && source.find(DatasetName::FashionMnist).is_none();
     if synthetic_instead {
         eprintln!(
             "note: Fashion-MNIST is not installed ({}); the quick reproduction runs on the synthetic dataset instead. \
              For real data: apt-get install dataset-fashion-mnist, or initlab data fetch fashion-mnist",
-            source.data_dir.join("fashion-mnist").display()
+            source
+                .data_dir
+                .join(DatasetName::FashionMnist.folder())
+                .display()
         );
     }
     let mut configs = configs(&args.scale, synthetic_instead)?;
@@ -39,15 +40,11 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     if args.scale == "paper" {
         // Say what is missing before hours of work start.
-        let source = crate::data::DataSource::new(args.data_dir.clone());
-        let missing: Vec<String> = [
-            crate::data::DatasetName::Mnist,
-            crate::data::DatasetName::Cifar10,
-        ]
-        .iter()
-        .filter(|d| source.find(**d).is_none())
-        .map(|d| format!("{}", source.missing(*d)))
-        .collect();
+        let missing: Vec<String> = [DatasetName::Mnist, DatasetName::Cifar10]
+            .iter()
+            .filter(|d| source.find(**d).is_none())
+            .map(|d| format!("{}", source.missing(*d)))
+            .collect();
         if !missing.is_empty() {
             bail!(
                 "the paper scale needs MNIST and CIFAR-10:\n{}",
@@ -62,10 +59,10 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     for config in &configs {
         let opts = RunOptions {
             out: Some(out.join(&config.name)),
-            data_dir: args.data_dir.clone(),
+            data_dir: args.data.data_dir.clone(),
             threads,
             shard: None,
-            memory_budget: super::run::memory_budget(args.memory_gb)?,
+            memory_budget: super::run::memory_budget(args.memory.memory_gb)?,
             allow_data_change: false,
         };
         eprintln!("== {} ==", config.name);

@@ -24,7 +24,7 @@ pub fn run(args: RunArgs, threads: usize) -> Result<()> {
             None
         }
     };
-    let memory_budget = memory_budget(args.memory_gb)?;
+    let memory_budget = memory_budget(args.memory.memory_gb)?;
     let opts = RunOptions {
         out: args.out,
         data_dir: args.data_dir,

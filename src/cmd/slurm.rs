@@ -8,6 +8,7 @@ use crate::cli::SlurmArgs;
 use crate::config::Config;
 use crate::experiment::sweep::{default_out, jobs_by_shard};
 use crate::experiment::{Experiment, Job};
+use crate::rundir::{Entry, Layout, SLURM_OWN_NAMES};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -152,7 +153,10 @@ pub fn script(
     check_out_path(out)?;
     check_sbatch_text("the config's name", name, "name: my-sweep")?;
     let out_text = path_text(out)?;
-    let logs = |ext: &str| sbatch_quote(&format!("{out_text}/slurm/logs/task-%a.{ext}"));
+    let layout = Layout::new(out);
+    let logs = |ext: &str| -> Result<String> {
+        Ok(sbatch_quote(path_text(&layout.slurm_task_log("%a", ext))?))
+    };
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
     s.push_str(&format!(
@@ -160,8 +164,8 @@ pub fn script(
         sbatch_quote(&format!("initlab-{name}"))
     ));
     s.push_str(&format!("#SBATCH --array=0-{}\n", args.tasks - 1));
-    s.push_str(&format!("#SBATCH --output={}\n", logs("out")));
-    s.push_str(&format!("#SBATCH --error={}\n", logs("err")));
+    s.push_str(&format!("#SBATCH --output={}\n", logs("out")?));
+    s.push_str(&format!("#SBATCH --error={}\n", logs("err")?));
     s.push_str(&format!("#SBATCH --cpus-per-task={}\n", args.cpus_per_task));
     for (option, value) in [
         ("mem", &args.mem),
@@ -172,7 +176,7 @@ pub fn script(
             s.push_str(&format!("#SBATCH --{option}={}\n", sbatch_quote(v)));
         }
     }
-    let script_path = shell_quote(&format!("{out_text}/slurm/array.sbatch"));
+    let script_path = shell_quote(path_text(&layout.slurm_script())?);
     s.push_str(&format!(
         "# Made by initlab {} (commit {}) from {}.\n\
          # Each array task runs shard (SLURM_ARRAY_TASK_ID + 1) of {}, asked for explicitly\n\
@@ -318,7 +322,7 @@ impl ShardPlan {
                 slowest.task + 1
             )),
         }
-        let log = shell_quote(&out.join("log.txt").display().to_string());
+        let log = shell_quote(&Layout::new(out).log().display().to_string());
         if self.in_seconds() {
             let rates: Vec<String> = self
                 .rates
@@ -495,9 +499,6 @@ pub fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
     })
 }
 
-/// File names the run directory's `slurm/` folder holds for itself.
-const SLURM_DIR_NAMES: [&str; 3] = ["initlab", "array.sbatch", "logs"];
-
 pub fn run(args: SlurmArgs) -> Result<()> {
     if args.tasks == 0 {
         bail!("--tasks must be at least 1");
@@ -523,24 +524,25 @@ pub fn run(args: SlurmArgs) -> Result<()> {
     let out_absolute = std::path::absolute(&out)
         .with_context(|| format!("cannot make {} absolute", out.display()))?;
     check_out_path(&out_absolute)?;
-    let timings = match std::fs::read_to_string(out_absolute.join("log.txt")) {
+    let timings = match std::fs::read_to_string(Layout::new(&out_absolute).log()) {
         Ok(text) => logged_unit_seconds(&text),
         Err(_) => HashMap::new(),
     };
     let plan = shard_plan(&experiments, args.tasks, &timings)?;
 
     let out = make_run_dir(&out, &config, &resolved)?;
+    let layout = Layout::new(&out);
     // The exact binary this script was made with, copied next to it.
-    let binary = out.join("slurm/initlab");
+    let binary = layout.slurm_binary();
     let me = std::env::current_exe().context("locating the initlab binary")?;
     if me.canonicalize().ok() != binary.canonicalize().ok() {
         copy_atomically(&me, &binary)?;
     }
     // The config text exactly as validated here, so every task resolves the same.
-    let config_copy = out.join("slurm").join(file_name);
+    let config_copy = layout.slurm_file(file_name);
     crate::results::write_text(&config_copy, &config.source_text)?;
     let text = script(&args, &binary, &config_copy, &out, &config.name)?;
-    let script_path = script_path(&out);
+    let script_path = layout.slurm_script();
     crate::results::write_text(&script_path, &text)?;
     let plan_text = plan.render(&args.config, &out);
     if args.dry_run {
@@ -568,9 +570,12 @@ fn config_file_name(config: &Path) -> Result<&std::ffi::OsStr> {
             config.display()
         )
     })?;
-    if SLURM_DIR_NAMES.contains(&file_name_text) {
+    if SLURM_OWN_NAMES.contains(&file_name_text) {
+        let slurm = Entry::Slurm.name();
+        let (last, others) = SLURM_OWN_NAMES.split_last().expect("slurm/ holds files");
         bail!(
-            "the config's file name `{file_name_text}` clashes with the run directory's own slurm/{file_name_text} (slurm/ holds initlab, array.sbatch and logs): rename the config, e.g. to {file_name_text}.yaml"
+            "the config's file name `{file_name_text}` clashes with the run directory's own {slurm}/{file_name_text} ({slurm}/ holds {} and {last}): rename the config, e.g. to {file_name_text}.yaml",
+            others.join(", ")
         );
     }
     Ok(file_name)
@@ -580,14 +585,15 @@ fn config_file_name(config: &Path) -> Result<&std::ffi::OsStr> {
 /// checks that an existing one was made by the same config), returning its
 /// canonical path.
 fn make_run_dir(out: &Path, config: &Config, resolved: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(out.join("slurm/logs"))
+    std::fs::create_dir_all(Layout::new(out).slurm_logs())
         .with_context(|| format!("cannot create {}: choose a writable --out", out.display()))?;
     let out = out
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", out.display()))?;
     // Symbolic links may lead somewhere the check before did not see.
     check_out_path(&out)?;
-    let resolved_path = out.join("config.resolved.yaml");
+    let layout = Layout::new(&out);
+    let resolved_path = layout.config_resolved();
     if resolved_path.exists() {
         if std::fs::read_to_string(&resolved_path)? != resolved {
             bail!(
@@ -596,10 +602,10 @@ fn make_run_dir(out: &Path, config: &Config, resolved: &str) -> Result<PathBuf> 
             );
         }
     } else {
-        crate::results::write_text(&out.join("config.yaml"), &config.source_text)?;
+        crate::results::write_text(&layout.config(), &config.source_text)?;
         crate::results::write_text(&resolved_path, resolved)?;
     }
-    std::fs::create_dir_all(out.join("results"))?;
+    std::fs::create_dir_all(layout.results())?;
     Ok(out)
 }
 
@@ -634,39 +640,50 @@ fn submit(
     println!("{job}");
     eprint!("{plan_text}");
     eprintln!(
-        "submitted array job {job}: {} tasks of {config_name}.\n  follow it:   squeue -j {job}\n  task logs:   {}/slurm/logs/task-<i>.out|.err\n  rerun task i: sbatch --array=i {}\n  when done:   initlab merge {}",
+        "submitted array job {job}: {} tasks of {config_name}.\n  follow it:   squeue -j {job}\n  task logs:   {}\n  rerun task i: sbatch --array=i {}\n  when done:   initlab merge {}",
         args.tasks,
-        out.display(),
+        Layout::new(out).slurm_task_log("<i>", "out|.err").display(),
         shell_quote(&script_path.display().to_string()),
         shell_quote(&out.display().to_string())
     );
     Ok(())
 }
 
-/// Paths a test or caller may want.
-pub fn script_path(out: &Path) -> PathBuf {
-    out.join("slurm/array.sbatch")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn assert_quotes(quote: fn(&str) -> String, cases: &[(&str, &str)]) {
+        for (text, quoted) in cases {
+            assert_eq!(quote(text), *quoted, "quoting {text:?}");
+        }
+    }
+
     #[test]
     fn shell_quote_wraps_and_escapes_single_quotes() {
-        assert_eq!(shell_quote("plain"), "'plain'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote("$(x) `y` \"z\""), "'$(x) `y` \"z\"'");
+        assert_quotes(
+            shell_quote,
+            &[
+                ("plain", "'plain'"),
+                ("", "''"),
+                ("it's", "'it'\\''s'"),
+                ("$(x) `y` \"z\"", "'$(x) `y` \"z\"'"),
+            ],
+        );
     }
 
     #[test]
     fn sbatch_quote_leaves_plain_values_and_quotes_the_rest() {
-        assert_eq!(sbatch_quote("02:00:00"), "02:00:00");
-        assert_eq!(sbatch_quote("/runs/x/task-%a.out"), "/runs/x/task-%a.out");
-        assert_eq!(sbatch_quote("/a b/task-%a.out"), "\"/a b/task-%a.out\"");
-        assert_eq!(sbatch_quote("a b"), "\"a b\"");
-        assert_eq!(sbatch_quote("a\"b#c\\d"), "\"a\\\"b\\#c\\\\d\"");
+        assert_quotes(
+            sbatch_quote,
+            &[
+                ("02:00:00", "02:00:00"),
+                ("/runs/x/task-%a.out", "/runs/x/task-%a.out"),
+                ("/a b/task-%a.out", "\"/a b/task-%a.out\""),
+                ("a b", "\"a b\""),
+                ("a\"b#c\\d", "\"a\\\"b\\#c\\\\d\""),
+            ],
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod kurtosis;
 mod train;
 mod variance;
 
-use crate::results::parquet_files;
+use crate::rundir::{Entry, Layout, RESOLVED_CONFIG_FILE};
 use anyhow::{Context, Result, bail};
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The folder, inside a run directory, that receives the figures.
-pub const FIGURES_DIR: &str = "figures";
+pub const FIGURES_DIR: &str = Entry::Figures.name();
 
 /// File stems (without `.png`/`.svg`) of the figures, used by the drawing code
 /// and by the reproduction report that links them.
@@ -60,7 +60,7 @@ pub fn plot_and_summarise(dir: &Path) -> Result<(Vec<PathBuf>, Vec<String>)> {
 }
 
 fn draw(run: &Run, dir: &Path) -> Result<Vec<PathBuf>> {
-    let out = dir.join(FIGURES_DIR);
+    let out = Layout::new(dir).figures();
     let mut written = Vec::new();
     for (kind, experiments) in &run.by_kind {
         let files = match kind.as_str() {
@@ -174,25 +174,34 @@ struct ResolvedPoint {
 
 impl Run {
     fn load(dir: &Path) -> Result<Run> {
-        Run::load_columns(dir, columns_drawn)
+        match Run::load_columns(dir, columns_drawn)? {
+            Some(run) => Ok(run),
+            None => bail!(
+                "{} has no results yet (no Parquet files under {}/): run or resume it with `initlab run` first",
+                dir.display(),
+                Entry::Results.name()
+            ),
+        }
     }
 
     /// Loads the results of `dir`, reading for each kind the columns `wanted`
-    /// names (kinds it maps to `None` are skipped).
+    /// names (kinds it maps to `None` are skipped); `None` when no experiment
+    /// of its config has results yet.
     pub(crate) fn load_columns(
         dir: &Path,
         wanted: fn(&str) -> Option<&'static [&'static str]>,
-    ) -> Result<Run> {
+    ) -> Result<Option<Run>> {
         if !dir.is_dir() {
             bail!(
                 "{} is not a directory: pass a run directory written by `initlab run`",
                 dir.display()
             );
         }
-        let config_path = dir.join(crate::rundir::RESOLVED_CONFIG_FILE);
+        let layout = Layout::new(dir);
+        let config_path = layout.config_resolved();
         if !config_path.is_file() {
             bail!(
-                "{} is not an initlab run directory (it has no config.resolved.yaml): pass a directory written by `initlab run`",
+                "{} is not an initlab run directory (it has no {RESOLVED_CONFIG_FILE}): pass a directory written by `initlab run`",
                 dir.display()
             );
         }
@@ -208,8 +217,7 @@ impl Run {
         let mut by_kind: BTreeMap<String, Vec<ExperimentResults>> = BTreeMap::new();
         let mut any_results = false;
         for experiment in config.experiments {
-            let files =
-                parquet_files(&dir.join(crate::rundir::RESULTS_DIR).join(&experiment.name))?;
+            let files = layout.shards(&experiment.name)?;
             if files.is_empty() {
                 continue;
             }
@@ -237,16 +245,10 @@ impl Run {
                         .collect(),
                 });
         }
-        if !any_results {
-            bail!(
-                "{} has no results yet (no Parquet files under results/): run or resume it with `initlab run` first",
-                dir.display()
-            );
-        }
-        Ok(Run {
+        Ok(any_results.then(|| Run {
             name,
             dir: dir.to_path_buf(),
             by_kind,
-        })
+        }))
     }
 }

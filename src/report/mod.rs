@@ -210,18 +210,17 @@ pub fn build(dirs: &[PathBuf]) -> Result<Report> {
     let mut runs = Vec::new();
     let mut paths = Vec::new();
     for dir in run_dirs(dirs)? {
-        match Run::load_columns(&dir, columns_read) {
-            Ok(run) => {
+        let loaded = Run::load_columns(&dir, columns_read)
+            .with_context(|| format!("reading {} for the report", dir.display()))?;
+        match loaded {
+            Some(run) => {
                 paths.push(dir);
                 runs.push(run);
             }
-            Err(e) if format!("{e:#}").contains("has no results yet") => {
-                eprintln!(
-                    "note: {} has no results yet; the report leaves it out",
-                    dir.display()
-                );
-            }
-            Err(e) => return Err(e.context(format!("reading {} for the report", dir.display()))),
+            None => eprintln!(
+                "note: {} has no results yet; the report leaves it out",
+                dir.display()
+            ),
         }
     }
     let runs = Runs { runs };
