@@ -2,6 +2,8 @@
 //! the help text). The work behind each lives in [`crate::cmd`].
 
 use crate::data::{DataSource, DatasetName, Normalization};
+use crate::experiment::Kind;
+use crate::experiment::theory::TheoryPoint;
 use crate::init::dist::WeightDist;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +51,15 @@ pub enum Command {
     Merge(MergeArgs),
     /// Submit a sweep to SLURM as an array job (one task per shard) and say how to follow it.
     Slurm(SlurmArgs),
+    /// List the columns of the results tables each experiment kind writes.
+    Columns(ColumnsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ColumnsArgs {
+    /// The kinds to list (default: every kind).
+    #[arg(value_enum)]
+    pub kinds: Vec<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -180,25 +191,25 @@ pub struct TheoryArgs {
     #[arg(long, value_delimiter = ',')]
     pub widths: Option<Vec<usize>>,
     /// Kurtosis of the weights' distribution (normal 3, uniform 1.8, Bernoulli 1).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = TheoryPoint::default().kappa_w)]
     pub kappa_w: f64,
     /// Kurtosis κ₀ of the input He random vector.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = TheoryPoint::default().kappa0)]
     pub kappa0: f64,
     /// Covariance of squares of two input entries divided by σ⁴ (c₀).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TheoryPoint::default().c0, allow_negative_numbers = true)]
     pub c0: f64,
     /// Negative slope a of the leaky ReLU (0 = ReLU).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TheoryPoint::default().slope, allow_negative_numbers = true)]
     pub slope: f64,
     /// Theoretical variance σ² of every layer.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = TheoryPoint::default().sigma2)]
     pub sigma2: f64,
     /// Sample size n of the empirical variance (Section 5).
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = TheoryPoint::default().n)]
     pub n: u64,
     /// Threshold t of the reported P(S_n²/σ² < t).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TheoryPoint::default().threshold)]
     pub threshold: f64,
     /// Write the table as Parquet to FILE instead of printing it.
     #[arg(long, value_name = "FILE")]

@@ -194,3 +194,59 @@ fn the_notebook_check_sees_a_column_that_is_not_declared() {
     assert_eq!(columns, ["emp_var", "no_such_column"]);
     assert!(!Kind::Variance.columns().contains(&"no_such_column"));
 }
+
+#[test]
+fn the_columns_command_lists_each_kinds_declared_columns() {
+    let out = ok(&["columns", "train", "variance"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("train: {}", Kind::Train.columns().join(", ")),
+            format!("variance: {}", Kind::Variance.columns().join(", ")),
+        ]
+    );
+    assert_eq!(ok(&["columns"]).lines().count(), Kind::all().len());
+    let e = common::fails(&["columns", "trian"]);
+    assert!(
+        e.contains("invalid value 'trian'") && e.contains("kurtosis_mc"),
+        "{e}"
+    );
+}
+
+/// The backticked names in the first column of the markdown table under `heading`.
+fn first_column_names(doc: &str, heading: &str) -> BTreeSet<String> {
+    let section = doc
+        .split(heading)
+        .nth(1)
+        .expect("the heading is in the page");
+    let table = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'));
+    table
+        .skip(2)
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_config_docs_describe_every_kind_and_initialiser() {
+    let doc = std::fs::read_to_string("docs/configs.md").unwrap();
+    let kinds: BTreeSet<String> = Kind::names().into_iter().map(String::from).collect();
+    assert_eq!(first_column_names(&doc, "## Kinds and their keys"), kinds);
+    assert_eq!(first_column_names(&doc, "## What each kind writes"), kinds);
+    let inits: BTreeSet<String> = initlab::init::InitName::names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(first_column_names(&doc, "## Initialisers"), inits);
+}

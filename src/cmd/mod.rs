@@ -38,6 +38,17 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Slurm(args) => slurm::run(args),
+        Command::Columns(args) => {
+            let all = crate::experiment::Kind::all();
+            for kind in if args.kinds.is_empty() {
+                all
+            } else {
+                &args.kinds
+            } {
+                println!("{kind}: {}", kind.columns().join(", "));
+            }
+            Ok(())
+        }
         Command::Bench(args) => crate::bench::run(&crate::bench::BenchOptions {
             dataset: args.dataset.to_string(),
             networks: args.networks,
