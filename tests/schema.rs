@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ok, s, write};
+use common::ok;
 use initlab::experiment::Kind;
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -50,9 +50,7 @@ experiments:
 #[test]
 fn every_kind_writes_exactly_its_declared_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write(dir.path(), "schema.yaml", EVERY_KIND);
-    let out = dir.path().join("out");
-    ok(&["run", s(&config), "--out", s(&out)]);
+    let out = common::run_config(dir.path(), "schema", EVERY_KIND, &[]);
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir(out.join("results")).unwrap() {
         let folder = entry.unwrap().path();
