@@ -26,8 +26,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
-/// MetaInit's hyper-parameters; a config may leave out any of them (the defaults
-/// are the authors').
+/// MetaInit's hyper-parameters; a config may leave out any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaInitParams {
@@ -335,13 +334,8 @@ impl Attempt {
         let layers = parts[0].weights.len();
         let weights = (0..layers)
             .map(|l| {
-                Tensor::cat(
-                    &parts
-                        .iter()
-                        .map(|part| &part.weights[l])
-                        .collect::<Vec<_>>(),
-                    0,
-                )
+                let stack: Vec<&Tensor> = parts.iter().map(|part| &part.weights[l]).collect();
+                Tensor::cat(&stack, 0)
             })
             .collect();
         let mut all = Attempt {
@@ -624,13 +618,13 @@ fn run_kernel(
 ) -> (Vec<Tensor>, InitReport) {
     use rayon::prelude::*;
     let k = streams.len();
-    let run = KernelRun::new(p, arch);
-    let (layers, stride) = (run.per.len(), run.stride());
+    let shared = KernelRun::new(p, arch);
+    let (layers, stride) = (shared.per.len(), shared.stride());
     // Member-major weights: member i's layers one after another.
     let mut flat = vec![0f32; k * stride];
     flat.par_chunks_mut(stride)
         .zip(streams.par_iter_mut())
-        .for_each(|(w, rng)| run.he_start(rng, w));
+        .for_each(|(w, rng)| shared.he_start(rng, w));
     let mut momentum = vec![0f32; k * layers];
     let chains = flat
         .chunks_mut(stride)
@@ -644,13 +638,13 @@ fn run_kernel(
         gq_start: vec![f64::NAN; k],
         gq_end: vec![f64::NAN; k],
     };
-    for chain in run.run_chains(chains) {
+    for chain in shared.run_chains(chains) {
         report.restarts[chain.index] = chain.restarts;
         report.gq_start[chain.index] = chain.gq_start;
         report.gq_end[chain.index] = chain.gq_end;
     }
     kernel::release_buffers();
-    (run.layer_stacks(&flat, k), report)
+    (shared.layer_stacks(&flat, k), report)
 }
 
 /// What every member's steps in [`run_kernel`] share: the hyper-parameters, the
