@@ -232,6 +232,7 @@ impl MemberPass for NarrowWeights<'_> {
     }
 }
 
+/// One member over its n samples: per layer, the mean and M2 of unit 0.
 #[inline(always)]
 fn unit0_member<const W: usize, S: Simd>(
     h0: &[f32],
@@ -349,12 +350,13 @@ impl MemberPass for Evaluation<'_, '_> {
 
     #[inline(always)]
     fn member<const W: usize, S: Simd>(&self, h0: &[f32], k: usize, n: usize) -> (f64, u64) {
-        eval_member_body::<W, S>(h0, self.weights, self.labels, k, n)
+        eval_member::<W, S>(h0, self.weights, self.labels, k, n)
     }
 }
 
+/// One member's summed loss and correct predictions over its n samples.
 #[inline(always)]
-fn eval_member_body<const W: usize, S: Simd>(
+fn eval_member<const W: usize, S: Simd>(
     h0: &[f32],
     weights: &EvalWeights,
     labels: &[i64],
