@@ -11,35 +11,23 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+/// LSUV's hyper-parameters; a config may leave out any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LsuvParams {
     /// Stop when |Var − 1| is below this.
-    #[serde(default = "d_tol")]
     pub tolerance: f64,
-    #[serde(default = "d_iter")]
     pub max_iterations: usize,
     /// Training inputs per member.
-    #[serde(default = "d_batch")]
     pub batch: usize,
-}
-
-fn d_tol() -> f64 {
-    0.01
-}
-fn d_iter() -> usize {
-    20
-}
-fn d_batch() -> usize {
-    512
 }
 
 impl Default for LsuvParams {
     fn default() -> Self {
         LsuvParams {
-            tolerance: d_tol(),
-            max_iterations: d_iter(),
-            batch: d_batch(),
+            tolerance: 0.01,
+            max_iterations: 20,
+            batch: 512,
         }
     }
 }

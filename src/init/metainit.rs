@@ -26,40 +26,16 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
+/// MetaInit's hyper-parameters; a config may leave out any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MetaInitParams {
-    #[serde(default = "d_steps")]
     pub steps: usize,
-    #[serde(default = "d_batch")]
     pub batch: usize,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_momentum")]
     pub momentum: f64,
-    #[serde(default = "d_eps")]
     pub eps: f64,
-    #[serde(default = "d_restarts")]
     pub max_restarts: usize,
-}
-
-fn d_steps() -> usize {
-    500
-}
-fn d_batch() -> usize {
-    32
-}
-fn d_lr() -> f64 {
-    0.1
-}
-fn d_momentum() -> f64 {
-    0.9
-}
-fn d_eps() -> f64 {
-    1e-5
-}
-fn d_restarts() -> usize {
-    5
 }
 
 /// The most restarts a degenerate member may get (the authors restarted a few times).
@@ -89,12 +65,12 @@ impl MetaInitParams {
 impl Default for MetaInitParams {
     fn default() -> Self {
         MetaInitParams {
-            steps: d_steps(),
-            batch: d_batch(),
-            lr: d_lr(),
-            momentum: d_momentum(),
-            eps: d_eps(),
-            max_restarts: d_restarts(),
+            steps: 500,
+            batch: 32,
+            lr: 0.1,
+            momentum: 0.9,
+            eps: 1e-5,
+            max_restarts: 5,
         }
     }
 }
@@ -295,12 +271,7 @@ pub fn metainit(
     crate::config::check::at_least("batch", p.batch as u64, 1)?;
     let k = streams.len();
     if uses_kernel(p, arch) {
-        let (tuned, restarts, gq_start, gq_end) = run_kernel(p, arch, streams);
-        let report = InitReport {
-            restarts,
-            gq_start,
-            gq_end,
-        };
+        let (tuned, report) = run_kernel(p, arch, streams);
         return Ok((Ensemble::from_weights(*arch, tuned), report));
     }
     let mut report = InitReport {
@@ -314,23 +285,25 @@ pub fn metainit(
     while !active.is_empty() {
         let mut sub: Vec<Stream> = active.iter().map(|&i| streams[i].clone()).collect();
         let start = schemes::weights(&Initializer::He(WeightDist::Normal), arch, &mut sub)?;
-        let (tuned, failed, gq0, gq1) = run_parallel(p, arch, start, &mut sub);
+        let tuned = in_parallel(start, &mut sub, |start, streams| {
+            run(p, arch, start, streams)
+        });
         for (j, &i) in active.iter().enumerate() {
             streams[i] = sub[j].clone();
         }
         if weights.is_empty() {
-            weights = tuned.iter().map(|t| t.shallow_clone()).collect();
+            weights = tuned.weights;
         } else {
             let index = Tensor::from_slice(&active.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            for (w, t) in weights.iter_mut().zip(&tuned) {
+            for (w, t) in weights.iter_mut().zip(&tuned.weights) {
                 let _ = w.index_copy_(0, &index, t);
             }
         }
         let mut again = Vec::new();
         for (j, &i) in active.iter().enumerate() {
-            report.gq_start[i] = gq0[j];
-            report.gq_end[i] = gq1[j];
-            if failed[j] {
+            report.gq_start[i] = tuned.gq_start[j];
+            report.gq_end[i] = tuned.gq_end[j];
+            if tuned.failed[j] {
                 report.restarts[i] += 1;
                 again.push(i);
             }
@@ -346,25 +319,59 @@ pub fn metainit(
     Ok((Ensemble::from_weights(*arch, weights), report))
 }
 
-/// Runs [`run`] on parts of the ensemble in parallel OS threads, one libtorch
-/// thread each: MetaInit's third-order graph is a long chain of small ops, where
-/// libtorch's own intra-op threads spend their time waiting on each other.
-/// Members are independent, so the split changes nothing in the results.
-fn run_parallel(
-    p: &MetaInitParams,
-    arch: &Arch,
+/// What one MetaInit attempt leaves: the weights and, per member, whether it
+/// degenerated and its gradient quotient at the start and at the end.
+struct Attempt {
+    weights: Vec<Tensor>,
+    failed: Vec<bool>,
+    gq_start: Vec<f64>,
+    gq_end: Vec<f64>,
+}
+
+impl Attempt {
+    /// The attempts of consecutive parts of an ensemble as one.
+    fn concat(parts: Vec<Attempt>) -> Attempt {
+        let layers = parts[0].weights.len();
+        let weights = (0..layers)
+            .map(|l| {
+                let stack: Vec<&Tensor> = parts.iter().map(|part| &part.weights[l]).collect();
+                Tensor::cat(&stack, 0)
+            })
+            .collect();
+        let mut all = Attempt {
+            weights,
+            failed: Vec::new(),
+            gq_start: Vec::new(),
+            gq_end: Vec::new(),
+        };
+        for part in parts {
+            all.failed.extend(part.failed);
+            all.gq_start.extend(part.gq_start);
+            all.gq_end.extend(part.gq_end);
+        }
+        all
+    }
+}
+
+/// Runs `attempt` (MetaInit's [`run`]) on parts of the ensemble in parallel OS
+/// threads, one libtorch thread each: MetaInit's third-order graph is a long chain
+/// of small ops, where libtorch's own intra-op threads spend their time waiting on
+/// each other. Members are independent, so the split changes nothing in the results.
+fn in_parallel(
     start: Vec<Tensor>,
     streams: &mut [Stream],
-) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
+    attempt: impl Fn(Vec<Tensor>, &mut [Stream]) -> Attempt + Sync,
+) -> Attempt {
     let k = streams.len();
     let threads = (tch::get_num_threads().max(1) as usize).min(k);
     if threads < 2 {
-        return run(p, arch, start, streams);
+        return attempt(start, streams);
     }
     let previous = tch::get_num_threads();
     tch::set_num_threads(1);
     let base = k / threads;
     let extra = k % threads;
+    let attempt = &attempt;
     let parts = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         let mut rest: &mut [Stream] = streams;
@@ -378,7 +385,7 @@ fn run_parallel(
                 .map(|w| w.narrow(0, lo as i64, len as i64).copy())
                 .collect();
             lo += len;
-            handles.push(scope.spawn(move || tch::with_grad(|| run(p, arch, chunk, mine))));
+            handles.push(scope.spawn(move || tch::with_grad(|| attempt(chunk, mine))));
         }
         handles
             .into_iter()
@@ -386,29 +393,11 @@ fn run_parallel(
             .collect::<Vec<_>>()
     });
     tch::set_num_threads(previous);
-    let layers = parts[0].0.len();
-    let weights = (0..layers)
-        .map(|l| Tensor::cat(&parts.iter().map(|part| &part.0[l]).collect::<Vec<_>>(), 0))
-        .collect();
-    let mut failed = Vec::with_capacity(k);
-    let mut gq0 = Vec::with_capacity(k);
-    let mut gq1 = Vec::with_capacity(k);
-    for part in parts {
-        failed.extend(part.1);
-        gq0.extend(part.2);
-        gq1.extend(part.3);
-    }
-    (weights, failed, gq0, gq1)
+    Attempt::concat(parts)
 }
 
-/// One MetaInit run from `start`; returns the weights, which members failed, and
-/// the gradient quotient at the start and at the end.
-fn run(
-    p: &MetaInitParams,
-    arch: &Arch,
-    start: Vec<Tensor>,
-    streams: &mut [Stream],
-) -> (Vec<Tensor>, Vec<bool>, Vec<f64>, Vec<f64>) {
+/// One MetaInit attempt from `start`.
+fn run(p: &MetaInitParams, arch: &Arch, start: Vec<Tensor>, streams: &mut [Stream]) -> Attempt {
     let k = streams.len();
     let params = Params::new(&start, arch.slope);
     drop(start);
@@ -476,8 +465,12 @@ fn run(
             failed[i] = true;
         }
     }
-    let out = params.weights();
-    (out, failed, gq_start, gq_end)
+    Attempt {
+        weights: params.weights(),
+        failed,
+        gq_start,
+        gq_end,
+    }
 }
 
 /// Whether the hand-written step ([`crate::kernels::metainit`]) runs MetaInit: batches in
@@ -588,6 +581,23 @@ struct Chain<'a> {
     gq_end: f64,
 }
 
+impl<'a> Chain<'a> {
+    /// Member `index` before its first step, with its weights `w`, momenta `m` and stream.
+    fn new(index: usize, w: &'a mut [f32], m: &'a mut [f32], rng: &'a mut Stream) -> Self {
+        Chain {
+            index,
+            w,
+            m,
+            rng,
+            steps: 0,
+            restarts: 0,
+            given_up: false,
+            gq_start: f64::NAN,
+            gq_end: f64::NAN,
+        }
+    }
+}
+
 /// The lock of a mutex whose holder cannot leave it inconsistent (a push or pop).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -605,21 +615,76 @@ fn run_kernel(
     p: &MetaInitParams,
     arch: &Arch,
     streams: &mut [Stream],
-) -> (Vec<Tensor>, Vec<usize>, Vec<f64>, Vec<f64>) {
+) -> (Vec<Tensor>, InitReport) {
     use rayon::prelude::*;
     let k = streams.len();
-    let dims = unit_dims(arch);
-    let layers = dims.len() - 1;
-    let per: Vec<usize> = (0..layers).map(|l| dims[l] * dims[l + 1]).collect();
+    let shared = KernelRun::new(p, arch);
+    let (layers, stride) = (shared.per.len(), shared.stride());
     // Member-major weights: member i's layers one after another.
-    let stride: usize = per.iter().sum();
     let mut flat = vec![0f32; k * stride];
-    // A He start from the member's stream into its weights (each member's draws are
-    // its own, so drawing members apart gives what drawing them together gives).
-    let he_start = |rng: &mut Stream, w: &mut [f32]| {
+    flat.par_chunks_mut(stride)
+        .zip(streams.par_iter_mut())
+        .for_each(|(w, rng)| shared.he_start(rng, w));
+    let mut momentum = vec![0f32; k * layers];
+    let chains = flat
+        .chunks_mut(stride)
+        .zip(momentum.chunks_mut(layers))
+        .zip(streams.iter_mut())
+        .enumerate()
+        .map(|(index, ((w, m), rng))| Chain::new(index, w, m, rng))
+        .collect();
+    let mut report = InitReport {
+        restarts: vec![0; k],
+        gq_start: vec![f64::NAN; k],
+        gq_end: vec![f64::NAN; k],
+    };
+    for chain in shared.run_chains(chains) {
+        report.restarts[chain.index] = chain.restarts;
+        report.gq_start[chain.index] = chain.gq_start;
+        report.gq_end[chain.index] = chain.gq_end;
+    }
+    kernel::release_buffers();
+    (shared.layer_stacks(&flat, k), report)
+}
+
+/// What every member's steps in [`run_kernel`] share: the hyper-parameters, the
+/// network's shape and the layout of a member's weights.
+struct KernelRun<'a> {
+    p: &'a MetaInitParams,
+    arch: &'a Arch,
+    /// `[input, width, ..., classes]`.
+    dims: Vec<usize>,
+    /// Weights per layer of one member.
+    per: Vec<usize>,
+    /// Every layer's biases, which MetaInit keeps at zero.
+    zeros: Vec<Vec<f32>>,
+}
+
+impl<'a> KernelRun<'a> {
+    fn new(p: &'a MetaInitParams, arch: &'a Arch) -> Self {
+        let dims = unit_dims(arch);
+        let per = (0..dims.len() - 1).map(|l| dims[l] * dims[l + 1]).collect();
+        let zeros = dims[1..].iter().map(|&n| vec![0.0; n]).collect();
+        KernelRun {
+            p,
+            arch,
+            dims,
+            per,
+            zeros,
+        }
+    }
+
+    /// Weights of one member, all layers.
+    fn stride(&self) -> usize {
+        self.per.iter().sum()
+    }
+
+    /// A He start from the member's stream into its weights (each member's draws are
+    /// its own, so drawing members apart gives what drawing them together gives).
+    fn he_start(&self, rng: &mut Stream, w: &mut [f32]) {
         let fresh = schemes::weights(
             &Initializer::He(WeightDist::Normal),
-            arch,
+            self.arch,
             std::slice::from_mut(rng),
         )
         .expect("a He start of a shape that MetaInit can tune");
@@ -630,74 +695,102 @@ fn run_kernel(
             w.copy_from_slice(&values);
             rest = tail;
         }
-    };
-    flat.par_chunks_mut(stride)
-        .zip(streams.par_iter_mut())
-        .for_each(|(w, rng)| he_start(rng, w));
-    let zeros: Vec<Vec<f32>> = dims[1..].iter().map(|&n| vec![0.0; n]).collect();
-    let mut momentum = vec![0f32; k * layers];
-    let eps = p.eps as f32;
-    let slope = arch.slope as f32;
-    // A degenerate member's next attempt, or its end.
-    let degenerate = |chain: &mut Chain, ys: &mut [i64]| {
-        chain.restarts += 1;
-        if chain.restarts > p.max_restarts {
-            // Kept as it is; its remaining steps only draw.
-            chain.given_up = true;
-            return;
-        }
-        for _ in chain.steps..=p.steps {
-            member_labels(chain.rng, arch.classes, ys);
-        }
-        he_start(chain.rng, chain.w);
-        chain.m.fill(0.0);
-        chain.steps = 0;
-    };
-    // One step of a member (or, after its last, the final quotient): its batch is
-    // drawn in the task that uses it, so that it is still in cache.
-    let step = |chain: &mut Chain, xs: &mut [f32], ys: &mut [i64]| {
+    }
+
+    /// Steps every member to its end and returns them. Members step in turns, each
+    /// by whichever thread is free, with no barrier between steps: with a barrier,
+    /// an odd member out would run alone on one thread while the others idle, its
+    /// products too small to split usefully.
+    fn run_chains<'c>(&self, chains: VecDeque<Chain<'c>>) -> Vec<Chain<'c>> {
+        let k = chains.len();
+        let (p, arch) = (self.p, self.arch);
+        let queue = Mutex::new(chains);
+        let done = Mutex::new(Vec::with_capacity(k));
+        let workers = rayon::current_num_threads().clamp(1, k.max(1));
+        rayon::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|_| {
+                    let (mut xs, mut ys) = (vec![0f32; p.batch * arch.input], vec![0i64; p.batch]);
+                    // A worker ends when every member left is being stepped by another;
+                    // its thread then takes halves of their split products.
+                    loop {
+                        // (The guard must not live through the step: a `while let` on
+                        // the pop would hold it there.)
+                        let next = lock(&queue).pop_front();
+                        let Some(mut chain) = next else { break };
+                        self.step(&mut chain, &mut xs, &mut ys);
+                        if chain.steps > p.steps {
+                            lock(&done).push(chain);
+                        } else {
+                            lock(&queue).push_back(chain);
+                        }
+                    }
+                });
+            }
+        });
+        done.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One step of a member (or, after its last, the final quotient): its batch is
+    /// drawn in the task that uses it, so that it is still in cache.
+    fn step(&self, chain: &mut Chain, xs: &mut [f32], ys: &mut [i64]) {
+        let (p, classes) = (self.p, self.arch.classes);
         let last = chain.steps == p.steps;
         chain.steps += 1;
         if chain.given_up && !last {
             // Its update is skipped: only the draws, for the stream's sake.
-            member_labels(chain.rng, arch.classes, ys);
+            member_labels(chain.rng, classes, ys);
             return;
         }
-        member_batch(chain.rng, arch.classes, xs, ys);
-        let mut w = Vec::with_capacity(layers);
-        let mut rest = &*chain.w;
-        for n in &per {
-            let (head, tail) = rest.split_at(*n);
-            w.push(head);
-            rest = tail;
-        }
-        let member = kernel::Member {
-            dims: &dims,
-            w,
-            b: zeros.iter().map(|b| b.as_slice()).collect(),
-            slope,
-        };
+        member_batch(chain.rng, classes, xs, ys);
         let want = if last {
             kernel::Want::Quotient
         } else {
             kernel::Want::MetaGradient
         };
-        let (gq, dots) = kernel::step_lanes(&member, xs, ys, eps, want);
+        let (gq, dots) = kernel::step_lanes(&self.member(chain.w), xs, ys, p.eps as f32, want);
         if last {
             chain.gq_end = gq;
         } else if chain.steps == 1 {
             chain.gq_start = gq;
         }
         if !gq.is_finite() && !chain.given_up {
-            degenerate(chain, ys);
+            self.degenerate(chain, ys);
             return;
         }
         if last {
             return;
         }
+        self.update_norms(chain, &dots);
+        // A member whose weights are no longer finite has degenerated too.
+        if chain.w.iter().any(|v| !v.is_finite()) {
+            self.degenerate(chain, ys);
+        }
+    }
+
+    /// The kernel's view of a member with weights `w` (its layers one after another).
+    fn member<'w>(&'w self, w: &'w [f32]) -> kernel::Member<'w> {
+        let mut layers = Vec::with_capacity(self.per.len());
+        let mut rest = w;
+        for n in &self.per {
+            let (head, tail) = rest.split_at(*n);
+            layers.push(head);
+            rest = tail;
+        }
+        kernel::Member {
+            dims: &self.dims,
+            w: layers,
+            b: self.zeros.iter().map(|b| b.as_slice()).collect(),
+            slope: self.arch.slope as f32,
+        }
+    }
+
+    /// MetaInit's update of each layer's norm from its meta-gradient's `dots`.
+    fn update_norms(&self, chain: &mut Chain, dots: &[f64]) {
+        let p = self.p;
         let mut rest = &mut *chain.w;
         for (l, m) in chain.m.iter_mut().enumerate() {
-            let (w, tail) = rest.split_at_mut(per[l]);
+            let (w, tail) = rest.split_at_mut(self.per[l]);
             rest = tail;
             let norm = sum_squares(w).sqrt();
             let s = (dots[l] / norm).signum();
@@ -708,74 +801,40 @@ fn run_kernel(
                 *v *= factor;
             }
         }
-        // A member whose weights are no longer finite has degenerated too.
-        if chain.w.iter().any(|v| !v.is_finite()) {
-            degenerate(chain, ys);
-        }
-    };
-    // Members step in turns, each by whichever thread is free, with no barrier
-    // between steps: with a barrier, an odd member out would run alone on one
-    // thread while the others idle, its products too small to split usefully.
-    let queue: Mutex<VecDeque<Chain>> = Mutex::new(
-        flat.chunks_mut(stride)
-            .zip(momentum.chunks_mut(layers))
-            .zip(streams.iter_mut())
-            .enumerate()
-            .map(|(index, ((w, m), rng))| Chain {
-                index,
-                w,
-                m,
-                rng,
-                steps: 0,
-                restarts: 0,
-                given_up: false,
-                gq_start: f64::NAN,
-                gq_end: f64::NAN,
-            })
-            .collect(),
-    );
-    let done: Mutex<Vec<Chain>> = Mutex::new(Vec::with_capacity(k));
-    let workers = rayon::current_num_threads().clamp(1, k.max(1));
-    rayon::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|_| {
-                let (mut xs, mut ys) = (vec![0f32; p.batch * arch.input], vec![0i64; p.batch]);
-                // A worker ends when every member left is being stepped by another;
-                // its thread then takes halves of their split products.
-                loop {
-                    // (The guard must not live through the step: a `while let` on
-                    // the pop would hold it there.)
-                    let next = lock(&queue).pop_front();
-                    let Some(mut chain) = next else { break };
-                    step(&mut chain, &mut xs, &mut ys);
-                    if chain.steps > p.steps {
-                        lock(&done).push(chain);
-                    } else {
-                        lock(&queue).push_back(chain);
-                    }
-                }
-            });
-        }
-    });
-    let mut restarts = vec![0; k];
-    let mut gq_start = vec![f64::NAN; k];
-    let mut gq_end = vec![f64::NAN; k];
-    for chain in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        restarts[chain.index] = chain.restarts;
-        gq_start[chain.index] = chain.gq_start;
-        gq_end[chain.index] = chain.gq_end;
     }
-    kernel::release_buffers();
-    let mut offset = 0;
-    let out = (0..layers)
-        .map(|l| {
-            let mut values = Vec::with_capacity(k * per[l]);
-            for i in 0..k {
-                values.extend_from_slice(&flat[i * stride + offset..i * stride + offset + per[l]]);
-            }
-            offset += per[l];
-            Tensor::from_slice(&values).view([k as i64, dims[l + 1] as i64, dims[l] as i64])
-        })
-        .collect();
-    (out, restarts, gq_start, gq_end)
+
+    /// A degenerate member's next attempt, or its end.
+    fn degenerate(&self, chain: &mut Chain, ys: &mut [i64]) {
+        chain.restarts += 1;
+        if chain.restarts > self.p.max_restarts {
+            // Kept as it is; its remaining steps only draw.
+            chain.given_up = true;
+            return;
+        }
+        for _ in chain.steps..=self.p.steps {
+            member_labels(chain.rng, self.arch.classes, ys);
+        }
+        self.he_start(chain.rng, chain.w);
+        chain.m.fill(0.0);
+        chain.steps = 0;
+    }
+
+    /// Per layer, the `[K, out, in]` stack of the `k` members' weights in `flat`
+    /// (member-major, as [`run_kernel`] holds them).
+    fn layer_stacks(&self, flat: &[f32], k: usize) -> Vec<Tensor> {
+        let (dims, stride) = (&self.dims, self.stride());
+        let mut offset = 0;
+        self.per
+            .iter()
+            .enumerate()
+            .map(|(l, &per)| {
+                let mut values = Vec::with_capacity(k * per);
+                for i in 0..k {
+                    values.extend_from_slice(&flat[i * stride + offset..i * stride + offset + per]);
+                }
+                offset += per;
+                Tensor::from_slice(&values).view([k as i64, dims[l + 1] as i64, dims[l] as i64])
+            })
+            .collect()
+    }
 }

@@ -14,15 +14,15 @@ use rayon::prelude::*;
 /// Samples per SIMD block (one AVX2 register of f32).
 const LANES: usize = 8;
 
-/// `Some($run::<W>(args))` with the network's `$width` as the constant W, for the
-/// widths the kernels handle (1 to 16); `None` for wider networks.
+/// `Some($run::<W, _>(args))` with the network's `$width` as the constant W, for
+/// the widths the kernels handle (1 to 16); `None` for wider networks.
 macro_rules! by_width {
     ($width:expr, $run:ident $args:tt) => {
         by_width!(@ $width, $run $args, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
     };
     (@ $width:expr, $run:ident $args:tt, $($w:literal)*) => {
         match $width {
-            $($w => Some($run::<$w> $args),)*
+            $($w => Some($run::<$w, _> $args),)*
             _ => None,
         }
     };
@@ -96,25 +96,8 @@ fn unit0_moments_on(
     members: usize,
     n: usize,
 ) -> Option<Unit0Moments> {
-    by_width!(weights.width, run(simd, h0, weights, members, n))
-}
-
-fn run<const W: usize>(
-    simd: Option<Avx2Fma>,
-    h0: &[f32],
-    weights: &NarrowWeights,
-    members: usize,
-    n: usize,
-) -> Unit0Moments {
+    let per_member = by_width!(weights.width, each_member(simd, h0, weights, members, n))?;
     let layers = weights.hidden_w.len() + 2;
-    assert_eq!(h0.len(), members * W * n, "h0 must be [K, W, n]");
-    let per_member: Vec<(Vec<f64>, Vec<f64>)> = (0..members)
-        .into_par_iter()
-        .map(|k| {
-            let h0 = &h0[k * W * n..(k + 1) * W * n];
-            dispatch(simd, Unit0Member::<W> { h0, weights, k, n })
-        })
-        .collect();
     let mut out = Unit0Moments::new(members, layers);
     for (k, (mean, m2)) in per_member.into_iter().enumerate() {
         for l in 0..layers {
@@ -123,24 +106,59 @@ fn run<const W: usize>(
             out.m2[k * layers + l] = m2[l];
         }
     }
-    out
+    Some(out)
 }
 
-/// One member over its n samples: per layer (mean, M2).
-struct Unit0Member<'a, 'w, const W: usize> {
+/// What a fused kernel makes of one member's samples, once their first-layer
+/// outputs are known: [`NarrowWeights`] gives the moments of unit 0, an
+/// [`Evaluation`] the loss and correct predictions.
+trait MemberPass: Sync {
+    type Output: Send;
+
+    /// Member k's result over its first-layer outputs `h0: [W, n]`.
+    fn member<const W: usize, S: Simd>(&self, h0: &[f32], k: usize, n: usize) -> Self::Output;
+}
+
+/// `pass` on every member of the `[K, W, n]` first-layer outputs `h0`, members on
+/// rayon's threads.
+fn each_member<const W: usize, P: MemberPass>(
+    simd: Option<Avx2Fma>,
+    h0: &[f32],
+    pass: &P,
+    members: usize,
+    n: usize,
+) -> Vec<P::Output> {
+    assert_eq!(h0.len(), members * W * n, "h0 must be [K, W, n]");
+    (0..members)
+        .into_par_iter()
+        .map(|k| {
+            let h0 = &h0[k * W * n..(k + 1) * W * n];
+            dispatch(simd, OneMember::<W, _> { h0, pass, k, n })
+        })
+        .collect()
+}
+
+/// One member's [`MemberPass`] as a kernel of the scalar/AVX2 twins.
+struct OneMember<'a, const W: usize, P> {
     h0: &'a [f32],
-    weights: &'a NarrowWeights<'w>,
+    pass: &'a P,
     k: usize,
     n: usize,
 }
 
-impl<const W: usize> Kernel for Unit0Member<'_, '_, W> {
-    type Output = (Vec<f64>, Vec<f64>);
+impl<const W: usize, P: MemberPass> Kernel for OneMember<'_, W, P> {
+    type Output = P::Output;
 
     #[inline(always)]
-    fn run<S: Simd>(self, _: S) -> (Vec<f64>, Vec<f64>) {
-        member_body::<W, S>(self.h0, self.weights, self.k, self.n)
+    fn run<S: Simd>(self, _: S) -> P::Output {
+        self.pass.member::<W, S>(self.h0, self.k, self.n)
     }
+}
+
+/// The leaky ReLU of slope `slope`.
+#[inline(always)]
+fn leaky(x: f32, slope: f32) -> f32 {
+    if x > 0.0 { x } else { slope * x }
 }
 
 /// One hidden layer on a block of samples: h' = W φ(h) + b. The input unit is the
@@ -161,8 +179,7 @@ fn layer<const W: usize, S: Simd>(
     for i in 0..W {
         let mut a = [0f32; LANES];
         for lane in 0..LANES {
-            let x = h[i][lane];
-            a[lane] = if x > 0.0 { x } else { slope * x };
+            a[lane] = leaky(h[i][lane], slope);
         }
         for j in 0..W {
             let wji = w[j * W + i];
@@ -205,8 +222,19 @@ fn load_block<const W: usize>(
     h
 }
 
+impl MemberPass for NarrowWeights<'_> {
+    /// Per layer: the mean and M2 of unit 0.
+    type Output = (Vec<f64>, Vec<f64>);
+
+    #[inline(always)]
+    fn member<const W: usize, S: Simd>(&self, h0: &[f32], k: usize, n: usize) -> Self::Output {
+        unit0_member::<W, S>(h0, self, k, n)
+    }
+}
+
+/// One member over its n samples: per layer, the mean and M2 of unit 0.
 #[inline(always)]
-fn member_body<const W: usize, S: Simd>(
+fn unit0_member<const W: usize, S: Simd>(
     h0: &[f32],
     weights: &NarrowWeights,
     k: usize,
@@ -255,9 +283,7 @@ fn member_body<const W: usize, S: Simd>(
         let mut acc = [last_b; LANES];
         for i in 0..W {
             for lane in 0..LANES {
-                let x = h[i][lane];
-                let a = if x > 0.0 { x } else { slope * x };
-                acc[lane] = S::madd(last_w[i], a, acc[lane]);
+                acc[lane] = S::madd(last_w[i], leaky(h[i][lane], slope), acc[lane]);
             }
         }
         record(layers - 1, &acc, valid, first);
@@ -307,59 +333,30 @@ fn evaluate_on(
     members: usize,
     n: usize,
 ) -> Option<Vec<(f64, u64)>> {
-    by_width!(
-        weights.width,
-        evaluate_all(simd, h0, weights, labels, members, n)
-    )
+    let pass = Evaluation { weights, labels };
+    by_width!(weights.width, each_member(simd, h0, &pass, members, n))
 }
 
-fn evaluate_all<const W: usize>(
-    simd: Option<Avx2Fma>,
-    h0: &[f32],
-    weights: &EvalWeights,
-    labels: &[i64],
-    members: usize,
-    n: usize,
-) -> Vec<(f64, u64)> {
-    assert_eq!(h0.len(), members * W * n, "h0 must be [K, W, n]");
-    (0..members)
-        .into_par_iter()
-        .map(|k| {
-            let h0 = &h0[k * W * n..(k + 1) * W * n];
-            dispatch(
-                simd,
-                EvalMember::<W> {
-                    h0,
-                    weights,
-                    labels,
-                    k,
-                    n,
-                },
-            )
-        })
-        .collect()
-}
-
-/// One member's summed loss and correct predictions over its n samples.
-struct EvalMember<'a, 'w, const W: usize> {
-    h0: &'a [f32],
+/// The test-set evaluation of a chunk of samples: the weights, and the `[n]`
+/// labels of the samples.
+struct Evaluation<'a, 'w> {
     weights: &'a EvalWeights<'w>,
     labels: &'a [i64],
-    k: usize,
-    n: usize,
 }
 
-impl<const W: usize> Kernel for EvalMember<'_, '_, W> {
+impl MemberPass for Evaluation<'_, '_> {
+    /// The summed loss and the number of correct predictions.
     type Output = (f64, u64);
 
     #[inline(always)]
-    fn run<S: Simd>(self, _: S) -> (f64, u64) {
-        eval_member_body::<W, S>(self.h0, self.weights, self.labels, self.k, self.n)
+    fn member<const W: usize, S: Simd>(&self, h0: &[f32], k: usize, n: usize) -> (f64, u64) {
+        eval_member::<W, S>(h0, self.weights, self.labels, k, n)
     }
 }
 
+/// One member's summed loss and correct predictions over its n samples.
 #[inline(always)]
-fn eval_member_body<const W: usize, S: Simd>(
+fn eval_member<const W: usize, S: Simd>(
     h0: &[f32],
     weights: &EvalWeights,
     labels: &[i64],
@@ -385,8 +382,7 @@ fn eval_member_body<const W: usize, S: Simd>(
         let mut a = [[0f32; LANES]; W];
         for i in 0..W {
             for lane in 0..LANES {
-                let x = h[i][lane];
-                a[i][lane] = if x > 0.0 { x } else { slope * x };
+                a[i][lane] = leaky(h[i][lane], slope);
             }
         }
         for (q, row) in logits.iter_mut().enumerate() {

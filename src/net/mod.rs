@@ -128,29 +128,19 @@ impl Ensemble {
             .iter()
             .map(|(o, _)| Tensor::zeros([k, *o as i64], opts()))
             .collect();
+        // Per hidden layer, `[K, width]` filled with `value`.
+        let per_layer = |value: f64| {
+            (0..arch.depth)
+                .map(|_| Tensor::full([k, arch.width as i64], value, opts()))
+                .collect::<Vec<_>>()
+        };
         let (norm_scale, norm_shift) = if arch.norm == Norm::None {
             (Vec::new(), Vec::new())
         } else {
-            let w = arch.width as i64;
-            (
-                (0..arch.depth)
-                    .map(|_| Tensor::ones([k, w], opts()))
-                    .collect(),
-                (0..arch.depth)
-                    .map(|_| Tensor::zeros([k, w], opts()))
-                    .collect(),
-            )
+            (per_layer(1.0), per_layer(0.0))
         };
         let (running_mean, running_var) = if arch.norm == Norm::Batch {
-            let w = arch.width as i64;
-            (
-                (0..arch.depth)
-                    .map(|_| Tensor::zeros([k, w], opts()))
-                    .collect(),
-                (0..arch.depth)
-                    .map(|_| Tensor::ones([k, w], opts()))
-                    .collect(),
-            )
+            (per_layer(0.0), per_layer(1.0))
         } else {
             (Vec::new(), Vec::new())
         };
@@ -177,6 +167,16 @@ impl Ensemble {
         out.extend(self.norm_scale.iter());
         out.extend(self.norm_shift.iter());
         out
+    }
+
+    /// Every member's Linear layers `layers` as flat f32 vectors in storage order:
+    /// per layer, the weights `[K, out, in]` and the biases `[K, out]`.
+    pub fn flat_layers(&self, layers: std::ops::Range<usize>) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let flat =
+            |t: &Tensor| Vec::<f32>::try_from(t.contiguous().reshape([-1])).expect("f32 tensor");
+        layers
+            .map(|l| (flat(&self.weights[l]), flat(&self.biases[l])))
+            .collect()
     }
 
     /// All parameters copied into one flat `[P·K]` buffer (in `parameters()` order).

@@ -180,18 +180,16 @@ pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64
     }
     let _guard = tch::no_grad_guard();
     let k = net.members;
-    let flat = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().reshape([-1])).expect("f32 tensor");
-    let hidden_w: Vec<Vec<f32>> = net.weights[1..a.depth].iter().map(flat).collect();
-    let hidden_b: Vec<Vec<f32>> = net.biases[1..a.depth].iter().map(flat).collect();
-    let (last_w, last_b) = (flat(&net.weights[a.depth]), flat(&net.biases[a.depth]));
+    let layers = net.flat_layers(1..a.depth + 1);
+    let (hidden, last) = layers.split_at(a.depth - 1);
     let weights = fused::EvalWeights {
         width: a.width,
         classes: a.classes,
         slope: a.slope as f32,
-        hidden_w: hidden_w.iter().map(|v| v.as_slice()).collect(),
-        hidden_b: hidden_b.iter().map(|v| v.as_slice()).collect(),
-        last_w: &last_w,
-        last_b: &last_b,
+        hidden_w: hidden.iter().map(|(w, _)| w.as_slice()).collect(),
+        hidden_b: hidden.iter().map(|(_, b)| b.as_slice()).collect(),
+        last_w: &last[0].0,
+        last_b: &last[0].1,
     };
     let w0 = net.weights[0].reshape([(k * a.width) as i64, -1]);
     let b0 = net.biases[0].reshape([(k * a.width) as i64, 1]);
@@ -316,7 +314,16 @@ impl Record {
     }
 }
 
-/// Trains `net` (consumed; its parameters are copied into the flat buffer) and
+/// What a training run needs: the ensemble it starts from (left as it is), the
+/// data, each member's shuffling stream and the options.
+pub struct Job<'a> {
+    pub net: &'a Ensemble,
+    pub data: &'a Dataset,
+    pub shuffle: Vec<Stream>,
+    pub opts: &'a TrainOptions,
+}
+
+/// Trains a copy of `net` (its parameters are copied into the flat buffer) and
 /// returns each member's curve and evaluations.
 pub fn train(
     net: &Ensemble,
@@ -334,12 +341,25 @@ pub fn train(
             data.train_len()
         );
     }
+    let job = Job {
+        net,
+        data,
+        shuffle,
+        opts,
+    };
     if narrow_path(net) && !opts.force_autograd {
-        return train_narrow(net, data, shuffle, opts);
+        return train_narrow(job);
     }
     if wide::applies(net) && !opts.force_autograd {
-        return wide::train(net, data, shuffle, opts);
+        return wide::train(job);
     }
+    train_autograd(job)
+}
+
+/// [`train`] through libtorch's autograd (any network, normalisation included).
+fn train_autograd(job: Job) -> Result<Vec<MemberResult>> {
+    let (net, data, opts) = (job.net, job.data, job.opts);
+    let k = net.members;
     // All parameters in one flat buffer; each parameter a leaf living inside it.
     // Gradients come back from `run_backward` and are packed into one flat buffer,
     // so that Adam is one fused pass. Batch-norm statistics are private copies, so
@@ -351,7 +371,7 @@ pub fn train(
         .into_iter()
         .map(|t| t.shallow_clone())
         .collect();
-    let mut shuffler = Shuffler::new(shuffle, data.train_len());
+    let mut shuffler = Shuffler::new(job.shuffle, data.train_len());
     let b = opts.batch_size as i64;
     let mut record = Record::new(k, opts, &work, data);
     for step in 1..=opts.steps {
@@ -384,34 +404,26 @@ pub fn narrow_path(net: &Ensemble) -> bool {
 /// Training of narrow networks: the first layer is a libtorch batched GEMM, the
 /// rest (hidden layers, loss and their backward pass) the hand-written kernel,
 /// whose gradients are written straight into the flat gradient buffer.
-fn train_narrow(
-    net: &Ensemble,
-    data: &Dataset,
-    shuffle: Vec<Stream>,
-    opts: &TrainOptions,
-) -> Result<Vec<MemberResult>> {
+fn train_narrow(job: Job) -> Result<Vec<MemberResult>> {
     let _guard = tch::no_grad_guard();
     // The kernel runs on rayon's threads; libtorch's few small ops here run on the
     // calling thread, so that idle OpenMP workers do not spin against rayon's.
     let previous_threads = tch::get_num_threads();
     tch::set_num_threads(1);
-    let result = train_narrow_inner(net, data, shuffle, opts);
+    let result = narrow_steps(job);
     tch::set_num_threads(previous_threads);
     result
 }
 
-fn train_narrow_inner(
-    net: &Ensemble,
-    data: &Dataset,
-    shuffle: Vec<Stream>,
-    opts: &TrainOptions,
-) -> Result<Vec<MemberResult>> {
+/// [`train_narrow`]'s steps.
+fn narrow_steps(job: Job) -> Result<Vec<MemberResult>> {
+    let (net, data, opts) = (job.net, job.data, job.opts);
     let k = net.members;
     let arch = net.arch;
     let (w, input) = (arch.width, arch.input);
     let mut adam = FlatAdam::new(net);
     let eval_net = net.view_flat(&adam.flat);
-    let mut shuffler = Shuffler::new(shuffle, data.train_len());
+    let mut shuffler = Shuffler::new(job.shuffle, data.train_len());
     let b = opts.batch_size;
     let mut record = Record::new(k, opts, &eval_net, data);
     let (ki, wi, bi) = (k as i64, w as i64, b as i64);

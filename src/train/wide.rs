@@ -7,8 +7,7 @@
 //! for its GEMMs. The loops and the member-by-member step are kernels
 //! (`crate::kernels::wide`); here is which member runs where and when.
 
-use super::{Evaluation, FlatAdam, MemberResult, Record, Shuffler, TrainOptions};
-use crate::data::Dataset;
+use super::{Evaluation, FlatAdam, Job, MemberResult, Record, Shuffler};
 use crate::kernels::adam::AdamStep;
 use crate::kernels::wide::{
     MemberParams, MemberWork, activate, activate_backward, cross_entropy_backward, evaluate_member,
@@ -16,7 +15,6 @@ use crate::kernels::wide::{
 };
 use crate::kernels::{blas, tensor_slice, tensor_slice_mut, try_tensor_slice};
 use crate::net::{Ensemble, Norm};
-use crate::seed::Stream;
 use anyhow::Result;
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
@@ -39,27 +37,18 @@ fn into(out: &Tensor, result: Tensor) {
 /// Trains `net` (no normalisation, any width and depth) as [`super::train`] does:
 /// member by member on rayon's threads through single-threaded MKL GEMMs where
 /// libtorch carries MKL, else through libtorch's batched GEMMs.
-pub fn train(
-    net: &Ensemble,
-    data: &Dataset,
-    shuffle: Vec<Stream>,
-    opts: &TrainOptions,
-) -> Result<Vec<MemberResult>> {
+pub fn train(job: Job) -> Result<Vec<MemberResult>> {
     if blas::available() {
-        train_members(net, data, shuffle, opts)
+        train_members(job)
     } else {
-        train_batched(net, data, shuffle, opts)
+        train_batched(job)
     }
 }
 
 /// [`train`] through libtorch's batched GEMMs, all members at once, each GEMM
 /// threaded by libtorch.
-pub fn train_batched(
-    net: &Ensemble,
-    data: &Dataset,
-    shuffle: Vec<Stream>,
-    opts: &TrainOptions,
-) -> Result<Vec<MemberResult>> {
+pub fn train_batched(job: Job) -> Result<Vec<MemberResult>> {
+    let (net, data, opts) = (job.net, job.data, job.opts);
     let _guard = tch::no_grad_guard();
     let k = net.members;
     let arch = net.arch;
@@ -84,7 +73,7 @@ pub fn train_batched(
     let mut logits = Tensor::empty([ki, bi, arch.classes as i64], opts_f);
     let mut back = [0, 1].map(|_| Tensor::empty([ki, bi, arch.width as i64], opts_f));
 
-    let mut shuffler = Shuffler::new(shuffle, data.train_len());
+    let mut shuffler = Shuffler::new(job.shuffle, data.train_len());
     let mut record = Record::new(k, opts, &params, data);
     for step in 1..=opts.steps {
         let idx = Tensor::from_slice(&shuffler.next(b));
@@ -146,12 +135,8 @@ pub fn train_batched(
 /// written and read back, and a member's weights and moments stay in the
 /// last-level cache from one step to the next where they fit. Members are
 /// independent, so this is the same arithmetic as stepping them all together.
-pub fn train_members(
-    net: &Ensemble,
-    data: &Dataset,
-    shuffle: Vec<Stream>,
-    opts: &TrainOptions,
-) -> Result<Vec<MemberResult>> {
+pub fn train_members(job: Job) -> Result<Vec<MemberResult>> {
+    let (net, data, opts) = (job.net, job.data, job.opts);
     let _guard = tch::no_grad_guard();
     let k = net.members;
     let dims = net.arch.layer_dims(); // (out, in) of every Linear layer
@@ -176,7 +161,7 @@ pub fn train_members(
         .collect();
     let results = members
         .into_par_iter()
-        .zip(shuffle)
+        .zip(job.shuffle)
         .enumerate()
         .map(|(j, (mut member, stream))| {
             let mut work = MemberWork::new(&dims, b);
@@ -339,10 +324,12 @@ fn evaluate_in_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Dataset;
     use crate::init::dist::WeightDist;
     use crate::init::{Initializer, initialize, member_streams};
     use crate::net::Arch;
     use crate::seed::Key;
+    use crate::train::TrainOptions;
 
     /// `k` He-normal networks of `arch`, the family `label`'s first members.
     fn he_networks(arch: &Arch, label: &str, k: usize) -> Ensemble {
@@ -427,9 +414,14 @@ mod tests {
             let net = he_networks(&arch, "wide-train", 3);
             let mut opts = TrainOptions::adam(25, 16, vec![1e-2, 3e-3, 1e-3]);
             opts.eval_at = vec![10];
-            let shuffle = || member_streams(5, &Key::new("wide-shuffle"), 0, 3);
-            let members = train_members(&net, &data, shuffle(), &opts).expect("members");
-            let batched = train_batched(&net, &data, shuffle(), &opts).expect("batched");
+            let job = || Job {
+                net: &net,
+                data: &data,
+                shuffle: member_streams(5, &Key::new("wide-shuffle"), 0, 3),
+                opts: &opts,
+            };
+            let members = train_members(job()).expect("members");
+            let batched = train_batched(job()).expect("batched");
             for (m, (a, b)) in members.iter().zip(&batched).enumerate() {
                 assert_eq!(a.train_loss.len(), 25);
                 // The same f32 arithmetic summed in other orders (relative rounding

@@ -134,6 +134,23 @@ impl Kernel for OuterHalf<'_> {
     }
 }
 
+/// acc += w · x, lane by lane.
+#[inline(always)]
+fn madd_lanes<S: Simd>(w: f32, x: &Lane, acc: &mut Lane) {
+    for k in 0..LANES {
+        acc[k] = S::madd(w, x[k], acc[k]);
+    }
+}
+
+/// acc0 += w0 · x and acc1 += w1 · x, lane by lane, the two chains interleaved.
+#[inline(always)]
+fn madd_pair<S: Simd>((w0, w1): (f32, f32), x: &Lane, (acc0, acc1): (&mut Lane, &mut Lane)) {
+    for k in 0..LANES {
+        acc0[k] = S::madd(w0, x[k], acc0[k]);
+        acc1[k] = S::madd(w1, x[k], acc1[k]);
+    }
+}
+
 /// out[r] += Σ_c w[r][c] · x[c], two rows at a time (eight independent FMA chains,
 /// each input lane group loaded once per pair).
 #[inline(always)]
@@ -204,11 +221,7 @@ fn mat_acc_tile<S: Simd>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: usize, hi:
         );
         let (mut acc0, mut acc1) = (pair[0], pair[1]);
         for c in lo..hi {
-            let (w0, w1, xv) = (row0[c], row1[c], &x[c]);
-            for k in 0..LANES {
-                acc0[k] = S::madd(w0, xv[k], acc0[k]);
-                acc1[k] = S::madd(w1, xv[k], acc1[k]);
-            }
+            madd_pair::<S>((row0[c], row1[c]), &x[c], (&mut acc0, &mut acc1));
         }
         pair[0] = acc0;
         pair[1] = acc1;
@@ -218,10 +231,7 @@ fn mat_acc_tile<S: Simd>(w: &[f32], x: &[Lane], out: &mut [Lane], lo: usize, hi:
         let row = &w[r * cols..(r + 1) * cols];
         let mut acc = *o;
         for c in lo..hi {
-            let (wv, xv) = (row[c], &x[c]);
-            for k in 0..LANES {
-                acc[k] = S::madd(wv, xv[k], acc[k]);
-            }
+            madd_lanes::<S>(row[c], &x[c], &mut acc);
         }
         *o = acc;
     }
@@ -237,32 +247,19 @@ pub(super) fn mat_t_acc<S: Simd>(simd: S, w: &[f32], z: &[Lane], out: &mut [Lane
     if split(cols, z.len()) {
         let half = middle(cols);
         let (o1, o2) = out.split_at_mut(half);
-        rayon::join(
-            || {
-                dispatch(
-                    simd.avx2(),
-                    MatTHalf {
-                        w,
-                        z,
-                        cols,
-                        c0: 0,
-                        out: o1,
-                    },
-                )
-            },
-            || {
-                dispatch(
-                    simd.avx2(),
-                    MatTHalf {
-                        w,
-                        z,
-                        cols,
-                        c0: half,
-                        out: o2,
-                    },
-                )
-            },
-        );
+        let columns = |c0, out| {
+            dispatch(
+                simd.avx2(),
+                MatTHalf {
+                    w,
+                    z,
+                    cols,
+                    c0,
+                    out,
+                },
+            )
+        };
+        rayon::join(|| columns(0, o1), || columns(half, o2));
     } else {
         mat_t_cols::<S>(w, z, cols, 0, out);
     }
@@ -315,10 +312,7 @@ fn mat_t_block<S: Simd>(
                 prefetch(w[r * cols + c + LINE..].as_ptr());
             }
             let (w0, w1) = (w[r * cols + c], w[r * cols + c + 1]);
-            for k in 0..LANES {
-                acc0[k] = S::madd(w0, zv[k], acc0[k]);
-                acc1[k] = S::madd(w1, zv[k], acc1[k]);
-            }
+            madd_pair::<S>((w0, w1), zv, (&mut acc0, &mut acc1));
         }
         pair[0] = acc0;
         pair[1] = acc1;
@@ -327,10 +321,7 @@ fn mat_t_block<S: Simd>(
     for o in pairs.into_remainder() {
         let mut acc = *o;
         for (i, zv) in z.iter().enumerate() {
-            let wv = w[(first + i) * cols + c];
-            for k in 0..LANES {
-                acc[k] = S::madd(wv, zv[k], acc[k]);
-            }
+            madd_lanes::<S>(w[(first + i) * cols + c], zv, &mut acc);
         }
         *o = acc;
     }

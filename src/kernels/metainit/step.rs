@@ -302,24 +302,13 @@ fn quotient<S: Simd>(
     let mut gbar = ParamVec::scratch(dims);
     let mut hbar = ParamVec::scratch(dims);
     for l in 0..layers {
-        gq += quotient_adjoints(
-            simd,
-            &g.w[l],
-            &hg.w[l],
-            &mut gbar.w[l],
-            &mut hbar.w[l],
-            eps,
-            inv,
-        );
-        gq += quotient_adjoints(
-            simd,
-            &g.b[l],
-            &hg.b[l],
-            &mut gbar.b[l],
-            &mut hbar.b[l],
-            eps,
-            inv,
-        );
+        let weights_then_biases = [
+            (&g.w[l], &hg.w[l], &mut gbar.w[l], &mut hbar.w[l]),
+            (&g.b[l], &hg.b[l], &mut gbar.b[l], &mut hbar.b[l]),
+        ];
+        for (g, hg, gbar, hbar) in weights_then_biases {
+            gq += quotient_adjoints(simd, g, hg, gbar, hbar, eps, inv);
+        }
     }
     (gq / count as f64, gbar, hbar)
 }
