@@ -150,7 +150,7 @@ const ROW_BYTES: f64 = 1024.0;
 /// Moments of unit 0 of every Linear layer through the fused kernel, when the
 /// network qualifies (no normalisation, width ≤ 16, depth ≥ 1); `[L, K, 1]` order.
 pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::Moments> {
-    use crate::kernels::fused::{NarrowWeights, Unit0Moments, unit0_moments};
+    use crate::kernels::fused::{FusedWeights, Unit0Moments, unit0_moments};
     let arch = net.arch;
     if arch.norm != Norm::None || arch.depth == 0 || arch.width > 16 {
         return None;
@@ -158,19 +158,13 @@ pub fn unit0_moments_fused(net: &Ensemble, x: &Tensor) -> Option<crate::stats::M
     let _guard = tch::no_grad_guard();
     let k = net.members;
     let w = arch.width as i64;
+    let hidden = net.flat_layers(1..arch.depth);
     let flat = |t: &Tensor| Vec::<f32>::try_from(t.contiguous().reshape([-1])).expect("f32 tensor");
-    let hidden_w: Vec<Vec<f32>> = net.weights[1..arch.depth].iter().map(flat).collect();
-    let hidden_b: Vec<Vec<f32>> = net.biases[1..arch.depth].iter().map(flat).collect();
-    let last_w0 = flat(&net.weights[arch.depth].narrow(1, 0, 1));
-    let last_b0 = flat(&net.biases[arch.depth].narrow(1, 0, 1));
-    let weights = NarrowWeights {
-        width: arch.width,
-        slope: arch.slope as f32,
-        hidden_w: hidden_w.iter().map(|v| v.as_slice()).collect(),
-        hidden_b: hidden_b.iter().map(|v| v.as_slice()).collect(),
-        last_w0: &last_w0,
-        last_b0: &last_b0,
-    };
+    let last = (
+        flat(&net.weights[arch.depth].narrow(1, 0, 1)),
+        flat(&net.biases[arch.depth].narrow(1, 0, 1)),
+    );
+    let weights = FusedWeights::new(arch.width, 1, arch.slope, &hidden, &last);
     let w0 = net.weights[0].reshape([k as i64 * w, -1]);
     let b0 = net.biases[0].reshape([k as i64 * w, 1]);
     let layers = arch.depth + 1;

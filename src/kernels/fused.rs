@@ -64,27 +64,55 @@ impl Unit0Moments {
     }
 }
 
-/// The weights a member needs after the first layer, all contiguous f32:
-/// hidden layers `[K, W, W]` with biases `[K, W]`, and row 0 of the last layer `[K, W]`
-/// with its bias `[K]`.
-pub struct NarrowWeights<'a> {
+/// The weights a member needs after the first layer, all contiguous f32: hidden
+/// layers `[K, W, W]` with biases `[K, W]`, and the first `classes` rows of the
+/// last layer `[K, C, W]` with their biases `[K, C]` (evaluation reads every
+/// class; the moments of unit 0 read row 0 alone, C = 1).
+pub struct FusedWeights<'a> {
     pub width: usize,
+    pub classes: usize,
     pub slope: f32,
     pub hidden_w: Vec<&'a [f32]>,
     pub hidden_b: Vec<&'a [f32]>,
-    pub last_w0: &'a [f32],
-    pub last_b0: &'a [f32],
+    pub last_w: &'a [f32],
+    pub last_b: &'a [f32],
+}
+
+impl<'a> FusedWeights<'a> {
+    /// Borrows `(weights, biases)` pairs as `Ensemble::flat_layers` gives them.
+    pub fn new(
+        width: usize,
+        classes: usize,
+        slope: f64,
+        hidden: &'a [(Vec<f32>, Vec<f32>)],
+        last: &'a (Vec<f32>, Vec<f32>),
+    ) -> Self {
+        FusedWeights {
+            width,
+            classes,
+            slope: slope as f32,
+            hidden_w: hidden.iter().map(|(w, _)| w.as_slice()).collect(),
+            hidden_b: hidden.iter().map(|(_, b)| b.as_slice()).collect(),
+            last_w: &last.0,
+            last_b: &last.1,
+        }
+    }
 }
 
 /// Moments of unit 0 of every Linear layer for a chunk of `n` samples whose first
-/// layer outputs (pre-activation, bias included) are `h0: [K, W, n]`. Returns `None`
-/// for widths this kernel does not handle.
+/// layer outputs (pre-activation, bias included) are `h0: [K, W, n]`, from
+/// weights whose last layer is its row 0 (`classes` 1). Returns `None` for widths
+/// this kernel does not handle.
 pub fn unit0_moments(
     h0: &[f32],
-    weights: &NarrowWeights,
+    weights: &FusedWeights,
     members: usize,
     n: usize,
 ) -> Option<Unit0Moments> {
+    assert_eq!(
+        weights.classes, 1,
+        "unit 0's moments take row 0 of the last layer"
+    );
     unit0_moments_on(Avx2Fma::detect(), h0, weights, members, n)
 }
 
@@ -92,7 +120,7 @@ pub fn unit0_moments(
 fn unit0_moments_on(
     simd: Option<Avx2Fma>,
     h0: &[f32],
-    weights: &NarrowWeights,
+    weights: &FusedWeights,
     members: usize,
     n: usize,
 ) -> Option<Unit0Moments> {
@@ -110,7 +138,7 @@ fn unit0_moments_on(
 }
 
 /// What a fused kernel makes of one member's samples, once their first-layer
-/// outputs are known: [`NarrowWeights`] gives the moments of unit 0, an
+/// outputs are known: [`FusedWeights`] gives the moments of unit 0, an
 /// [`Evaluation`] the loss and correct predictions.
 trait MemberPass: Sync {
     type Output: Send;
@@ -222,7 +250,7 @@ fn load_block<const W: usize>(
     h
 }
 
-impl MemberPass for NarrowWeights<'_> {
+impl MemberPass for FusedWeights<'_> {
     /// Per layer: the mean and M2 of unit 0.
     type Output = (Vec<f64>, Vec<f64>);
 
@@ -236,7 +264,7 @@ impl MemberPass for NarrowWeights<'_> {
 #[inline(always)]
 fn unit0_member<const W: usize, S: Simd>(
     h0: &[f32],
-    weights: &NarrowWeights,
+    weights: &FusedWeights,
     k: usize,
     n: usize,
 ) -> (Vec<f64>, Vec<f64>) {
@@ -244,8 +272,8 @@ fn unit0_member<const W: usize, S: Simd>(
     let layers = hidden + 2;
     let slope = weights.slope;
     let (ws, bs) = member_hidden::<W>(&weights.hidden_w, &weights.hidden_b, k);
-    let last_w = &weights.last_w0[k * W..(k + 1) * W];
-    let last_b = weights.last_b0[k];
+    let last_w = &weights.last_w[k * W..(k + 1) * W];
+    let last_b = weights.last_b[k];
     // Chunk-local sums around the first sample's value of each layer (the shift keeps
     // the f64 sums exact enough when the mean dwarfs the spread).
     let mut shift = vec![0f32; layers];
@@ -299,24 +327,12 @@ fn unit0_member<const W: usize, S: Simd>(
     (mean, m2)
 }
 
-/// The weights evaluation needs: as [`NarrowWeights`] but the whole last layer
-/// `[K, C, W]` with its bias `[K, C]`.
-pub struct EvalWeights<'a> {
-    pub width: usize,
-    pub classes: usize,
-    pub slope: f32,
-    pub hidden_w: Vec<&'a [f32]>,
-    pub hidden_b: Vec<&'a [f32]>,
-    pub last_w: &'a [f32],
-    pub last_b: &'a [f32],
-}
-
 /// Per member, over a chunk of `n` samples with first-layer outputs `h0: [K, W, n]`
 /// and `labels: [n]`: the summed cross-entropy and the number of correct argmax
 /// predictions. `None` for widths the kernel does not handle.
 pub fn evaluate(
     h0: &[f32],
-    weights: &EvalWeights,
+    weights: &FusedWeights,
     labels: &[i64],
     members: usize,
     n: usize,
@@ -328,7 +344,7 @@ pub fn evaluate(
 fn evaluate_on(
     simd: Option<Avx2Fma>,
     h0: &[f32],
-    weights: &EvalWeights,
+    weights: &FusedWeights,
     labels: &[i64],
     members: usize,
     n: usize,
@@ -340,7 +356,7 @@ fn evaluate_on(
 /// The test-set evaluation of a chunk of samples: the weights, and the `[n]`
 /// labels of the samples.
 struct Evaluation<'a, 'w> {
-    weights: &'a EvalWeights<'w>,
+    weights: &'a FusedWeights<'w>,
     labels: &'a [i64],
 }
 
@@ -358,7 +374,7 @@ impl MemberPass for Evaluation<'_, '_> {
 #[inline(always)]
 fn eval_member<const W: usize, S: Simd>(
     h0: &[f32],
-    weights: &EvalWeights,
+    weights: &FusedWeights,
     labels: &[i64],
     k: usize,
     n: usize,
@@ -454,13 +470,14 @@ mod tests {
         // n = 37 leaves a partial block of lanes.
         let (members, w, hidden, n) = (3, 10, 5, 37);
         let net = net(members, w, hidden, 1);
-        let weights = NarrowWeights {
+        let weights = FusedWeights {
             width: w,
+            classes: 1,
             slope: 0.1,
             hidden_w: net.hidden_w.iter().map(|v| v.as_slice()).collect(),
             hidden_b: net.hidden_b.iter().map(|v| v.as_slice()).collect(),
-            last_w0: &net.last_w,
-            last_b0: &net.last_b,
+            last_w: &net.last_w,
+            last_b: &net.last_b,
         };
         let h0 = test_values(members * w * n, 300, 1.0);
         let run = |simd| unit0_moments_on(simd, &h0, &weights, members, n).expect("width 10");
@@ -480,7 +497,7 @@ mod tests {
         let Some(avx2) = avx2_for_test() else { return };
         let (members, w, hidden, classes, n) = (3, 7, 4, 10, 45);
         let net = net(members, w, hidden, classes);
-        let weights = EvalWeights {
+        let weights = FusedWeights {
             width: w,
             classes,
             slope: 0.0,

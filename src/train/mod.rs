@@ -182,15 +182,7 @@ pub fn evaluate_fused(net: &Ensemble, x: &Tensor, y: &Tensor) -> Option<(Vec<f64
     let k = net.members;
     let layers = net.flat_layers(1..a.depth + 1);
     let (hidden, last) = layers.split_at(a.depth - 1);
-    let weights = fused::EvalWeights {
-        width: a.width,
-        classes: a.classes,
-        slope: a.slope as f32,
-        hidden_w: hidden.iter().map(|(w, _)| w.as_slice()).collect(),
-        hidden_b: hidden.iter().map(|(_, b)| b.as_slice()).collect(),
-        last_w: &last[0].0,
-        last_b: &last[0].1,
-    };
+    let weights = fused::FusedWeights::new(a.width, a.classes, a.slope, hidden, &last[0]);
     let w0 = net.weights[0].reshape([(k * a.width) as i64, -1]);
     let b0 = net.biases[0].reshape([(k * a.width) as i64, 1]);
     let labels = Vec::<i64>::try_from(y).ok()?;
