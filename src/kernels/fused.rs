@@ -435,28 +435,19 @@ mod tests {
     use crate::kernels::{assert_close, test_values};
 
     /// `members` networks of width `w`, `hidden` hidden layers after the first and
-    /// `classes` outputs, weights of variance about 2 / w (He), small biases.
-    struct Net {
-        hidden_w: Vec<Vec<f32>>,
-        hidden_b: Vec<Vec<f32>>,
-        last_w: Vec<f32>,
-        last_b: Vec<f32>,
-    }
-
-    fn net(members: usize, w: usize, hidden: usize, classes: usize) -> Net {
+    /// `classes` outputs, weights of variance about 2 / w (He), small biases:
+    /// the hidden layers and the last one as `(weights, biases)`.
+    type Layer = (Vec<f32>, Vec<f32>);
+    fn net(members: usize, w: usize, hidden: usize, classes: usize) -> (Vec<Layer>, Layer) {
         let he = (6.0 / w as f32).sqrt();
-        let seeds = 0..hidden as u64;
-        Net {
-            hidden_w: seeds
-                .clone()
-                .map(|l| test_values(members * w * w, l, he))
-                .collect(),
-            hidden_b: seeds
-                .map(|l| test_values(members * w, 100 + l, 0.1))
-                .collect(),
-            last_w: test_values(members * classes * w, 200, he),
-            last_b: test_values(members * classes, 201, 0.1),
-        }
+        let layer = |l: u64, rows: usize| {
+            (
+                test_values(members * rows * w, l, he),
+                test_values(members * rows, 100 + l, 0.1),
+            )
+        };
+        let hidden = (0..hidden as u64).map(|l| layer(l, w)).collect();
+        (hidden, layer(200, classes))
     }
 
     // The twins differ only where FMA rounds a multiply-add once instead of twice
@@ -469,16 +460,8 @@ mod tests {
         let Some(avx2) = avx2_for_test() else { return };
         // n = 37 leaves a partial block of lanes.
         let (members, w, hidden, n) = (3, 10, 5, 37);
-        let net = net(members, w, hidden, 1);
-        let weights = FusedWeights {
-            width: w,
-            classes: 1,
-            slope: 0.1,
-            hidden_w: net.hidden_w.iter().map(|v| v.as_slice()).collect(),
-            hidden_b: net.hidden_b.iter().map(|v| v.as_slice()).collect(),
-            last_w: &net.last_w,
-            last_b: &net.last_b,
-        };
+        let (hidden, last) = net(members, w, hidden, 1);
+        let weights = FusedWeights::new(w, 1, 0.1, &hidden, &last);
         let h0 = test_values(members * w * n, 300, 1.0);
         let run = |simd| unit0_moments_on(simd, &h0, &weights, members, n).expect("width 10");
         let (scalar, simd) = (run(None), run(Some(avx2)));
@@ -496,16 +479,8 @@ mod tests {
     fn the_avx2_evaluation_agrees_with_the_scalar_one() {
         let Some(avx2) = avx2_for_test() else { return };
         let (members, w, hidden, classes, n) = (3, 7, 4, 10, 45);
-        let net = net(members, w, hidden, classes);
-        let weights = FusedWeights {
-            width: w,
-            classes,
-            slope: 0.0,
-            hidden_w: net.hidden_w.iter().map(|v| v.as_slice()).collect(),
-            hidden_b: net.hidden_b.iter().map(|v| v.as_slice()).collect(),
-            last_w: &net.last_w,
-            last_b: &net.last_b,
-        };
+        let (hidden, last) = net(members, w, hidden, classes);
+        let weights = FusedWeights::new(w, classes, 0.0, &hidden, &last);
         let h0 = test_values(members * w * n, 301, 1.0);
         let labels: Vec<i64> = (0..n as i64).map(|i| i * 7 % classes as i64).collect();
         let run = |simd| evaluate_on(simd, &h0, &weights, &labels, members, n).expect("width 7");
