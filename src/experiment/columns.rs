@@ -80,3 +80,12 @@ pub const THEORY_VAR_Q: [&str; 4] = [
     "theory_var_q99",
     "theory_var_q999",
 ];
+
+/// A kind's list of columns, by their constants' names in this module
+/// (`columns! { WORK_UNIT, DEPTH, VAR_Q[0] }`).
+macro_rules! columns {
+    { $($name:ident $([$i:literal])?),* $(,)? } => {
+        &[$($crate::experiment::columns::$name $([$i])?),*]
+    };
+}
+pub(crate) use columns;

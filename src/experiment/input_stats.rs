@@ -15,7 +15,7 @@
 //! over the whole training set): E[z⁴|x] ∝ 3‖x‖⁴ + (κ_w − 3)Σx_k⁴ and
 //! E[z_i²z_j²|x] ∝ ‖x‖⁴, reported as `kappa0_exact` and `c0_exact`.
 
-use super::columns as col;
+use super::columns::{self as col, columns};
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
 use crate::data::{Dataset, DatasetName, Normalization, synthetic};
 use crate::init::dist::WeightDist;
@@ -291,23 +291,10 @@ impl InputStats {
 }
 
 /// The columns of an input_stats table.
-pub const COLUMNS: &[&str] = &[
-    col::WORK_UNIT,
-    col::DATASET,
-    col::WEIGHTS,
-    col::KAPPA_W,
-    col::NORMALIZATION,
-    col::SEED,
-    col::SAMPLES,
-    col::BLOCKS,
-    col::SIGMA2,
-    col::KAPPA0,
-    col::KAPPA0_SE,
-    col::C0,
-    col::C0_SE,
-    col::KAPPA0_EXACT,
-    col::C0_EXACT,
-];
+pub const COLUMNS: &[&str] = columns! {
+    WORK_UNIT, DATASET, WEIGHTS, KAPPA_W, NORMALIZATION, SEED, SAMPLES, BLOCKS, SIGMA2, KAPPA0,
+    KAPPA0_SE, C0, C0_SE, KAPPA0_EXACT, C0_EXACT,
+};
 
 impl Point for InputStatsPoint {
     const KIND: super::Kind = super::Kind::InputStats;

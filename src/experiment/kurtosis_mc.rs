@@ -8,7 +8,7 @@
 //! inputs of one network are not independent of each other through its weights)
 //! and a 95% normal interval, beside the recursion's prediction.
 
-use super::columns as col;
+use super::columns::{self as col, columns};
 use super::context::one_network;
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
 use crate::config::check;
@@ -213,30 +213,11 @@ impl PooledMoments {
 }
 
 /// The columns of a kurtosis_mc table.
-pub const COLUMNS: &[&str] = &[
-    col::WORK_UNIT,
-    col::INIT,
-    col::WIDTH,
-    col::DEPTH,
-    col::SLOPE,
-    col::NETWORKS,
-    col::SAMPLES,
-    col::SEED,
-    col::LAYER,
-    col::VARIANCE,
-    col::VARIANCE_SE,
-    col::KURTOSIS,
-    col::KURTOSIS_SE,
-    col::KURTOSIS_LO,
-    col::KURTOSIS_HI,
-    col::COV_SQ,
-    col::COV_SQ_SE,
-    col::COV_SQ_LO,
-    col::COV_SQ_HI,
-    col::KAPPA_W,
-    col::THEORY_KURTOSIS,
-    col::THEORY_COV_SQ,
-];
+pub const COLUMNS: &[&str] = columns! {
+    WORK_UNIT, INIT, WIDTH, DEPTH, SLOPE, NETWORKS, SAMPLES, SEED, LAYER, VARIANCE, VARIANCE_SE,
+    KURTOSIS, KURTOSIS_SE, KURTOSIS_LO, KURTOSIS_HI, COV_SQ, COV_SQ_SE, COV_SQ_LO, COV_SQ_HI,
+    KAPPA_W, THEORY_KURTOSIS, THEORY_COV_SQ,
+};
 
 impl Point for KurtosisPoint {
     const KIND: super::Kind = super::Kind::KurtosisMc;

@@ -2,7 +2,7 @@
 //! recursion, Lemma 4's eigenvalue, Section 5's empirical-variance law), one row
 //! per layer, for every point of a sweep over its parameters.
 
-use super::columns as col;
+use super::columns::{self as col, columns};
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
 use crate::results::{Cell, Table};
 use crate::seed::Key;
@@ -189,40 +189,11 @@ impl PointKey for TheoryPoint {
 pub const MAX_DEPTH: usize = 1_000_000;
 
 /// The columns of a theory table.
-pub const COLUMNS: &[&str] = &[
-    col::WORK_UNIT,
-    col::DEPTH,
-    col::SLOPE,
-    col::KAPPA_W,
-    col::KAPPA0,
-    col::C0,
-    col::SIGMA2,
-    col::N,
-    col::THRESHOLD,
-    col::LAYER,
-    col::WIDTH,
-    col::KURTOSIS,
-    col::COV_SQ,
-    col::COV_SQ_RAW,
-    col::VARIANCE,
-    col::LAMBDA_MAX,
-    col::DF,
-    col::VAR_Q[0],
-    col::LOG10_VAR_Q[0],
-    col::VAR_Q[1],
-    col::LOG10_VAR_Q[1],
-    col::VAR_Q[2],
-    col::LOG10_VAR_Q[2],
-    col::VAR_Q[3],
-    col::LOG10_VAR_Q[3],
-    col::P_VAR_BELOW,
-];
-pub const LOG_QUANTILE_COLUMNS: [&str; 4] = [
-    "log10_var_q50",
-    "log10_var_q90",
-    "log10_var_q99",
-    "log10_var_q999",
-];
+pub const COLUMNS: &[&str] = columns! {
+    WORK_UNIT, DEPTH, SLOPE, KAPPA_W, KAPPA0, C0, SIGMA2, N, THRESHOLD, LAYER, WIDTH, KURTOSIS,
+    COV_SQ, COV_SQ_RAW, VARIANCE, LAMBDA_MAX, DF, VAR_Q[0], LOG10_VAR_Q[0], VAR_Q[1],
+    LOG10_VAR_Q[1], VAR_Q[2], LOG10_VAR_Q[2], VAR_Q[3], LOG10_VAR_Q[3], P_VAR_BELOW,
+};
 
 impl Point for TheoryPoint {
     const KIND: super::Kind = super::Kind::Theory;

@@ -5,7 +5,7 @@
 //! of one shape train together as an ensemble (their jobs), each with its own
 //! initial network and its own shuffling. One row per run.
 
-use super::columns as col;
+use super::columns::{self as col, columns};
 use super::context::one_network;
 use super::input_stats::{InputCache, InputMoments};
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, unit_key};
@@ -372,35 +372,11 @@ fn row(
 }
 
 /// The columns of a train table.
-pub const COLUMNS: &[&str] = &[
-    col::WORK_UNIT,
-    col::DATASET,
-    col::INIT,
-    col::WIDTH,
-    col::DEPTH,
-    col::LR,
-    col::SLOPE,
-    col::NORM,
-    col::REPEAT,
-    col::SEED,
-    col::STEPS,
-    col::BATCH_SIZE,
-    col::TEST_ACC,
-    col::TEST_LOSS,
-    col::TRAIN_LOSS_FINAL,
-    col::DIVERGED,
-    col::DIVERGED_STEP,
-    col::KAPPA_W,
-    col::KAPPA0,
-    col::C0,
-    col::THEORY_KURTOSIS,
-    col::RESTARTS,
-    col::SECONDS,
-    col::TRAIN_LOSS,
-    col::EVAL_STEP,
-    col::EVAL_ACC,
-    col::EVAL_LOSS,
-];
+pub const COLUMNS: &[&str] = columns! {
+    WORK_UNIT, DATASET, INIT, WIDTH, DEPTH, LR, SLOPE, NORM, REPEAT, SEED, STEPS, BATCH_SIZE,
+    TEST_ACC, TEST_LOSS, TRAIN_LOSS_FINAL, DIVERGED, DIVERGED_STEP, KAPPA_W, KAPPA0, C0,
+    THEORY_KURTOSIS, RESTARTS, SECONDS, TRAIN_LOSS, EVAL_STEP, EVAL_ACC, EVAL_LOSS,
+};
 
 impl Point for TrainPoint {
     const KIND: super::Kind = super::Kind::Train;

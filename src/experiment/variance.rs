@@ -5,7 +5,7 @@
 //! layer[, neuron]). Networks come in blocks (the work units); a block runs as one
 //! or more ensembles sized to fit the memory budget.
 
-use super::columns as col;
+use super::columns::{self as col, columns};
 use super::context::one_network;
 use super::input_stats::{InputCache, InputMoments};
 use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, unit_key};
@@ -445,30 +445,11 @@ fn block_stats(
 }
 
 /// The columns of a variance table (`emp_kurtosis` only with `kurtosis: true`).
-pub const COLUMNS: &[&str] = &[
-    col::WORK_UNIT,
-    col::DATASET,
-    col::INIT,
-    col::WIDTH,
-    col::DEPTH,
-    col::SLOPE,
-    col::NORM,
-    col::SEED,
-    col::NETWORK,
-    col::LAYER,
-    col::NEURON,
-    col::SAMPLES,
-    col::EMP_MEAN,
-    col::EMP_VAR,
-    col::EMP_KURTOSIS,
-    col::RESTARTS,
-    col::THEORY_VARIANCE,
-    col::THEORY_KURTOSIS,
-    col::THEORY_VAR_Q[0],
-    col::THEORY_VAR_Q[1],
-    col::THEORY_VAR_Q[2],
-    col::THEORY_VAR_Q[3],
-];
+pub const COLUMNS: &[&str] = columns! {
+    WORK_UNIT, DATASET, INIT, WIDTH, DEPTH, SLOPE, NORM, SEED, NETWORK, LAYER, NEURON, SAMPLES,
+    EMP_MEAN, EMP_VAR, EMP_KURTOSIS, RESTARTS, THEORY_VARIANCE, THEORY_KURTOSIS,
+    THEORY_VAR_Q[0], THEORY_VAR_Q[1], THEORY_VAR_Q[2], THEORY_VAR_Q[3],
+};
 
 impl Point for VariancePoint {
     const KIND: super::Kind = super::Kind::Variance;
