@@ -26,35 +26,21 @@ pub enum Cell {
     IntList(Vec<i64>),
 }
 
-impl From<i64> for Cell {
-    fn from(v: i64) -> Self {
-        Cell::Int(v)
-    }
+/// `From` for each type a cell takes, into its variant (`as` widens the integer
+/// and float types to the column's).
+macro_rules! cell_from {
+    ($($variant:ident($column:ty): $($t:ty),+;)*) => {
+        $($(impl From<$t> for Cell {
+            fn from(v: $t) -> Self {
+                Cell::$variant(v as $column)
+            }
+        })+)*
+    };
 }
-impl From<usize> for Cell {
-    fn from(v: usize) -> Self {
-        Cell::Int(v as i64)
-    }
-}
-impl From<u64> for Cell {
-    fn from(v: u64) -> Self {
-        Cell::Int(v as i64)
-    }
-}
-impl From<f64> for Cell {
-    fn from(v: f64) -> Self {
-        Cell::Float(v)
-    }
-}
-impl From<f32> for Cell {
-    fn from(v: f32) -> Self {
-        Cell::Float(v as f64)
-    }
-}
-impl From<bool> for Cell {
-    fn from(v: bool) -> Self {
-        Cell::Bool(v)
-    }
+cell_from! {
+    Int(i64): i64, usize, u64;
+    Float(f64): f64, f32;
+    Bool(bool): bool;
 }
 impl From<&str> for Cell {
     fn from(v: &str) -> Self {
@@ -174,24 +160,21 @@ impl Table {
                     ColumnData::Str(v) => Column::new(name, v),
                     ColumnData::Bool(v) => Column::new(name, v),
                     ColumnData::FloatList(v) => {
-                        let series: Vec<Series> = v
-                            .iter()
-                            .map(|l| Series::new(PlSmallStr::EMPTY, l))
-                            .collect();
-                        Column::new(name, series)
+                        list_column(name, v.iter().map(|l| Series::new(PlSmallStr::EMPTY, l)))
                     }
                     ColumnData::IntList(v) => {
-                        let series: Vec<Series> = v
-                            .iter()
-                            .map(|l| Series::new(PlSmallStr::EMPTY, l))
-                            .collect();
-                        Column::new(name, series)
+                        list_column(name, v.iter().map(|l| Series::new(PlSmallStr::EMPTY, l)))
                     }
                 }
             })
             .collect();
         DataFrame::new_infer_height(columns).context("building a results table")
     }
+}
+
+/// A column whose cells are lists: one Series per row.
+fn list_column(name: PlSmallStr, rows: impl Iterator<Item = Series>) -> Column {
+    Column::new(name, rows.collect::<Vec<Series>>())
 }
 
 /// Writes `path` atomically: to a temporary file of its own first (see

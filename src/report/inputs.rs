@@ -10,7 +10,7 @@
 //! only some datasets match; does not hold if none does; not run when no
 //! paper dataset (MNIST, CIFAR-10) was measured.
 
-use super::{Claim, Runs, Verdict, num};
+use super::{Claim, Quote, Runs, Verdict, num};
 use crate::plot::columns::{floats, strings, strings_or};
 use anyhow::Result;
 
@@ -37,9 +37,12 @@ const AUTHORS_CODE: [(&str, f64, f64); 2] = [
 ];
 const MATCH: f64 = 0.05;
 
-const TITLE: &str = "Input statistics κ₀, c₀";
-const SOURCE: &str = "Section 6.1";
-const STATEMENT: &str = "MNIST: c₀ = 0.71, κ₀ = 3.95; CIFAR-10: c₀ = 0.10, κ₀ = 3.28 (Section 6.1, estimated from 10⁷ samples).";
+static CLAIM: Quote = Quote {
+    number: 6,
+    title: "Input statistics κ₀, c₀",
+    source: "Section 6.1",
+    statement: "MNIST: c₀ = 0.71, κ₀ = 3.95; CIFAR-10: c₀ = 0.10, κ₀ = 3.28 (Section 6.1, estimated from 10⁷ samples).",
+};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= MATCH * b.abs()
@@ -181,7 +184,7 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
     if rows.is_empty() {
         return Ok(Claim {
             measured,
-            ..Claim::not_run(6, TITLE, SOURCE, STATEMENT, "input_stats results")
+            ..CLAIM.not_run("input_stats results")
         });
     }
     let headline = rows
@@ -196,17 +199,7 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    Ok(Claim {
-        number: 6,
-        title: TITLE,
-        source: SOURCE,
-        statement: STATEMENT,
-        verdict,
-        why,
-        headline,
-        measured,
-        figures: Vec::new(),
-    })
+    Ok(CLAIM.checked((verdict, why), headline, measured, Vec::new()))
 }
 
 #[cfg(test)]

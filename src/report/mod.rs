@@ -39,8 +39,8 @@ impl Verdict {
     }
 }
 
-/// One claim of the paper, checked.
-pub struct Claim {
+/// What the paper claims, as the report quotes it.
+pub struct Quote {
     pub number: usize,
     /// A few words for the verdict table.
     pub title: &'static str,
@@ -48,6 +48,11 @@ pub struct Claim {
     pub source: &'static str,
     /// The paper's statement, quoted.
     pub statement: &'static str,
+}
+
+/// One claim of the paper, checked.
+pub struct Claim {
+    pub quote: &'static Quote,
     pub verdict: Verdict,
     /// One sentence on why.
     pub why: String,
@@ -59,25 +64,35 @@ pub struct Claim {
     pub figures: Vec<PathBuf>,
 }
 
-impl Claim {
-    fn not_run(
-        number: usize,
-        title: &'static str,
-        source: &'static str,
-        statement: &'static str,
-        missing: &str,
+impl Quote {
+    /// The claim as this run judged it: `judged` is the verdict and why by the
+    /// rule of the claim's module.
+    fn checked(
+        &'static self,
+        judged: (Verdict, String),
+        headline: String,
+        measured: Vec<String>,
+        figures: Vec<PathBuf>,
     ) -> Claim {
         Claim {
-            number,
-            title,
-            source,
-            statement,
-            verdict: Verdict::NotRun,
-            why: format!("no run directory given has {missing}"),
-            headline: String::new(),
-            measured: Vec::new(),
-            figures: Vec::new(),
+            quote: self,
+            verdict: judged.0,
+            why: judged.1,
+            headline,
+            measured,
+            figures,
         }
+    }
+
+    /// The claim when no run directory given has `missing`.
+    fn not_run(&'static self, missing: &str) -> Claim {
+        let why = format!("no run directory given has {missing}");
+        self.checked(
+            (Verdict::NotRun, why),
+            String::new(),
+            Vec::new(),
+            Vec::new(),
+        )
     }
 }
 
@@ -257,7 +272,7 @@ impl Report {
     pub fn verdict_lines(&self) -> Vec<String> {
         let width = |f: fn(&Claim) -> usize| self.claims.iter().map(f).max().unwrap_or(0);
         let (title, verdict) = (
-            width(|c| c.title.chars().count()),
+            width(|c| c.quote.title.chars().count()),
             width(|c| c.verdict.label().len()),
         );
         self.claims
@@ -265,8 +280,8 @@ impl Report {
             .map(|c| {
                 let line = format!(
                     "{}. {:<title$}  {:<verdict$}  {}",
-                    c.number,
-                    c.title,
+                    c.quote.number,
+                    c.quote.title,
                     c.verdict.label(),
                     c.headline
                 );
@@ -308,23 +323,21 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| {} | {} | **{}** | {} |",
-                c.number,
-                c.title,
+                c.quote.number,
+                c.quote.title,
                 c.verdict.label(),
                 c.headline
             );
         }
         for c in &self.claims {
-            let _ = writeln!(md, "\n## {}. {} ({})\n", c.number, c.title, c.source);
-            let _ = writeln!(md, "> {}\n", c.statement);
+            let q = c.quote;
+            let _ = writeln!(md, "\n## {}. {} ({})\n", q.number, q.title, q.source);
+            let _ = writeln!(md, "> {}\n", q.statement);
             let _ = writeln!(md, "**Verdict: {}.** {}\n", c.verdict.label(), c.why);
             for line in &c.measured {
                 let _ = writeln!(md, "{line}");
             }
-            for f in &c.figures {
-                let rel = relative(f, folder);
-                let _ = writeln!(md, "\n![{}]({})", rel.display(), rel.display());
-            }
+            embed_figures(&mut md, &c.figures, folder);
         }
         if !self.beyond.is_empty() {
             let _ = writeln!(
@@ -338,10 +351,7 @@ impl Report {
             for line in &self.beyond {
                 let _ = writeln!(md, "{line}");
             }
-            for f in &self.beyond_figures {
-                let rel = relative(f, folder);
-                let _ = writeln!(md, "\n![{}]({})", rel.display(), rel.display());
-            }
+            embed_figures(&mut md, &self.beyond_figures, folder);
         }
         if !self.observations.is_empty() {
             let _ = writeln!(md, "\n## Also seen in this run (not in the paper)\n");
@@ -363,6 +373,14 @@ impl Report {
         })
         .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
+    }
+}
+
+/// Markdown images of `figures`, their paths relative to `folder`.
+fn embed_figures(md: &mut String, figures: &[PathBuf], folder: &Path) {
+    for f in figures {
+        let rel = relative(f, folder);
+        let _ = writeln!(md, "\n![{}]({})", rel.display(), rel.display());
     }
 }
 

@@ -17,7 +17,7 @@
 //! part holds, in part if at least half do, otherwise it does not hold here.
 
 use super::stats::{mean_se, spearman, spearman_threshold};
-use super::{Claim, Runs, Verdict, num};
+use super::{Claim, Quote, Runs, Verdict, num};
 use crate::plot::columns::{floats, floats_or_null, ints, ints_or, strings, strings_or};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -85,9 +85,12 @@ fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
     Ok(out)
 }
 
-const K_TITLE: &str = "High kurtosis, poor training (Fig. 1)";
-const K_SOURCE: &str = "Section 6.1, Fig. 1";
-const K_STATEMENT: &str = "networks whose output kurtosis at initialisation is large cannot be trained effectively: test accuracy against the kurtosis predicted by Proposition 3 (Section 6.1, Fig. 1).";
+static KURTOSIS_CLAIM: Quote = Quote {
+    number: 3,
+    title: "High kurtosis, poor training (Fig. 1)",
+    source: "Section 6.1, Fig. 1",
+    statement: "networks whose output kurtosis at initialisation is large cannot be trained effectively: test accuracy against the kurtosis predicted by Proposition 3 (Section 6.1, Fig. 1).",
+};
 
 /// Per dataset: (n, ρ, decades (lower edge exponent, mean, SE, count)).
 type DatasetCheck = (usize, f64, Vec<(i32, f64, f64, usize)>);
@@ -174,13 +177,7 @@ pub fn kurtosis_claim(runs: &Runs) -> Result<Claim> {
         }
     }
     if by_dataset.is_empty() {
-        return Ok(Claim::not_run(
-            3,
-            K_TITLE,
-            K_SOURCE,
-            K_STATEMENT,
-            "Fig. 1 training results (He-scaled initialisers alone)",
-        ));
+        return Ok(KURTOSIS_CLAIM.not_run("Fig. 1 training results (He-scaled initialisers alone)"));
     }
     let checks: BTreeMap<&str, DatasetCheck> = by_dataset
         .iter()
@@ -204,22 +201,20 @@ pub fn kurtosis_claim(runs: &Runs) -> Result<Claim> {
         .map(|(d, c)| format!("{d}: ρ = {:.2} (n = {})", c.1, c.0))
         .collect::<Vec<_>>()
         .join("; ");
-    Ok(Claim {
-        number: 3,
-        title: K_TITLE,
-        source: K_SOURCE,
-        statement: K_STATEMENT,
-        verdict,
-        why,
+    Ok(KURTOSIS_CLAIM.checked(
+        (verdict, why),
         headline,
         measured,
-        figures: runs.figures(crate::plot::figure::FIG1),
-    })
+        runs.figures(crate::plot::figure::FIG1),
+    ))
 }
 
-const D_TITLE: &str = "Random inits fail deep, ZerO trains (Fig. 3)";
-const D_SOURCE: &str = "Section 6.3, Fig. 3";
-const D_STATEMENT: &str = "\"all random initialization methods fail to train in very deep regimes and are inferior to ZerO, which does not suffer from the problems with empirical variance.\" (Section 6.3)";
+static DEPTH_CLAIM: Quote = Quote {
+    number: 5,
+    title: "Random inits fail deep, ZerO trains (Fig. 3)",
+    source: "Section 6.3, Fig. 3",
+    statement: "\"all random initialization methods fail to train in very deep regimes and are inferior to ZerO, which does not suffer from the problems with empirical variance.\" (Section 6.3)",
+};
 
 /// Mean, SE and count of accuracy per init at one depth of one sweep.
 type AtDepth<'a> = BTreeMap<&'a str, (f64, f64, usize)>;
@@ -282,13 +277,7 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
     }
     sweeps.retain(|_, rows| rows.iter().any(|r| r.init == "zero"));
     if sweeps.is_empty() {
-        return Ok(Claim::not_run(
-            5,
-            D_TITLE,
-            D_SOURCE,
-            D_STATEMENT,
-            "Fig. 3 training results (a depth sweep with ZerO)",
-        ));
+        return Ok(DEPTH_CLAIM.not_run("Fig. 3 training results (a depth sweep with ZerO)"));
     }
     let mut parts = Vec::new();
     let mut measured = Vec::new();
@@ -334,26 +323,17 @@ pub fn depth_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim>
         }
     }
     if parts.is_empty() {
-        return Ok(Claim::not_run(
-            5,
-            D_TITLE,
-            D_SOURCE,
-            D_STATEMENT,
-            "a random initialiser of the paper beside ZerO in a depth sweep",
-        ));
+        return Ok(
+            DEPTH_CLAIM.not_run("a random initialiser of the paper beside ZerO in a depth sweep")
+        );
     }
     let (verdict, why, headline) = super::parts_verdict(parts.iter().map(|p| (p.0.as_str(), p.1)));
-    Ok(Claim {
-        number: 5,
-        title: D_TITLE,
-        source: D_SOURCE,
-        statement: D_STATEMENT,
-        verdict,
-        why,
+    Ok(DEPTH_CLAIM.checked(
+        (verdict, why),
         headline,
         measured,
-        figures: runs.figures(crate::plot::figure::FIG3),
-    })
+        runs.figures(crate::plot::figure::FIG3),
+    ))
 }
 
 /// Beyond the paper: the sweeps of he_gennorm and he_sparse (weight kurtosis

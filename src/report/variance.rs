@@ -20,7 +20,7 @@
 //! least half do, otherwise it does not hold at this scale.
 
 use super::stats::quantile_interval;
-use super::{Claim, Runs, Verdict, num};
+use super::{Claim, Quote, Runs, Verdict, num};
 use crate::plot::columns::{
     QuantileRule, RankedSample, floats, floats_or_null, ints, ints_or, strings, strings_or,
 };
@@ -193,9 +193,12 @@ pub fn law_verdict(checks: &[LawCheck]) -> (Verdict, String) {
     }
 }
 
-const LAW_TITLE: &str = "S² follows the Gamma law";
-const LAW_SOURCE: &str = "Section 5";
-const LAW_STATEMENT: &str = "\"For large n, we can approximate distribution of the ratio S_n²/σ² by χ²(DF_n)/DF_n, where DF_n = 2n/(κ − (n−3)/(n−1))\" (Section 5).";
+static LAW_CLAIM: Quote = Quote {
+    number: 2,
+    title: "S² follows the Gamma law",
+    source: "Section 5",
+    statement: "\"For large n, we can approximate distribution of the ratio S_n²/σ² by χ²(DF_n)/DF_n, where DF_n = 2n/(κ − (n−3)/(n−1))\" (Section 5).",
+};
 
 pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
     let with_law: Vec<Curve> = curves(runs)?
@@ -203,13 +206,7 @@ pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
         .filter(|c| c.predicted_log10_q90.iter().any(Option::is_some))
         .collect();
     if with_law.is_empty() {
-        return Ok(Claim::not_run(
-            2,
-            LAW_TITLE,
-            LAW_SOURCE,
-            LAW_STATEMENT,
-            "variance results of He or Glorot networks",
-        ));
+        return Ok(LAW_CLAIM.not_run("variance results of He or Glorot networks"));
     }
     let checks: Vec<LawCheck> = with_law.iter().map(law_check).collect();
     let (verdict, why) = law_verdict(&checks);
@@ -261,17 +258,12 @@ pub fn gamma_law_claim(runs: &Runs) -> Result<Claim> {
         100.0 * share(f64::max),
         first_below.join(", ")
     );
-    Ok(Claim {
-        number: 2,
-        title: LAW_TITLE,
-        source: LAW_SOURCE,
-        statement: LAW_STATEMENT,
-        verdict,
-        why,
+    Ok(LAW_CLAIM.checked(
+        (verdict, why),
         headline,
         measured,
-        figures: runs.figures(crate::plot::figure::FIG2),
-    })
+        runs.figures(crate::plot::figure::FIG2),
+    ))
 }
 
 /// One part of claim 4 and whether it holds.
@@ -335,22 +327,19 @@ fn parts(c: &Curve) -> Vec<Part> {
     parts
 }
 
-const FIG2_TITLE: &str = "Random inits' S² vanishes (Fig. 2)";
-const FIG2_SOURCE: &str = "Section 6.2, Fig. 2";
-const FIG2_STATEMENT: &str = "\"for all random initialization methods except MetaInit 90% networks will have empirical variance lower than 10^{-3} after 80 layers and all quantiles monotonously decrease after 40 layers. For MetaInit, empirical variances explode. [...] [ZerO] keeps the empirical variance constant after the first layer.\" (Section 6.2)";
+static FIG2_CLAIM: Quote = Quote {
+    number: 4,
+    title: "Random inits' S² vanishes (Fig. 2)",
+    source: "Section 6.2, Fig. 2",
+    statement: "\"for all random initialization methods except MetaInit 90% networks will have empirical variance lower than 10^{-3} after 80 layers and all quantiles monotonously decrease after 40 layers. For MetaInit, empirical variances explode. [...] [ZerO] keeps the empirical variance constant after the first layer.\" (Section 6.2)",
+};
 
 pub fn fig2_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim> {
     let curves = curves(runs)?;
     observe(runs, &curves, observations)?;
     let parts: Vec<Part> = curves.iter().flat_map(parts).collect();
     if parts.is_empty() {
-        return Ok(Claim::not_run(
-            4,
-            FIG2_TITLE,
-            FIG2_SOURCE,
-            FIG2_STATEMENT,
-            "variance results of the paper's initialisers at depth > 80",
-        ));
+        return Ok(FIG2_CLAIM.not_run("variance results of the paper's initialisers at depth > 80"));
     }
     let (verdict, why, headline) =
         super::parts_verdict(parts.iter().map(|p| (p.what.as_str(), p.holds)));
@@ -377,17 +366,12 @@ pub fn fig2_claim(runs: &Runs, observations: &mut Vec<String>) -> Result<Claim> 
                 .map_or("never".into(), |l| format!("layer {l}"))
         ));
     }
-    Ok(Claim {
-        number: 4,
-        title: FIG2_TITLE,
-        source: FIG2_SOURCE,
-        statement: FIG2_STATEMENT,
-        verdict,
-        why,
+    Ok(FIG2_CLAIM.checked(
+        (verdict, why),
         headline,
         measured,
-        figures: runs.figures(crate::plot::figure::FIG2),
-    })
+        runs.figures(crate::plot::figure::FIG2),
+    ))
 }
 
 /// What the variance results show beyond the paper: ZerO's exact zeros, NaN or

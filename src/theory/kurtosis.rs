@@ -147,14 +147,23 @@ mod tests {
         (a - b).abs() <= 1e-12 * b.abs().max(1.0)
     }
 
+    /// A ReLU network of `widths` with Gaussian weights on Gaussian inputs.
+    fn gaussian_relu(widths: Vec<usize>) -> RecursionInput {
+        RecursionInput {
+            widths,
+            slope: 0.0,
+            kappa_w: 3.0,
+            kappa0: 3.0,
+            c0: 0.0,
+        }
+    }
+
     #[test]
     fn depth_zero_returns_the_input() {
         let input = RecursionInput {
-            widths: vec![],
-            slope: 0.0,
-            kappa_w: 3.0,
             kappa0: 3.28,
             c0: 0.1,
+            ..gaussian_relu(vec![])
         };
         let out = kurtosis_recursion(&input).unwrap();
         assert_eq!(
@@ -238,13 +247,7 @@ mod tests {
 
     #[test]
     fn profile_uses_each_width_in_order() {
-        let input = RecursionInput {
-            widths: vec![2, 5],
-            slope: 0.0,
-            kappa_w: 3.0,
-            kappa0: 3.0,
-            c0: 0.0,
-        };
+        let input = gaussian_relu(vec![2, 5]);
         let out = kurtosis_recursion(&input).unwrap();
         let first = step(out[0], 2, 0.0, 3.0);
         let second = step(first, 5, 0.0, 3.0);
@@ -260,13 +263,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_parameters() {
-        let ok = RecursionInput {
-            widths: vec![3, 3],
-            slope: 0.0,
-            kappa_w: 3.0,
-            kappa0: 3.0,
-            c0: 0.0,
-        };
+        let ok = gaussian_relu(vec![3, 3]);
         assert_eq!(
             kurtosis_recursion(&RecursionInput {
                 widths: vec![3, 0],
