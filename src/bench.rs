@@ -316,10 +316,7 @@ impl PaperPlan {
 }
 
 /// The text of the paper-scale config `stem` and its sweep points of type `T`.
-fn paper_points<T>(stem: &str, list_fields: &[&str]) -> Result<(&'static str, Vec<T>)>
-where
-    T: serde::de::DeserializeOwned + serde::Serialize + crate::experiment::PointKey,
-{
+fn paper_points<T: crate::experiment::Point>(stem: &str) -> Result<(&'static str, Vec<T>)> {
     let Some((_, text)) = crate::scales::PAPER
         .iter()
         .find(|(file, _)| file.trim_end_matches(".yaml") == stem)
@@ -329,9 +326,7 @@ where
     let config = crate::config::Config::parse(text, stem)?;
     let mut points = Vec::new();
     for exp in &config.experiments {
-        points.extend(crate::experiment::typed_points(exp, list_fields, |_| {
-            Ok(())
-        })?);
+        points.extend(crate::experiment::Sweep::<T>::from_config(exp)?.points);
     }
     Ok((text, points))
 }
@@ -346,7 +341,7 @@ fn metainit_params(init: &Initializer) -> Option<MetaInitParams> {
 
 impl VariancePlan {
     fn of(stem: &str) -> Result<VariancePlan> {
-        let (_, points) = paper_points::<crate::experiment::variance::VariancePoint>(stem, &[])?;
+        let (_, points) = paper_points::<crate::experiment::variance::VariancePoint>(stem)?;
         let Some(first) = points.first() else {
             bail!("{stem} has no sweep points");
         };
@@ -375,8 +370,7 @@ impl VariancePlan {
 
 impl TrainPlan {
     fn of(stem: &str) -> Result<TrainPlan> {
-        let (text, points) =
-            paper_points::<crate::experiment::train::TrainPoint>(stem, &["eval_steps"])?;
+        let (text, points) = paper_points::<crate::experiment::train::TrainPoint>(stem)?;
         let Some(steps) = points.first().map(|p| p.steps) else {
             bail!("{stem} has no sweep points");
         };
@@ -642,7 +636,7 @@ fn wide_step(data: &Dataset, depth: usize, k: usize) -> Result<f64> {
 }
 
 pub struct BenchOptions {
-    pub dataset: String,
+    pub dataset: DatasetName,
     pub networks: usize,
     pub ensemble: usize,
     pub sections: Vec<String>,
@@ -678,7 +672,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             SECTIONS.join(", ")
         );
     }
-    let name = DatasetName::parse(&opts.dataset)?;
+    let name = opts.dataset;
     // `--only paper` makes its own synthetic inputs: no dataset to load for it alone.
     if opts.sections.is_empty() || opts.sections.iter().any(|s| s != "paper") {
         on_dataset(opts, name)?;

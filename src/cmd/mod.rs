@@ -50,7 +50,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(&crate::bench::BenchOptions {
-            dataset: args.dataset.to_string(),
+            dataset: args.dataset,
             networks: args.networks,
             ensemble: args.ensemble,
             sections: args.only,
