@@ -5,6 +5,7 @@ use crate::data::{DataSource, DatasetName, Normalization};
 use crate::experiment::Kind;
 use crate::experiment::theory::TheoryPoint;
 use crate::init::dist::WeightDist;
+use crate::scales::Scale;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsStr;
@@ -162,8 +163,8 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct ReproduceArgs {
     /// quick (minutes on two cores, Fashion-MNIST or synthetic data) or paper (the paper's settings).
-    #[arg(long, default_value = "quick")]
-    pub scale: String,
+    #[arg(long, value_enum, default_value_t = Scale::Quick)]
+    pub scale: Scale,
     #[command(flatten)]
     pub memory: MemoryArg,
     /// Where the run directories and REPORT.md go (default: outputs, or

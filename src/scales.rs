@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::data::Normalization;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 /// (file name, text) of the configs of each scale, in the order they run.
 pub const QUICK: &[(&str, &str)] = &[
@@ -53,13 +53,22 @@ pub const PAPER: &[(&str, &str)] = &[
     ),
 ];
 
+snake_case_names! {
+    /// The reproduction scales (`initlab reproduce --scale quick`).
+    pub enum Scale {
+        /// Minutes on two cores, on Fashion-MNIST (or synthetic data of its shape).
+        Quick,
+        /// The paper's settings, on MNIST and CIFAR-10.
+        Paper,
+    }
+}
+
 /// The configs of a scale. With `synthetic_instead` the quick scale's
 /// Fashion-MNIST experiments run on the synthetic dataset of the same shape.
-pub fn configs(scale: &str, synthetic_instead: bool) -> Result<Vec<Config>> {
+pub fn configs(scale: Scale, synthetic_instead: bool) -> Result<Vec<Config>> {
     let set = match scale {
-        "quick" => QUICK,
-        "paper" => PAPER,
-        other => bail!("unknown --scale `{other}`: use quick or paper"),
+        Scale::Quick => QUICK,
+        Scale::Paper => PAPER,
     };
     set.iter()
         .map(|(file, text)| {

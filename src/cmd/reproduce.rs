@@ -6,7 +6,7 @@
 use crate::cli::ReproduceArgs;
 use crate::data::{DatasetName, Normalization};
 use crate::experiment::sweep::{self, RunOptions};
-use crate::scales::{configs, set_normalization};
+use crate::scales::{Scale, configs, set_normalization};
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     // same shape keeps the reproduction running anywhere (and says so).
     let source = args.data.source();
     let synthetic_instead =
-        args.scale == "quick" && source.find(DatasetName::FashionMnist).is_none();
+        args.scale == Scale::Quick && source.find(DatasetName::FashionMnist).is_none();
     if synthetic_instead {
         eprintln!(
             "note: Fashion-MNIST is not installed ({}); the quick reproduction runs on the synthetic dataset instead. \
@@ -26,7 +26,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
                 .display()
         );
     }
-    let mut configs = configs(&args.scale, synthetic_instead)?;
+    let mut configs = configs(args.scale, synthetic_instead)?;
     if let Some(normalization) = args.normalization {
         for config in &mut configs {
             set_normalization(config, normalization)?;
@@ -38,7 +38,7 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
     };
     let out = args.out.unwrap_or_else(|| PathBuf::from(default_out));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    if args.scale == "paper" {
+    if args.scale == Scale::Paper {
         // Say what is missing before hours of work start.
         let missing: Vec<String> = [DatasetName::Mnist, DatasetName::Cifar10]
             .iter()
