@@ -8,8 +8,8 @@
 
 use super::axis::Axis;
 use super::canvas::{
-    Figure, LegendEntry, Marker, Page, Pen, Swatch, color, draw_marker, line, marker, panel, pixel,
-    plot_err, save, sequential,
+    Chart, Figure, Frame, LegendEntry, Marker, Pen, Stroke, Swatch, bars, color, line, marker,
+    markers, save, sequential,
 };
 use super::columns::{
     bools_or_false, distinct, floats, floats_or_null, init_label, init_rank, int_set, ints,
@@ -17,7 +17,6 @@ use super::columns::{
 };
 use super::{ExperimentResults, Run};
 use anyhow::Result;
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -261,21 +260,21 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
             kurtosis_runs.extend(runs);
         }
     }
-    let mut written = Vec::new();
-    let panels = depth_panels(&depth_runs);
-    if !panels.is_empty() {
-        written.extend(save(
-            &Fig3::new(&run.name, &depth_runs, panels),
-            out,
-            super::figure::FIG3,
-        )?);
-    }
-    if let Some(fig1) = Fig1::new(&run.name, &kurtosis_runs, Colouring::ByInit) {
-        written.extend(save(&fig1, out, super::figure::FIG1)?);
-    }
-    if let Some(continuum) = Fig1::new(&run.name, &continuum_runs, Colouring::ByWeightKurtosis) {
-        written.extend(save(&continuum, out, super::figure::KURTOSIS_CONTINUUM)?);
-    }
+    let mut written = save(
+        Fig3::new(&run.name, &depth_runs, depth_panels(&depth_runs)),
+        out,
+        super::figure::FIG3,
+    )?;
+    written.extend(save(
+        Fig1::new(&run.name, &kurtosis_runs, Colouring::ByInit),
+        out,
+        super::figure::FIG1,
+    )?);
+    written.extend(save(
+        Fig1::new(&run.name, &continuum_runs, Colouring::ByWeightKurtosis),
+        out,
+        super::figure::KURTOSIS_CONTINUUM,
+    )?);
     Ok(written)
 }
 
@@ -379,17 +378,11 @@ fn diverged_note(runs: &[&Trained]) -> Option<String> {
 }
 
 struct Fig3 {
-    title: String,
-    subtitle: Vec<String>,
-    legend: Vec<LegendEntry>,
-    notes: Vec<String>,
-    captions: Vec<String>,
+    frame: Frame,
     panels: Vec<Vec<(SeriesKey, Vec<Point>)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
     /// x offset of each line, so that bars at one depth do not overlap.
     dodge: BTreeMap<SeriesKey, f64>,
-    x: Axis,
-    y: Axis,
 }
 
 /// The runs Fig. 3 draws: those in one of its panels.
@@ -445,14 +438,12 @@ fn fig3_legend(
         .iter()
         .map(|s| {
             let (c, m) = styles[&s.init];
-            LegendEntry::new(
-                label(s),
-                Swatch::Line {
-                    color: c,
-                    dashed: false,
-                    marker: Some(m),
-                },
-            )
+            let swatch = Swatch::Line {
+                color: c,
+                dashed: false,
+                marker: Some(m),
+            };
+            LegendEntry::new(label(s), swatch)
         })
         .collect();
     legend.push(LegendEntry::new(
@@ -507,7 +498,11 @@ fn depth_panel_caption(k: &DepthPanelKey, varies: &SettingVaries) -> String {
 }
 
 impl Fig3 {
-    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Fig3 {
+    /// Fig. 3 for the panels with several depths, if any.
+    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Option<Fig3> {
+        if panels.is_empty() {
+            return None;
+        }
         let used = runs_in_panels(runs, &panels);
         let (setting, varies) = shared_setting(&used, WidthNamed::InCaptions);
         let reps = repetitions_phrase(&panels);
@@ -545,81 +540,55 @@ impl Fig3 {
             .map(|k| depth_panel_caption(k, &varies))
             .collect();
         let notes = diverged_note(&used).into_iter().collect();
-        Fig3 {
-            title,
-            subtitle,
-            legend,
-            notes,
-            captions,
+        Some(Fig3 {
+            frame: Frame {
+                title,
+                subtitle,
+                legend,
+                notes,
+                captions,
+                x,
+                y,
+                x_desc: "depth (hidden layers)",
+                y_desc: "test accuracy",
+                columns: 2,
+                panel: (600, 400),
+            },
             panels: panels
                 .into_values()
                 .map(|s| s.into_iter().collect())
                 .collect(),
             styles,
             dodge,
-            x,
-            y,
-        }
-    }
-
-    fn page(&self) -> Page<'_> {
-        Page {
-            title: &self.title,
-            subtitle: &self.subtitle,
-            legend: &self.legend,
-            notes: &self.notes,
-            panels: self.panels.len(),
-            columns: 2,
-            panel: (600, 400),
-        }
+        })
     }
 }
 
 impl Figure for Fig3 {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        self.page().size(pen)
+    fn frame(&self) -> &Frame {
+        &self.frame
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let areas = self.page().draw(root, pen)?;
-        for ((area, series), caption) in areas.iter().zip(&self.panels).zip(&self.captions) {
-            let mut chart = panel(
-                area,
-                caption,
-                &self.x,
-                &self.y,
-                "depth (hidden layers)",
-                "test accuracy",
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        index: usize,
+        chart: &mut Chart<'_, DB>,
+        pen: Pen,
+    ) -> Result<()> {
+        for (key, points) in &self.panels[index] {
+            let (c, m) = self.styles[&key.init];
+            let dx = self.dodge.get(key).copied().unwrap_or(0.0);
+            let at = |p: &Point| (p.depth as f64 + dx, p.mean);
+            let mean: Vec<(f64, f64)> = points.iter().map(at).collect();
+            line(chart, &mean, pen.stroke(c, 2.0), Stroke::Solid, pen)?;
+            let spread = points.iter().filter(|p| p.repetitions > 1);
+            bars(
+                chart,
+                spread.map(|p| (at(p).0, p.min, p.mean, p.max)),
+                c,
                 pen,
             )?;
-            for (key, points) in series {
-                let (c, m) = self.styles[&key.init];
-                let dx = self.dodge.get(key).copied().unwrap_or(0.0);
-                let mean: Vec<(f64, f64)> = points
-                    .iter()
-                    .map(|p| (p.depth as f64 + dx, p.mean))
-                    .collect();
-                line(&mut chart, &mean, pen.stroke(c, 2.0), None)?;
-                let cap = pen.px(4.0);
-                for p in points {
-                    let x = p.depth as f64 + dx;
-                    let (px, top) = pixel(&chart, x, p.max);
-                    let (_, bottom) = pixel(&chart, x, p.min);
-                    let bar = pen.stroke(c, 1.5);
-                    if p.repetitions > 1 {
-                        root.draw(&PathElement::new(vec![(px, top), (px, bottom)], bar))
-                            .map_err(plot_err)?;
-                        for end in [top, bottom] {
-                            root.draw(&PathElement::new(
-                                vec![(px - cap, end), (px + cap, end)],
-                                bar,
-                            ))
-                            .map_err(plot_err)?;
-                        }
-                    }
-                    draw_marker(root, m, pixel(&chart, x, p.mean), pen.px(4.5), c.filled())?;
-                }
-            }
+            markers(chart, mean, m, pen.px(4.5), c.filled())?;
         }
         Ok(())
     }
@@ -726,16 +695,10 @@ fn law_key(init: &str, kappa_w: Option<f64>) -> String {
 }
 
 struct Fig1 {
-    title: String,
-    subtitle: Vec<String>,
-    legend: Vec<LegendEntry>,
-    notes: Vec<String>,
-    captions: Vec<String>,
+    frame: Frame,
     /// Per panel: (style key, log10 kurtosis, accuracy).
     panels: Vec<Vec<(String, f64, f64)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
-    x: Axis,
-    y: Axis,
 }
 
 impl Fig1 {
@@ -833,58 +796,39 @@ impl Fig1 {
         let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
         let notes = diverged_note(&he).into_iter().collect();
         Some(Fig1 {
-            title,
-            subtitle,
-            legend,
-            notes,
-            captions,
+            frame: Frame {
+                title,
+                subtitle,
+                legend,
+                notes,
+                captions,
+                x,
+                y,
+                x_desc: "theoretical output kurtosis κ (log scale)",
+                y_desc: "test accuracy",
+                columns: 2,
+                panel: (600, 420),
+            },
             panels,
             styles,
-            x,
-            y,
         })
-    }
-
-    fn page(&self) -> Page<'_> {
-        Page {
-            title: &self.title,
-            subtitle: &self.subtitle,
-            legend: &self.legend,
-            notes: &self.notes,
-            panels: self.panels.len(),
-            columns: 2,
-            panel: (600, 420),
-        }
     }
 }
 
 impl Figure for Fig1 {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        self.page().size(pen)
+    fn frame(&self) -> &Frame {
+        &self.frame
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let areas = self.page().draw(root, pen)?;
-        for ((area, points), caption) in areas.iter().zip(&self.panels).zip(&self.captions) {
-            let chart = panel(
-                area,
-                caption,
-                &self.x,
-                &self.y,
-                "theoretical output kurtosis κ (log scale)",
-                "test accuracy",
-                pen,
-            )?;
-            for (style, k, acc) in points {
-                let (c, m) = self.styles[style];
-                draw_marker(
-                    root,
-                    m,
-                    pixel(&chart, *k, *acc),
-                    pen.px(5.0),
-                    c.mix(0.75).filled(),
-                )?;
-            }
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        index: usize,
+        chart: &mut Chart<'_, DB>,
+        pen: Pen,
+    ) -> Result<()> {
+        for (style, k, acc) in &self.panels[index] {
+            let (c, m) = self.styles[style];
+            markers(chart, [(*k, *acc)], m, pen.px(5.0), c.mix(0.75).filled())?;
         }
         Ok(())
     }
