@@ -641,6 +641,8 @@ fn panel<'a, DB: DrawingBackend>(
         .light_line_style(pen.stroke(RGBColor(242, 242, 242), 1.0))
         .axis_style(pen.stroke(RGBColor(90, 90, 90), 1.0))
         .set_all_tick_mark_size(pen.px(5.0))
+        // A light grid line halfway between two ticks, where the step allows.
+        .max_light_lines(2)
         .draw()
         .map_err(plot_err)?;
     Ok(chart)
