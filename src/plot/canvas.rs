@@ -37,33 +37,31 @@ pub fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e}")
 }
 
-/// A figure: a [`Frame`] of texts and panels on shared axes, and what each
-/// panel shows. Drawing the frame is the same for every figure; only the
-/// panels' contents differ.
-pub trait Figure {
-    fn frame(&self) -> &Frame;
+/// A figure: its frame (texts, captions, shared axes) and what its panels show.
+pub struct Figure<P> {
+    pub frame: Frame,
+    pub panels: P,
+}
 
-    /// Draws the contents of panel `index` on its chart (axes and caption are
-    /// already drawn).
-    fn draw_panel<DB: DrawingBackend>(
-        &self,
-        index: usize,
-        chart: &mut Chart<'_, DB>,
-        pen: Pen,
-    ) -> Result<()>;
+/// What the panels of a figure show; drawing the frame around them is the
+/// same for every figure.
+pub trait Panels {
+    /// Draws panel `i` on its chart, whose axes and caption are drawn already.
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()>;
+}
 
+impl<P: Panels> Figure<P> {
     /// Size in pixels (PNG) or user units (SVG) at the pen's scale.
     fn size(&self, pen: Pen) -> (u32, u32) {
-        self.frame().size(pen)
+        self.frame.size(pen)
     }
 
     /// Draws the frame, then every panel, on any backend at any scale.
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let frame = self.frame();
-        let areas = frame.draw(root, pen)?;
-        for (index, (area, caption)) in areas.iter().zip(&frame.captions).enumerate() {
-            let mut chart = panel(area, caption, frame, pen)?;
-            self.draw_panel(index, &mut chart, pen)?;
+        let areas = self.frame.draw(root, pen)?;
+        for (i, (area, caption)) in areas.iter().zip(&self.frame.captions).enumerate() {
+            let mut chart = panel(area, caption, &self.frame, pen)?;
+            self.panels.draw(i, &mut chart, pen)?;
         }
         Ok(())
     }
@@ -77,7 +75,7 @@ const SUPERSAMPLE: u32 = 2;
 
 /// Writes `dir/<stem>.png` and `dir/<stem>.svg`, each atomically, and returns
 /// them; writes nothing for `None` (a figure with nothing to draw).
-pub fn save(figure: Option<impl Figure>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+pub fn save(figure: Option<Figure<impl Panels>>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     let Some(figure) = figure else {
         return Ok(Vec::new());
     };

@@ -4,9 +4,9 @@
 //! and the Section 5 prediction of the 0.9 quantile of S²/σ² over depth, a line
 //! per width and a panel per setting of the other swept parameters.
 
-use super::axis::Axis;
+use super::axis::{Axis, span};
 use super::canvas::{
-    Chart, Figure, Frame, LegendEntry, Pen, Stroke, Swatch, band, color, hline, line, save,
+    Chart, Figure, Frame, LegendEntry, Panels, Pen, Stroke, Swatch, band, color, hline, line, save,
 };
 use super::columns::{
     distinct, floats, floats_or_null, has, init_label, init_rank, ints, number, strings,
@@ -122,9 +122,26 @@ pub fn plot_simulation(
 const MEASURED: RGBColor = RGBColor(0, 114, 178);
 const PREDICTED: RGBColor = RGBColor(0, 0, 0);
 
+/// What the simulation figure's panels show: one curve per panel.
 struct Simulation {
-    frame: Frame,
     curves: Vec<SimCurve>,
+}
+
+impl Panels for Simulation {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        let curve = &self.curves[i];
+        let at = |value: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+            curve
+                .iter()
+                .map(|p| (p.0, log_kurtosis(value(p))))
+                .collect()
+        };
+        band(chart, &at(|p| p.2), &at(|p| p.3), MEASURED)?;
+        let measured = pen.stroke(MEASURED, 2.0);
+        line(chart, &at(|p| p.1), measured, Stroke::Solid, pen)?;
+        let predicted = pen.stroke(PREDICTED, 1.6);
+        line(chart, &at(|p| p.4), predicted, Stroke::Dashed, pen)
+    }
 }
 
 /// log10 of a kurtosis, at least 0 (a kurtosis is at least 1).
@@ -138,7 +155,7 @@ fn log_kurtosis(v: f64) -> f64 {
 
 impl Simulation {
     /// The figure for the simulated panels, if any.
-    fn new(run_name: &str, panels: BTreeMap<SimKey, SimCurve>) -> Option<Simulation> {
+    fn new(run_name: &str, panels: BTreeMap<SimKey, SimCurve>) -> Option<Figure<Simulation>> {
         if panels.is_empty() {
             return None;
         }
@@ -204,61 +221,31 @@ impl Simulation {
             .flatten()
             .flat_map(|&(_, k, lo, hi, t)| [k, lo, hi, t]);
         let clipped = curves.iter().flatten().any(|&(_, _, lo, _, _)| lo < 1.0);
-        let (lo, hi) = values
-            .map(log_kurtosis)
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
-        let mut notes = Vec::new();
-        if clipped {
-            notes.push(
-                "Interval ends below 1 are drawn at 1 (a kurtosis is never below 1).".to_string(),
-            );
-        }
+        let (lo, hi) = span(values.map(log_kurtosis).filter(|v| v.is_finite()));
         let max_layer = curves.iter().flatten().map(|p| p.0).fold(0.0, f64::max);
-        Some(Simulation {
-            frame: Frame {
-                title,
-                subtitle,
-                legend,
-                notes,
-                captions,
-                x: Axis::integers(0.0, max_layer.max(1.0)),
-                y: Axis::log10(lo.min(0.0), hi),
-                x_desc: "layer",
-                y_desc: "kurtosis κ",
-                columns: 3,
-                panel: (430, 330),
-            },
-            curves,
-        })
-    }
-}
-
-impl Figure for Simulation {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
-
-    fn draw_panel<DB: DrawingBackend>(
-        &self,
-        index: usize,
-        chart: &mut Chart<'_, DB>,
-        pen: Pen,
-    ) -> Result<()> {
-        let curve = &self.curves[index];
-        let at = |value: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
-            curve
-                .iter()
-                .map(|p| (p.0, log_kurtosis(value(p))))
-                .collect()
+        let frame = Frame {
+            title,
+            subtitle,
+            legend,
+            notes: clipped
+                .then(|| {
+                    "Interval ends below 1 are drawn at 1 (a kurtosis is never below 1)."
+                        .to_string()
+                })
+                .into_iter()
+                .collect(),
+            captions,
+            x: Axis::integers(0.0, max_layer.max(1.0)),
+            y: Axis::log10(lo.min(0.0), hi),
+            x_desc: "layer",
+            y_desc: "kurtosis κ",
+            columns: 3,
+            panel: (430, 330),
         };
-        band(chart, &at(|p| p.2), &at(|p| p.3), MEASURED)?;
-        let measured = pen.stroke(MEASURED, 2.0);
-        line(chart, &at(|p| p.1), measured, Stroke::Solid, pen)?;
-        let predicted = pen.stroke(PREDICTED, 1.6);
-        line(chart, &at(|p| p.4), predicted, Stroke::Dashed, pen)
+        Some(Figure {
+            frame,
+            panels: Simulation { curves },
+        })
     }
 }
 
@@ -509,10 +496,10 @@ enum Quantity {
     VarianceQ90,
 }
 
+/// What a theory figure's panels show: one quantity of the layout's units.
 struct TheoryFigure<'a> {
     layout: &'a TheoryLayout,
     quantity: Quantity,
-    frame: Frame,
 }
 
 impl Quantity {
@@ -581,12 +568,7 @@ impl Quantity {
             .clone()
             .flat_map(|u| u.layers.iter().copied())
             .fold(0.0, f64::max);
-        let (mut lo, mut hi) = units
-            .flat_map(|u| self.values(u))
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
+        let (mut lo, mut hi) = span(units.flat_map(|u| self.values(u)).filter(|v| v.is_finite()));
         if self == Quantity::VarianceQ90 {
             if let Some(t) = l.threshold.filter(|t| *t > 0.0) {
                 lo = lo.min(t.log10() - 0.5);
@@ -599,16 +581,10 @@ impl Quantity {
 }
 
 impl<'a> TheoryFigure<'a> {
-    fn new(layout: &'a TheoryLayout, quantity: Quantity) -> TheoryFigure<'a> {
+    fn new(layout: &'a TheoryLayout, quantity: Quantity) -> Figure<TheoryFigure<'a>> {
         let (title, subtitle, legend, notes) = quantity.texts(layout);
         let (x, y) = quantity.axes(layout);
-        let y_desc = match quantity {
-            Quantity::Kurtosis => "kurtosis κ",
-            Quantity::VarianceQ90 => "0.9 quantile of S²/σ²",
-        };
-        TheoryFigure {
-            layout,
-            quantity,
+        Figure {
             frame: Frame {
                 title,
                 subtitle,
@@ -618,31 +594,26 @@ impl<'a> TheoryFigure<'a> {
                 x,
                 y,
                 x_desc: "layer",
-                y_desc,
+                y_desc: match quantity {
+                    Quantity::Kurtosis => "kurtosis κ",
+                    Quantity::VarianceQ90 => "0.9 quantile of S²/σ²",
+                },
                 columns: 3,
                 panel: (430, 330),
             },
+            panels: TheoryFigure { layout, quantity },
         }
     }
 }
 
-impl Figure for TheoryFigure<'_> {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
-
-    fn draw_panel<DB: DrawingBackend>(
-        &self,
-        index: usize,
-        chart: &mut Chart<'_, DB>,
-        pen: Pen,
-    ) -> Result<()> {
+impl Panels for TheoryFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
         let l = self.layout;
         if let (Quantity::VarianceQ90, Some(t)) = (self.quantity, l.threshold.filter(|t| *t > 0.0))
         {
             hline(chart, t.log10(), RGBColor(0, 0, 0), pen)?;
         }
-        for (line_index, unit) in &l.panels[index] {
+        for (line_index, unit) in &l.panels[i] {
             let points: Vec<(f64, f64)> = unit
                 .layers
                 .iter()

@@ -6,10 +6,10 @@
 //! hyper-parameter (`he_gennorm`, `he_sparse`): a colour per κ_w on a sequential
 //! scale, a marker per law.
 
-use super::axis::Axis;
+use super::axis::{Axis, span};
 use super::canvas::{
-    Chart, Figure, Frame, LegendEntry, Marker, Pen, Stroke, Swatch, bars, color, line, marker,
-    markers, save, sequential,
+    Chart, Figure, Frame, LegendEntry, Marker, Panels, Pen, Stroke, Swatch, bars, color, line,
+    marker, markers, save, sequential,
 };
 use super::columns::{
     bools_or_false, distinct, floats, floats_or_null, init_label, init_rank, int_set, ints,
@@ -377,8 +377,8 @@ fn diverged_note(runs: &[&Trained]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// What Fig. 3's panels show: a line per series, with its style and offset.
 struct Fig3 {
-    frame: Frame,
     panels: Vec<Vec<(SeriesKey, Vec<Point>)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
     /// x offset of each line, so that bars at one depth do not overlap.
@@ -499,7 +499,7 @@ fn depth_panel_caption(k: &DepthPanelKey, varies: &SettingVaries) -> String {
 
 impl Fig3 {
     /// Fig. 3 for the panels with several depths, if any.
-    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Option<Fig3> {
+    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Option<Figure<Fig3>> {
         if panels.is_empty() {
             return None;
         }
@@ -528,54 +528,45 @@ impl Fig3 {
             .into_iter()
             .collect();
         let styles = init_styles(&init_order(series_keys.iter().map(|s| s.init.clone())));
-        let legend = fig3_legend(&series_keys, &styles);
         let (x, dodge) = depth_axis(&panels, &series_keys);
         let top = panels
             .values()
             .flat_map(|s| s.values().flatten().map(|p| p.max))
             .fold(0.0, f64::max);
-        let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
-        let captions = panels
-            .keys()
-            .map(|k| depth_panel_caption(k, &varies))
-            .collect();
-        let notes = diverged_note(&used).into_iter().collect();
-        Some(Fig3 {
-            frame: Frame {
-                title,
-                subtitle,
-                legend,
-                notes,
-                captions,
-                x,
-                y,
-                x_desc: "depth (hidden layers)",
-                y_desc: "test accuracy",
-                columns: 2,
-                panel: (600, 400),
-            },
-            panels: panels
-                .into_values()
-                .map(|s| s.into_iter().collect())
+        let frame = Frame {
+            title,
+            subtitle,
+            legend: fig3_legend(&series_keys, &styles),
+            notes: diverged_note(&used).into_iter().collect(),
+            captions: panels
+                .keys()
+                .map(|k| depth_panel_caption(k, &varies))
                 .collect(),
-            styles,
-            dodge,
+            x,
+            y: Axis::linear(0.0, if top > 1.0 { top } else { 1.0 }),
+            x_desc: "depth (hidden layers)",
+            y_desc: "test accuracy",
+            columns: 2,
+            panel: (600, 400),
+        };
+        let panels = panels
+            .into_values()
+            .map(|s| s.into_iter().collect())
+            .collect();
+        Some(Figure {
+            frame,
+            panels: Fig3 {
+                panels,
+                styles,
+                dodge,
+            },
         })
     }
 }
 
-impl Figure for Fig3 {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
-
-    fn draw_panel<DB: DrawingBackend>(
-        &self,
-        index: usize,
-        chart: &mut Chart<'_, DB>,
-        pen: Pen,
-    ) -> Result<()> {
-        for (key, points) in &self.panels[index] {
+impl Panels for Fig3 {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        for (key, points) in &self.panels[i] {
             let (c, m) = self.styles[&key.init];
             let dx = self.dodge.get(key).copied().unwrap_or(0.0);
             let at = |p: &Point| (p.depth as f64 + dx, p.mean);
@@ -658,9 +649,7 @@ impl Colouring {
                 });
                 laws.dedup_by(|a, b| law_key(&a.1, Some(a.0)) == law_key(&b.1, Some(b.0)));
                 let logs = laws.iter().map(|l| l.0.ln()).filter(|l| l.is_finite());
-                let (lo, hi) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                    (a.min(x), b.max(x))
-                });
+                let (lo, hi) = span(logs);
                 let shade = |kw: f64| {
                     let t = if hi > lo {
                         (kw.ln() - lo) / (hi - lo)
@@ -694,8 +683,8 @@ fn law_key(init: &str, kappa_w: Option<f64>) -> String {
     format!("{init} {}", kappa.unwrap_or_default())
 }
 
+/// What Fig. 1's panels show: a marker per run.
 struct Fig1 {
-    frame: Frame,
     /// Per panel: (style key, log10 kurtosis, accuracy).
     panels: Vec<Vec<(String, f64, f64)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
@@ -703,7 +692,7 @@ struct Fig1 {
 
 impl Fig1 {
     /// Fig. 1 for the He-initialised runs that carry a theoretical kurtosis, if any.
-    fn new(run_name: &str, runs: &[Trained], colouring: Colouring) -> Option<Fig1> {
+    fn new(run_name: &str, runs: &[Trained], colouring: Colouring) -> Option<Figure<Fig1>> {
         let he: Vec<&Trained> = runs.iter().filter(|r| has_theory_kurtosis(r)).collect();
         if he.is_empty() {
             return None;
@@ -753,28 +742,7 @@ impl Fig1 {
         let (styles, legend) = colouring.styles(&drawn);
         let captions = grouped
             .iter()
-            .map(|((dataset, slope, norm), rs)| {
-                let mut parts = vec![dataset.clone()];
-                if varies.slope {
-                    parts.push(format!("slope {slope}"));
-                }
-                if varies.norm {
-                    parts.push(format!("norm {norm}"));
-                }
-                let plural = |n: usize| if n == 1 { "" } else { "s" };
-                let widths = distinct(rs.iter().map(|r| r.width));
-                let depths = distinct(rs.iter().map(|r| r.depth));
-                format!(
-                    "{} — {} run{} (width{} {}, depth{} {})",
-                    parts.join(", "),
-                    rs.len(),
-                    plural(rs.len()),
-                    plural(widths),
-                    int_set(rs.iter().map(|r| r.width)),
-                    plural(depths),
-                    int_set(rs.iter().map(|r| r.depth)),
-                )
-            })
+            .map(|(key, rs)| kurtosis_panel_caption(key, rs, &varies))
             .collect();
         let panels: Vec<Vec<(String, f64, f64)>> = grouped
             .into_values()
@@ -787,46 +755,60 @@ impl Fig1 {
                     .collect()
             })
             .collect();
-        let xs = panels.iter().flatten().map(|p| p.1);
-        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(x), b.max(x))
-        });
-        let x = Axis::log10(lo, hi);
+        let (lo, hi) = span(panels.iter().flatten().map(|p| p.1));
         let top = panels.iter().flatten().map(|p| p.2).fold(0.0, f64::max);
-        let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
-        let notes = diverged_note(&he).into_iter().collect();
-        Some(Fig1 {
-            frame: Frame {
-                title,
-                subtitle,
-                legend,
-                notes,
-                captions,
-                x,
-                y,
-                x_desc: "theoretical output kurtosis κ (log scale)",
-                y_desc: "test accuracy",
-                columns: 2,
-                panel: (600, 420),
-            },
-            panels,
-            styles,
+        let frame = Frame {
+            title,
+            subtitle,
+            legend,
+            notes: diverged_note(&he).into_iter().collect(),
+            captions,
+            x: Axis::log10(lo, hi),
+            y: Axis::linear(0.0, if top > 1.0 { top } else { 1.0 }),
+            x_desc: "theoretical output kurtosis κ (log scale)",
+            y_desc: "test accuracy",
+            columns: 2,
+            panel: (600, 420),
+        };
+        Some(Figure {
+            frame,
+            panels: Fig1 { panels, styles },
         })
     }
 }
 
-impl Figure for Fig1 {
-    fn frame(&self) -> &Frame {
-        &self.frame
+/// A Fig. 1 panel's caption: its dataset (slope, norm where they vary), and
+/// how many runs of which widths and depths it holds.
+fn kurtosis_panel_caption(
+    (dataset, slope, norm): &(String, String, String),
+    runs: &[&Trained],
+    varies: &SettingVaries,
+) -> String {
+    let mut parts = vec![dataset.clone()];
+    if varies.slope {
+        parts.push(format!("slope {slope}"));
     }
+    if varies.norm {
+        parts.push(format!("norm {norm}"));
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let widths = distinct(runs.iter().map(|r| r.width));
+    let depths = distinct(runs.iter().map(|r| r.depth));
+    format!(
+        "{} — {} run{} (width{} {}, depth{} {})",
+        parts.join(", "),
+        runs.len(),
+        plural(runs.len()),
+        plural(widths),
+        int_set(runs.iter().map(|r| r.width)),
+        plural(depths),
+        int_set(runs.iter().map(|r| r.depth)),
+    )
+}
 
-    fn draw_panel<DB: DrawingBackend>(
-        &self,
-        index: usize,
-        chart: &mut Chart<'_, DB>,
-        pen: Pen,
-    ) -> Result<()> {
-        for (style, k, acc) in &self.panels[index] {
+impl Panels for Fig1 {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        for (style, k, acc) in &self.panels[i] {
             let (c, m) = self.styles[style];
             markers(chart, [(*k, *acc)], m, pen.px(5.0), c.mix(0.75).filled())?;
         }

@@ -6,7 +6,9 @@
 //! silently.
 
 use super::axis::Axis;
-use super::canvas::{Chart, Figure, Frame, LegendEntry, Pen, Stroke, Swatch, hline, line, save};
+use super::canvas::{
+    Chart, Figure, Frame, LegendEntry, Panels, Pen, Stroke, Swatch, hline, line, save,
+};
 use super::columns::{
     QuantileRule, RankedSample, distinct, floats, floats_or_null, init_label, init_rank, ints,
     number, strings, strings_or,
@@ -353,9 +355,48 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
     )
 }
 
+/// What Fig. 2's panels show: one initialiser's quantiles per panel.
 struct Fig2 {
-    frame: Frame,
     curves: Vec<Curves>,
+}
+
+impl Panels for Fig2 {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        let c = &self.curves[i];
+        hline(chart, THRESHOLD.log10(), RGBColor(0, 0, 0), pen)?;
+        for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
+            let predicted: Vec<(f64, f64)> = c
+                .layers
+                .iter()
+                .zip(&c.theory[q])
+                .map(|(&l, t)| (l, t.map(log_clipped).unwrap_or(f64::NAN)))
+                .collect();
+            line(
+                chart,
+                &predicted,
+                pen.stroke(*color, 1.6),
+                Stroke::Dashed,
+                pen,
+            )?;
+        }
+        // Measured quantiles on top, the highest last.
+        for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
+            let measured: Vec<(f64, f64)> = c
+                .layers
+                .iter()
+                .zip(&c.quantiles[q])
+                .map(|(&l, &v)| (l, log_clipped(v)))
+                .collect();
+            line(
+                chart,
+                &measured,
+                pen.stroke(*color, 2.0),
+                Stroke::Solid,
+                pen,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// log10 of a value for a log axis: at least the floor; infinite or NaN -> NaN.
@@ -559,96 +600,42 @@ fn fig2_notes(
 
 impl Fig2 {
     /// Fig. 2 for the curves, if any.
-    fn new(run_name: &str, curves: Vec<Curves>) -> Option<Fig2> {
+    fn new(run_name: &str, curves: Vec<Curves>) -> Option<Figure<Fig2>> {
         if curves.is_empty() {
             return None;
         }
         let varying = Varying::of(&curves);
         let captions: Vec<String> = curves.iter().map(|c| varying.caption(c)).collect();
-        let title = varying.title(&curves[0].key);
-        let subtitle = vec![
-            format!(
-                "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
-            ),
-            format!("Quantiles: {}", RULE.describe()),
-        ];
         let any_theory = curves
             .iter()
             .any(|c| c.theory.iter().flatten().any(|t| t.is_some()));
-        let legend = fig2_legend(any_theory);
         let extent = Extent::of(&curves);
-        let notes = fig2_notes(&curves, &captions, &extent, any_theory);
         let max_layer = curves
             .iter()
             .flat_map(|c| c.layers.iter().copied())
             .fold(0.0, f64::max);
-        let x = Axis::integers(0.0, max_layer.max(1.0));
-        let y = Axis::log10(extent.lo, extent.hi + 0.3);
-        let columns = if curves.len() <= 6 { 3 } else { 4 };
-        Some(Fig2 {
-            frame: Frame {
-                title,
-                subtitle,
-                legend,
-                notes,
-                captions,
-                x,
-                y,
-                x_desc: "layer (index of the Linear layer)",
-                y_desc: "S² of output unit 0",
-                columns,
-                panel: (430, 330),
-            },
-            curves,
+        let frame = Frame {
+            title: varying.title(&curves[0].key),
+            subtitle: vec![
+                format!(
+                    "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
+                ),
+                format!("Quantiles: {}", RULE.describe()),
+            ],
+            legend: fig2_legend(any_theory),
+            notes: fig2_notes(&curves, &captions, &extent, any_theory),
+            captions,
+            x: Axis::integers(0.0, max_layer.max(1.0)),
+            y: Axis::log10(extent.lo, extent.hi + 0.3),
+            x_desc: "layer (index of the Linear layer)",
+            y_desc: "S² of output unit 0",
+            columns: if curves.len() <= 6 { 3 } else { 4 },
+            panel: (430, 330),
+        };
+        Some(Figure {
+            frame,
+            panels: Fig2 { curves },
         })
-    }
-}
-
-impl Figure for Fig2 {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
-
-    fn draw_panel<DB: DrawingBackend>(
-        &self,
-        index: usize,
-        chart: &mut Chart<'_, DB>,
-        pen: Pen,
-    ) -> Result<()> {
-        let c = &self.curves[index];
-        hline(chart, THRESHOLD.log10(), RGBColor(0, 0, 0), pen)?;
-        for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
-            let predicted: Vec<(f64, f64)> = c
-                .layers
-                .iter()
-                .zip(&c.theory[q])
-                .map(|(&l, t)| (l, t.map(log_clipped).unwrap_or(f64::NAN)))
-                .collect();
-            line(
-                chart,
-                &predicted,
-                pen.stroke(*color, 1.6),
-                Stroke::Dashed,
-                pen,
-            )?;
-        }
-        // Measured quantiles on top, the highest last.
-        for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
-            let measured: Vec<(f64, f64)> = c
-                .layers
-                .iter()
-                .zip(&c.quantiles[q])
-                .map(|(&l, &v)| (l, log_clipped(v)))
-                .collect();
-            line(
-                chart,
-                &measured,
-                pen.stroke(*color, 2.0),
-                Stroke::Solid,
-                pen,
-            )?;
-        }
-        Ok(())
     }
 }
 
