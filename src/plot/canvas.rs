@@ -1,4 +1,4 @@
-//! Drawing plumbing shared by every figure: the embedded font, a page (title,
+//! Drawing plumbing shared by every figure: the embedded font, a frame (title,
 //! subtitle, legend strip, grid of panels, notes), panels with labelled axes,
 //! markers, colours, and saving one figure as PNG and SVG.
 
@@ -6,6 +6,7 @@ use super::axis::Axis;
 use crate::results::write_text;
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
+use plotters::element::{DashedPathElement, DottedPathElement, ErrorBarOrientV};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
@@ -36,11 +37,34 @@ pub fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e}")
 }
 
-/// A figure that can be drawn on any backend, at any scale.
-pub trait Figure {
+/// A figure: its frame (texts, captions, shared axes) and what its panels show.
+pub struct Figure<P> {
+    pub frame: Frame,
+    pub panels: P,
+}
+
+/// What the panels of a figure show; drawing the frame around them is the
+/// same for every figure.
+pub trait Panels {
+    /// Draws panel `i` on its chart, whose axes and caption are drawn already.
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()>;
+}
+
+impl<P: Panels> Figure<P> {
     /// Size in pixels (PNG) or user units (SVG) at the pen's scale.
-    fn size(&self, pen: Pen) -> (u32, u32);
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()>;
+    fn size(&self, pen: Pen) -> (u32, u32) {
+        self.frame.size(pen)
+    }
+
+    /// Draws the frame, then every panel, on any backend at any scale.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
+        let areas = self.frame.draw(root, pen)?;
+        for (i, (area, caption)) in areas.iter().zip(&self.frame.captions).enumerate() {
+            let mut chart = panel(area, caption, &self.frame, pen)?;
+            self.panels.draw(i, &mut chart, pen)?;
+        }
+        Ok(())
+    }
 }
 
 /// PNGs are 1.5 times the SVG's size, drawn at twice that and averaged down
@@ -49,8 +73,12 @@ pub const PNG_PEN: Pen = Pen { s: 1.5 };
 pub const SVG_PEN: Pen = Pen { s: 1.0 };
 const SUPERSAMPLE: u32 = 2;
 
-/// Writes `dir/<stem>.png` and `dir/<stem>.svg`, each atomically, and returns them.
-pub fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+/// Writes `dir/<stem>.png` and `dir/<stem>.svg`, each atomically, and returns
+/// them; writes nothing for `None` (a figure with nothing to draw).
+pub fn save(figure: Option<Figure<impl Panels>>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+    let Some(figure) = figure else {
+        return Ok(Vec::new());
+    };
     register_font()?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
@@ -207,72 +235,54 @@ pub fn marker(i: usize) -> Marker {
     MARKERS[i % MARKERS.len()]
 }
 
-/// Draws a marker of half-size `r` centred at pixel `at` of `area` (a page's root).
-pub fn draw_marker<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    kind: Marker,
-    at: (i32, i32),
-    r: i32,
-    style: ShapeStyle,
-) -> Result<()> {
-    let (x, y) = at;
-    let outline = |points: Vec<(i32, i32)>| -> Result<()> {
-        if style.filled {
-            area.draw(&Polygon::new(points, style)).map_err(plot_err)
-        } else {
-            let mut closed = points.clone();
-            closed.push(points[0]);
-            area.draw(&PathElement::new(closed, style))
-                .map_err(plot_err)
-        }
-    };
-    match kind {
-        Marker::Circle => area.draw(&Circle::new((x, y), r, style)).map_err(plot_err),
-        Marker::Square => {
-            let h = (r as f64 * 0.9).round() as i32;
-            outline(vec![
-                (x - h, y - h),
-                (x + h, y - h),
-                (x + h, y + h),
-                (x - h, y + h),
-            ])
-        }
-        Marker::Triangle => {
-            let h = (r as f64 * 1.2).round() as i32;
-            outline(vec![
-                (x, y - h),
-                (x + h, y + h * 3 / 4),
-                (x - h, y + h * 3 / 4),
-            ])
-        }
-        Marker::TriangleDown => {
-            let h = (r as f64 * 1.2).round() as i32;
-            outline(vec![
-                (x, y + h),
-                (x + h, y - h * 3 / 4),
-                (x - h, y - h * 3 / 4),
-            ])
-        }
-        Marker::Diamond => {
-            let h = (r as f64 * 1.25).round() as i32;
-            outline(vec![(x, y - h), (x + h, y), (x, y + h), (x - h, y)])
-        }
-        Marker::Cross => {
-            let line = ShapeStyle {
-                filled: false,
-                ..style
+impl Marker {
+    /// The marker of half-size `r` centred at `at` (a data point on a chart, a
+    /// pixel on a page): plotters' own shape where it has one, a polygon
+    /// around the point where it has not (diamond, downward triangle).
+    pub fn element<'a, DB: DrawingBackend + 'a, C: Clone + 'static>(
+        self,
+        at: C,
+        r: i32,
+        style: ShapeStyle,
+    ) -> DynElement<'a, DB, C> {
+        // Sizes that make the shapes look about as heavy as the circle.
+        let size = |factor: f64| (r as f64 * factor).round() as i32;
+        let around = |h: i32, corners: &[(f64, f64)]| {
+            let points: Vec<(i32, i32)> = corners
+                .iter()
+                .map(|(dx, dy)| {
+                    (
+                        (dx * h as f64).round() as i32,
+                        (dy * h as f64).round() as i32,
+                    )
+                })
+                .collect();
+            (EmptyElement::at(at.clone()) + Polygon::new(points, style)).into_dyn()
+        };
+        match self {
+            Marker::Circle => Circle::new(at, r, style).into_dyn(),
+            Marker::Triangle => TriangleMarker::new(at, size(1.4), style).into_dyn(),
+            Marker::Square => {
+                let h = size(0.9);
+                (EmptyElement::at(at) + Rectangle::new([(-h, -h), (h, h)], style)).into_dyn()
             }
-            .stroke_width(style.stroke_width.max(2));
-            area.draw(&PathElement::new(
-                vec![(x - r, y - r), (x + r, y + r)],
-                line,
-            ))
-            .map_err(plot_err)?;
-            area.draw(&PathElement::new(
-                vec![(x - r, y + r), (x + r, y - r)],
-                line,
-            ))
-            .map_err(plot_err)
+            Marker::Diamond => around(
+                size(1.25),
+                &[(0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)],
+            ),
+            // Plotters' triangle upside down.
+            Marker::TriangleDown => {
+                let cos30 = 3f64.sqrt() / 2.0;
+                around(size(1.4), &[(0.0, 1.0), (-cos30, -0.5), (cos30, -0.5)])
+            }
+            // A cross has no area: it is drawn with lines at least 2 pixels wide.
+            Marker::Cross => {
+                let line = ShapeStyle {
+                    filled: false,
+                    ..style
+                };
+                Cross::new(at, r, line.stroke_width(style.stroke_width.max(2))).into_dyn()
+            }
         }
     }
 }
@@ -296,6 +306,26 @@ pub enum Swatch {
     Bar(RGBColor),
 }
 
+impl Swatch {
+    /// A solid line without a marker.
+    pub fn solid(color: RGBColor) -> Swatch {
+        Swatch::Line {
+            color,
+            dashed: false,
+            marker: None,
+        }
+    }
+
+    /// A dashed line without a marker.
+    pub fn dashed(color: RGBColor) -> Swatch {
+        Swatch::Line {
+            color,
+            dashed: true,
+            marker: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LegendEntry {
     pub label: String,
@@ -311,13 +341,19 @@ impl LegendEntry {
     }
 }
 
-/// What a page holds around its panels.
-pub struct Page<'a> {
-    pub title: &'a str,
-    pub subtitle: &'a [String],
-    pub legend: &'a [LegendEntry],
-    pub notes: &'a [String],
-    pub panels: usize,
+/// What a figure shows around its panels, and the axes its panels share.
+pub struct Frame {
+    pub title: String,
+    pub subtitle: Vec<String>,
+    /// One legend for all panels, above them.
+    pub legend: Vec<LegendEntry>,
+    pub notes: Vec<String>,
+    /// One per panel: the panels' count.
+    pub captions: Vec<String>,
+    pub x: Axis,
+    pub y: Axis,
+    pub x_desc: &'static str,
+    pub y_desc: &'static str,
     /// Panels per row at most.
     pub columns: usize,
     /// Size of one panel at scale 1.
@@ -330,24 +366,29 @@ const LEGEND_H: f64 = 28.0;
 const SWATCH_W: f64 = 34.0;
 const ENTRY_GAP: f64 = 26.0;
 const PAGE_W_MIN: f64 = 760.0;
+/// Dashed lines: dash and gap, at scale 1.
+const DASH: (f64, f64) = (7.0, 5.0);
+/// Dotted lines: dot radius and spacing, at scale 1.
+const DOT: (f64, f64) = (0.9, 4.5);
 
-impl Page<'_> {
-    pub fn grid(&self) -> (usize, usize) {
-        let cols = self.panels.clamp(1, self.columns.max(1));
+impl Frame {
+    fn panels(&self) -> usize {
+        self.captions.len()
+    }
+
+    fn grid(&self) -> (usize, usize) {
+        let panels = self.panels();
+        let cols = panels.clamp(1, self.columns.max(1));
         // Four panels read better as 2 x 2 than as 3 + 1.
-        let cols = if self.panels == 4 && cols == 3 {
-            2
-        } else {
-            cols
-        };
-        let rows = self.panels.div_ceil(cols).max(1);
+        let cols = if panels == 4 && cols == 3 { 2 } else { cols };
+        let rows = panels.div_ceil(cols).max(1);
         (rows, cols)
     }
 
     /// A lone panel gets more room than one of a grid.
     fn panel_size(&self) -> (f64, f64) {
         let (w, h) = (self.panel.0 as f64, self.panel.1 as f64);
-        if self.panels == 1 {
+        if self.panels() == 1 {
             (w.max(760.0), h.max(460.0))
         } else {
             (w, h)
@@ -377,7 +418,7 @@ impl Page<'_> {
     }
 
     /// Pixel size at scale `pen.s`.
-    pub fn size(&self, pen: Pen) -> (u32, u32) {
+    fn size(&self, pen: Pen) -> (u32, u32) {
         let (rows, _) = self.grid();
         let head = TITLE_H
             + LINE_H * self.subtitle.len() as f64
@@ -392,7 +433,7 @@ impl Page<'_> {
     }
 
     /// Draws the title, subtitle, legend and notes; returns the panel areas.
-    pub fn draw<DB: DrawingBackend>(
+    fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
         pen: Pen,
@@ -402,13 +443,13 @@ impl Page<'_> {
         let centre = w as i32 / 2;
         let mut y = pen.px(10.0);
         root.draw(&Text::new(
-            self.title.to_string(),
+            self.title.clone(),
             (centre, y),
             pen.font(20.0).pos(Pos::new(HPos::Center, VPos::Top)),
         ))
         .map_err(plot_err)?;
         y += pen.px(TITLE_H - 8.0);
-        for line in self.subtitle {
+        for line in &self.subtitle {
             root.draw(&Text::new(
                 line.clone(),
                 (centre, y),
@@ -442,7 +483,7 @@ impl Page<'_> {
         y += pen.px(8.0);
         let foot = pen.px(LINE_H * self.notes.len() as f64 + 6.0);
         let mut note_y = h as i32 - foot + pen.px(4.0);
-        for note in self.notes {
+        for note in &self.notes {
             root.draw(&Text::new(
                 note.clone(),
                 (pen.px(14.0), note_y),
@@ -460,7 +501,7 @@ impl Page<'_> {
         let side = body_w.saturating_sub(grid_w) / 2;
         let body = body.margin(0, 0, side, side);
         let mut areas = body.split_evenly((rows, cols));
-        areas.truncate(self.panels);
+        areas.truncate(self.panels());
         Ok(areas)
     }
 }
@@ -478,6 +519,45 @@ pub fn text_width(text: &str, size: f64, pen: Pen) -> f64 {
     }
 }
 
+/// A dashed line through `points` (data points on a chart, pixels on a page).
+fn dashed_line<C: Clone>(
+    points: Vec<C>,
+    style: ShapeStyle,
+    pen: Pen,
+) -> DashedPathElement<std::vec::IntoIter<C>, i32> {
+    DashedPathElement::new(points, pen.px(DASH.0), pen.px(DASH.1), style)
+}
+
+/// A dotted line through `points`, dots of `color` (data points on a chart,
+/// pixels on a page).
+fn dotted_line<C: Clone>(
+    points: Vec<C>,
+    color: RGBColor,
+    pen: Pen,
+) -> DottedPathElement<std::vec::IntoIter<C>, i32, Circle<(i32, i32), i32>> {
+    let radius = pen.px(DOT.0).max(1);
+    DottedPathElement::new(points, 0, pen.px(DOT.1), move |at| {
+        Circle::new(at, radius, color.filled())
+    })
+}
+
+/// A vertical bar from `lo` to `hi` at `x`, with caps, and plotters' ring at `mid`.
+fn error_bar<X, Y>(
+    x: X,
+    (lo, mid, hi): (Y, Y, Y),
+    color: RGBColor,
+    pen: Pen,
+) -> ErrorBar<X, Y, ErrorBarOrientV<X, Y>> {
+    ErrorBar::new_vertical(
+        x,
+        lo,
+        mid,
+        hi,
+        pen.stroke(color, 1.5),
+        2 * pen.px(4.0) as u32,
+    )
+}
+
 fn draw_swatch<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     swatch: &Swatch,
@@ -486,6 +566,7 @@ fn draw_swatch<DB: DrawingBackend>(
 ) -> Result<()> {
     let x1 = x + pen.px(SWATCH_W);
     let mid = (x + x1) / 2;
+    let across = vec![(x, y), (x1, y)];
     match swatch {
         Swatch::Line {
             color,
@@ -494,35 +575,23 @@ fn draw_swatch<DB: DrawingBackend>(
         } => {
             let style = pen.stroke(*color, 2.0);
             if *dashed {
-                let dash = pen.px(7.0);
-                let mut a = x;
-                while a < x1 {
-                    let b = (a + dash).min(x1);
-                    root.draw(&PathElement::new(vec![(a, y), (b, y)], style))
-                        .map_err(plot_err)?;
-                    a += dash + pen.px(5.0);
-                }
+                root.draw(&dashed_line(across, style, pen))
             } else {
-                root.draw(&PathElement::new(vec![(x, y), (x1, y)], style))
-                    .map_err(plot_err)?;
+                root.draw(&PathElement::new(across, style))
             }
+            .map_err(plot_err)?;
             if let Some(m) = marker {
-                draw_marker(root, *m, (mid, y), pen.px(4.5), color.filled())?;
+                root.draw(&m.element((mid, y), pen.px(4.5), color.filled()))
+                    .map_err(plot_err)?;
             }
         }
         Swatch::Dotted(color) => {
-            let mut a = x;
-            while a < x1 {
-                root.draw(&PathElement::new(
-                    vec![(a, y), ((a + pen.px(2.0)).min(x1), y)],
-                    pen.stroke(*color, 1.5),
-                ))
+            root.draw(&dotted_line(across, *color, pen))
                 .map_err(plot_err)?;
-                a += pen.px(5.0);
-            }
         }
         Swatch::Point(m, color) => {
-            draw_marker(root, *m, (mid, y), pen.px(5.0), color.filled())?;
+            root.draw(&m.element((mid, y), pen.px(5.0), color.filled()))
+                .map_err(plot_err)?;
         }
         Swatch::Band(color) => {
             root.draw(&Rectangle::new(
@@ -532,17 +601,9 @@ fn draw_swatch<DB: DrawingBackend>(
             .map_err(plot_err)?;
         }
         Swatch::Bar(color) => {
-            let style = pen.stroke(*color, 1.5);
-            let (top, bottom, cap) = (y - pen.px(9.0), y + pen.px(9.0), pen.px(4.0));
-            root.draw(&PathElement::new(vec![(mid, top), (mid, bottom)], style))
+            let span = (y + pen.px(9.0), y, y - pen.px(9.0));
+            root.draw(&error_bar(mid, span, *color, pen))
                 .map_err(plot_err)?;
-            for end in [top, bottom] {
-                root.draw(&PathElement::new(
-                    vec![(mid - cap, end), (mid + cap, end)],
-                    style,
-                ))
-                .map_err(plot_err)?;
-            }
         }
     }
     Ok(())
@@ -551,14 +612,11 @@ fn draw_swatch<DB: DrawingBackend>(
 /// A panel's chart on custom axes.
 pub type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
 
-/// Builds a panel: caption, axes with their descriptions, grid lines.
-pub fn panel<'a, DB: DrawingBackend>(
+/// Builds a panel of `frame`: caption, axes with their descriptions, grid lines.
+fn panel<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     caption: &str,
-    x: &Axis,
-    y: &Axis,
-    x_desc: &str,
-    y_desc: &str,
+    frame: &Frame,
     pen: Pen,
 ) -> Result<Chart<'a, DB>> {
     let mut chart = ChartBuilder::on(area)
@@ -569,26 +627,30 @@ pub fn panel<'a, DB: DrawingBackend>(
         .margin_bottom(pen.px(6.0))
         .x_label_area_size(pen.px(46.0))
         .y_label_area_size(pen.px(72.0))
-        .build_cartesian_2d(x.clone(), y.clone())
+        .build_cartesian_2d(frame.x.clone(), frame.y.clone())
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
+        .x_desc(frame.x_desc)
+        .y_desc(frame.y_desc)
         .axis_desc_style(pen.font(14.0))
         .label_style(pen.font(12.5))
         .bold_line_style(pen.stroke(RGBColor(220, 220, 220), 1.0))
         .light_line_style(pen.stroke(RGBColor(242, 242, 242), 1.0))
         .axis_style(pen.stroke(RGBColor(90, 90, 90), 1.0))
         .set_all_tick_mark_size(pen.px(5.0))
+        // A light grid line halfway between two ticks, where the step allows.
+        .max_light_lines(2)
         .draw()
         .map_err(plot_err)?;
     Ok(chart)
 }
 
-/// Pixel position of a data point.
-pub fn pixel<DB: DrawingBackend>(chart: &Chart<'_, DB>, x: f64, y: f64) -> (i32, i32) {
-    chart.backend_coord(&(x, y))
+/// How a line is stroked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stroke {
+    Solid,
+    Dashed,
 }
 
 /// Draws a polyline through data points (breaking at non-finite values).
@@ -596,27 +658,18 @@ pub fn line<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     points: &[(f64, f64)],
     style: ShapeStyle,
-    dashed: Option<Pen>,
+    stroke: Stroke,
+    pen: Pen,
 ) -> Result<()> {
     for run in finite_runs(points) {
         if run.len() < 2 {
             continue;
         }
-        match dashed {
-            Some(pen) => chart
-                .draw_series(DashedLineSeries::new(
-                    run.iter().copied(),
-                    pen.px(7.0),
-                    pen.px(5.0),
-                    style,
-                ))
-                .map(|_| ())
-                .map_err(plot_err)?,
-            None => chart
-                .draw_series(LineSeries::new(run.iter().copied(), style))
-                .map(|_| ())
-                .map_err(plot_err)?,
+        match stroke {
+            Stroke::Dashed => chart.draw_series(std::iter::once(dashed_line(run, style, pen))),
+            Stroke::Solid => chart.draw_series(LineSeries::new(run, style)),
         }
+        .map_err(plot_err)?;
     }
     Ok(())
 }
@@ -629,16 +682,45 @@ pub fn hline<DB: DrawingBackend>(
     pen: Pen,
 ) -> Result<()> {
     let range = chart.x_range();
-    let (lo, hi) = (range.start, range.end);
-    let step = (hi - lo) / 160.0;
-    let segments: Vec<_> = (0..160)
-        .step_by(2)
-        .map(|k| {
-            let a = lo + k as f64 * step;
-            PathElement::new(vec![(a, y), (a + step, y)], pen.stroke(color, 1.5))
-        })
-        .collect();
-    chart.draw_series(segments).map(|_| ()).map_err(plot_err)
+    let across = vec![(range.start, y), (range.end, y)];
+    chart
+        .draw_series(std::iter::once(dotted_line(across, color, pen)))
+        .map(|_| ())
+        .map_err(plot_err)
+}
+
+/// Markers of one kind, half-size `r`, at data points.
+pub fn markers<DB: DrawingBackend>(
+    chart: &Chart<'_, DB>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    kind: Marker,
+    r: i32,
+    style: ShapeStyle,
+) -> Result<()> {
+    // One by one on the plotting area: `draw_series` would need the markers
+    // (of mixed shapes, so `DynElement`s) to be 'static, which they are not
+    // on a backend that borrows its buffer.
+    let area = chart.plotting_area();
+    for p in points {
+        area.draw(&kind.element(p, r, style)).map_err(plot_err)?;
+    }
+    Ok(())
+}
+
+/// Min-max bars: per `(x, min, mid, max)`, a bar from min to max with caps.
+pub fn bars<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    bars: impl IntoIterator<Item = (f64, f64, f64, f64)>,
+    color: RGBColor,
+    pen: Pen,
+) -> Result<()> {
+    chart
+        .draw_series(
+            bars.into_iter()
+                .map(|(x, lo, mid, hi)| error_bar(x, (lo, mid, hi), color, pen)),
+        )
+        .map(|_| ())
+        .map_err(plot_err)
 }
 
 /// A translucent band between a lower and an upper curve.

@@ -4,16 +4,24 @@
 
 use crate::init::InitName;
 use anyhow::{Context, Result};
-use polars::prelude::{DataFrame, DataType};
+use polars::prelude::{Column, DataFrame, DataType};
+
+/// The column `name`, an error naming it if the table lacks it.
+fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column> {
+    df.column(name)
+        .with_context(|| format!("the results have no column `{name}`"))
+}
+
+/// The column `name` cast to `to`; `kind` says what it is not when it cannot be.
+fn cast(df: &DataFrame, name: &str, to: DataType, kind: &str) -> Result<Column> {
+    column(df, name)?
+        .cast(&to)
+        .with_context(|| format!("column `{name}` is not {kind}"))
+}
 
 /// A float column (integer columns are converted); nulls are `None`.
 pub fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
-    let column = df
-        .column(name)
-        .with_context(|| format!("the results have no column `{name}`"))?;
-    let column = column
-        .cast(&DataType::Float64)
-        .with_context(|| format!("column `{name}` is not numeric"))?;
+    let column = cast(df, name, DataType::Float64, "numeric")?;
     Ok(column.f64()?.iter().collect())
 }
 
@@ -28,13 +36,7 @@ pub fn floats_or_null(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 
 /// An integer column; a null is an error naming the column.
 pub fn ints(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
-    let column = df
-        .column(name)
-        .with_context(|| format!("the results have no column `{name}`"))?;
-    let column = column
-        .cast(&DataType::Int64)
-        .with_context(|| format!("column `{name}` is not an integer"))?;
-    column
+    cast(df, name, DataType::Int64, "an integer")?
         .i64()?
         .iter()
         .enumerate()
@@ -44,10 +46,7 @@ pub fn ints(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
 
 /// A string column, borrowed from the table; nulls become empty strings.
 pub fn strings<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<&'a str>> {
-    let column = df
-        .column(name)
-        .with_context(|| format!("the results have no column `{name}`"))?;
-    Ok(column
+    Ok(column(df, name)?
         .str()
         .with_context(|| format!("column `{name}` is not text"))?
         .iter()
@@ -69,8 +68,7 @@ pub fn bools_or_false(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
     if !has(df, name) {
         return Ok(vec![false; df.height()]);
     }
-    let column = df.column(name)?;
-    Ok(column
+    Ok(column(df, name)?
         .bool()
         .with_context(|| format!("column `{name}` is not boolean"))?
         .iter()

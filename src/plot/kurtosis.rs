@@ -4,16 +4,15 @@
 //! and the Section 5 prediction of the 0.9 quantile of S²/σ² over depth, a line
 //! per width and a panel per setting of the other swept parameters.
 
-use super::axis::Axis;
+use super::axis::{Axis, span};
 use super::canvas::{
-    Figure, LegendEntry, Page, Pen, Swatch, band, color, hline, line, panel, save,
+    Chart, Figure, Frame, LegendEntry, Panels, Pen, Stroke, Swatch, band, color, hline, line, save,
 };
 use super::columns::{
     distinct, floats, floats_or_null, has, init_label, init_rank, ints, number, strings,
 };
 use super::{ExperimentResults, Run};
 use anyhow::Result;
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,12 +112,8 @@ pub fn plot_simulation(
     experiments: &[ExperimentResults],
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let panels = collect_simulation(experiments)?;
-    if panels.is_empty() {
-        return Ok(Vec::new());
-    }
     save(
-        &Simulation::new(&run.name, panels),
+        Simulation::new(&run.name, collect_simulation(experiments)?),
         out,
         super::figure::KURTOSIS_MC,
     )
@@ -127,15 +122,26 @@ pub fn plot_simulation(
 const MEASURED: RGBColor = RGBColor(0, 114, 178);
 const PREDICTED: RGBColor = RGBColor(0, 0, 0);
 
+/// What the simulation figure's panels show: one curve per panel.
 struct Simulation {
-    title: String,
-    subtitle: Vec<String>,
-    legend: Vec<LegendEntry>,
-    notes: Vec<String>,
-    captions: Vec<String>,
     curves: Vec<SimCurve>,
-    x: Axis,
-    y: Axis,
+}
+
+impl Panels for Simulation {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        let curve = &self.curves[i];
+        let at = |value: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+            curve
+                .iter()
+                .map(|p| (p.0, log_kurtosis(value(p))))
+                .collect()
+        };
+        band(chart, &at(|p| p.2), &at(|p| p.3), MEASURED)?;
+        let measured = pen.stroke(MEASURED, 2.0);
+        line(chart, &at(|p| p.1), measured, Stroke::Solid, pen)?;
+        let predicted = pen.stroke(PREDICTED, 1.6);
+        line(chart, &at(|p| p.4), predicted, Stroke::Dashed, pen)
+    }
 }
 
 /// log10 of a kurtosis, at least 0 (a kurtosis is at least 1).
@@ -148,7 +154,11 @@ fn log_kurtosis(v: f64) -> f64 {
 }
 
 impl Simulation {
-    fn new(run_name: &str, panels: BTreeMap<SimKey, SimCurve>) -> Simulation {
+    /// The figure for the simulated panels, if any.
+    fn new(run_name: &str, panels: BTreeMap<SimKey, SimCurve>) -> Option<Figure<Simulation>> {
+        if panels.is_empty() {
+            return None;
+        }
         let keys: Vec<&SimKey> = panels.keys().collect();
         let slope_varies = distinct(keys.iter().map(|k| &k.slope)) > 1;
         let width_varies = distinct(keys.iter().map(|k| k.width)) > 1;
@@ -201,23 +211,9 @@ impl Simulation {
             "Kurtosis of a unit's output over depth: simulation against Proposition 3".to_string();
         let subtitle = vec![format!("Run {run_name}: {}", setting.join(", "))];
         let legend = vec![
-            LegendEntry::new(
-                "measured kurtosis",
-                Swatch::Line {
-                    color: MEASURED,
-                    dashed: false,
-                    marker: None,
-                },
-            ),
+            LegendEntry::new("measured kurtosis", Swatch::solid(MEASURED)),
             LegendEntry::new("95% interval", Swatch::Band(MEASURED)),
-            LegendEntry::new(
-                "Proposition 3",
-                Swatch::Line {
-                    color: PREDICTED,
-                    dashed: true,
-                    marker: None,
-                },
-            ),
+            LegendEntry::new("Proposition 3", Swatch::dashed(PREDICTED)),
         ];
         let curves: Vec<SimCurve> = panels.into_values().collect();
         let values = curves
@@ -225,69 +221,31 @@ impl Simulation {
             .flatten()
             .flat_map(|&(_, k, lo, hi, t)| [k, lo, hi, t]);
         let clipped = curves.iter().flatten().any(|&(_, _, lo, _, _)| lo < 1.0);
-        let (lo, hi) = values
-            .map(log_kurtosis)
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
-        let mut notes = Vec::new();
-        if clipped {
-            notes.push(
-                "Interval ends below 1 are drawn at 1 (a kurtosis is never below 1).".to_string(),
-            );
-        }
+        let (lo, hi) = span(values.map(log_kurtosis).filter(|v| v.is_finite()));
         let max_layer = curves.iter().flatten().map(|p| p.0).fold(0.0, f64::max);
-        Simulation {
+        let frame = Frame {
             title,
             subtitle,
             legend,
-            notes,
+            notes: clipped
+                .then(|| {
+                    "Interval ends below 1 are drawn at 1 (a kurtosis is never below 1)."
+                        .to_string()
+                })
+                .into_iter()
+                .collect(),
             captions,
-            curves,
             x: Axis::integers(0.0, max_layer.max(1.0)),
             y: Axis::log10(lo.min(0.0), hi),
-        }
-    }
-
-    fn page(&self) -> Page<'_> {
-        Page {
-            title: &self.title,
-            subtitle: &self.subtitle,
-            legend: &self.legend,
-            notes: &self.notes,
-            panels: self.curves.len(),
+            x_desc: "layer",
+            y_desc: "kurtosis κ",
             columns: 3,
             panel: (430, 330),
-        }
-    }
-}
-
-impl Figure for Simulation {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        self.page().size(pen)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let areas = self.page().draw(root, pen)?;
-        for ((area, curve), caption) in areas.iter().zip(&self.curves).zip(&self.captions) {
-            let mut chart = panel(area, caption, &self.x, &self.y, "layer", "kurtosis κ", pen)?;
-            let lower: Vec<(f64, f64)> = curve.iter().map(|p| (p.0, log_kurtosis(p.2))).collect();
-            let upper: Vec<(f64, f64)> = curve.iter().map(|p| (p.0, log_kurtosis(p.3))).collect();
-            band(&mut chart, &lower, &upper, MEASURED)?;
-            let measured: Vec<(f64, f64)> =
-                curve.iter().map(|p| (p.0, log_kurtosis(p.1))).collect();
-            line(&mut chart, &measured, pen.stroke(MEASURED, 2.0), None)?;
-            let predicted: Vec<(f64, f64)> =
-                curve.iter().map(|p| (p.0, log_kurtosis(p.4))).collect();
-            line(
-                &mut chart,
-                &predicted,
-                pen.stroke(PREDICTED, 1.6),
-                Some(pen),
-            )?;
-        }
-        Ok(())
+        };
+        Some(Figure {
+            frame,
+            panels: Simulation { curves },
+        })
     }
 }
 
@@ -415,22 +373,13 @@ pub fn plot_theory(
         return Ok(Vec::new());
     }
     let layout = TheoryLayout::new(&run.name, units);
-    let mut written = save(
-        &TheoryFigure {
-            layout: &layout,
-            quantity: Quantity::Kurtosis,
-        },
-        out,
-        super::figure::THEORY_KURTOSIS,
-    )?;
-    written.extend(save(
-        &TheoryFigure {
-            layout: &layout,
-            quantity: Quantity::VarianceQ90,
-        },
-        out,
-        super::figure::THEORY_VARIANCE_Q90,
-    )?);
+    let mut written = Vec::new();
+    for (quantity, stem) in [
+        (Quantity::Kurtosis, super::figure::THEORY_KURTOSIS),
+        (Quantity::VarianceQ90, super::figure::THEORY_VARIANCE_Q90),
+    ] {
+        written.extend(save(Some(TheoryFigure::new(&layout, quantity)), out, stem)?);
+    }
     Ok(written)
 }
 
@@ -547,14 +496,16 @@ enum Quantity {
     VarianceQ90,
 }
 
+/// What a theory figure's panels show: one quantity of the layout's units.
 struct TheoryFigure<'a> {
     layout: &'a TheoryLayout,
     quantity: Quantity,
 }
 
-impl TheoryFigure<'_> {
-    fn values(&self, unit: &TheoryUnit) -> Vec<f64> {
-        match self.quantity {
+impl Quantity {
+    /// The drawn values of a unit: log10 of the quantity, at least the floor.
+    fn values(self, unit: &TheoryUnit) -> Vec<f64> {
+        match self {
             Quantity::Kurtosis => unit.log10_kurtosis.clone(),
             Quantity::VarianceQ90 => unit
                 .log10_q90
@@ -564,8 +515,7 @@ impl TheoryFigure<'_> {
         }
     }
 
-    fn texts(&self) -> (String, Vec<String>, Vec<LegendEntry>, Vec<String>) {
-        let l = self.layout;
+    fn texts(self, l: &TheoryLayout) -> (String, Vec<String>, Vec<LegendEntry>, Vec<String>) {
         let shared = if l.shared.is_empty() {
             String::new()
         } else {
@@ -574,19 +524,10 @@ impl TheoryFigure<'_> {
         let mut legend: Vec<LegendEntry> = l
             .legend
             .iter()
-            .map(|(text, c)| {
-                LegendEntry::new(
-                    text.clone(),
-                    Swatch::Line {
-                        color: *c,
-                        dashed: false,
-                        marker: None,
-                    },
-                )
-            })
+            .map(|(text, c)| LegendEntry::new(text.clone(), Swatch::solid(*c)))
             .collect();
         let mut notes = Vec::new();
-        let (title, subtitle) = match self.quantity {
+        let (title, subtitle) = match self {
             Quantity::Kurtosis => (
                 "Kurtosis κ of a unit's output over depth (Proposition 3 recursion)".to_string(),
                 format!("Run {}{shared}", l.run_name),
@@ -621,20 +562,14 @@ impl TheoryFigure<'_> {
         (title, vec![subtitle], legend, notes)
     }
 
-    fn axes(&self) -> (Axis, Axis) {
-        let l = self.layout;
+    fn axes(self, l: &TheoryLayout) -> (Axis, Axis) {
         let units = l.panels.iter().flatten().map(|(_, u)| u);
         let max_layer = units
             .clone()
             .flat_map(|u| u.layers.iter().copied())
             .fold(0.0, f64::max);
-        let (mut lo, mut hi) = units
-            .flat_map(|u| self.values(u))
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
-        if self.quantity == Quantity::VarianceQ90 {
+        let (mut lo, mut hi) = span(units.flat_map(|u| self.values(u)).filter(|v| v.is_finite()));
+        if self == Quantity::VarianceQ90 {
             if let Some(t) = l.threshold.filter(|t| *t > 0.0) {
                 lo = lo.min(t.log10() - 0.5);
                 hi = hi.max(t.log10());
@@ -643,61 +578,50 @@ impl TheoryFigure<'_> {
         }
         (Axis::integers(0.0, max_layer.max(1.0)), Axis::log10(lo, hi))
     }
+}
 
-    fn page<'p>(
-        &self,
-        title: &'p str,
-        subtitle: &'p [String],
-        legend: &'p [LegendEntry],
-        notes: &'p [String],
-    ) -> Page<'p> {
-        let n = self.layout.panels.len();
-        Page {
-            title,
-            subtitle,
-            legend,
-            notes,
-            panels: n,
-            columns: 3,
-            panel: (430, 330),
+impl<'a> TheoryFigure<'a> {
+    fn new(layout: &'a TheoryLayout, quantity: Quantity) -> Figure<TheoryFigure<'a>> {
+        let (title, subtitle, legend, notes) = quantity.texts(layout);
+        let (x, y) = quantity.axes(layout);
+        Figure {
+            frame: Frame {
+                title,
+                subtitle,
+                legend,
+                notes,
+                captions: layout.captions.clone(),
+                x,
+                y,
+                x_desc: "layer",
+                y_desc: match quantity {
+                    Quantity::Kurtosis => "kurtosis κ",
+                    Quantity::VarianceQ90 => "0.9 quantile of S²/σ²",
+                },
+                columns: 3,
+                panel: (430, 330),
+            },
+            panels: TheoryFigure { layout, quantity },
         }
     }
 }
 
-impl Figure for TheoryFigure<'_> {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        let (title, subtitle, legend, notes) = self.texts();
-        self.page(&title, &subtitle, &legend, &notes).size(pen)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let (title, subtitle, legend, notes) = self.texts();
-        let areas = self
-            .page(&title, &subtitle, &legend, &notes)
-            .draw(root, pen)?;
-        let (x, y) = self.axes();
-        let y_desc = match self.quantity {
-            Quantity::Kurtosis => "kurtosis κ",
-            Quantity::VarianceQ90 => "0.9 quantile of S²/σ²",
-        };
+impl Panels for TheoryFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
         let l = self.layout;
-        for ((area, members), caption) in areas.iter().zip(&l.panels).zip(&l.captions) {
-            let mut chart = panel(area, caption, &x, &y, "layer", y_desc, pen)?;
-            if let (Quantity::VarianceQ90, Some(t)) =
-                (self.quantity, l.threshold.filter(|t| *t > 0.0))
-            {
-                hline(&mut chart, t.log10(), RGBColor(0, 0, 0), pen)?;
-            }
-            for (index, unit) in members {
-                let points: Vec<(f64, f64)> =
-                    unit.layers.iter().copied().zip(self.values(unit)).collect();
-                line(
-                    &mut chart,
-                    &points,
-                    pen.stroke(l.legend[*index].1, 2.0),
-                    None,
-                )?;
-            }
+        if let (Quantity::VarianceQ90, Some(t)) = (self.quantity, l.threshold.filter(|t| *t > 0.0))
+        {
+            hline(chart, t.log10(), RGBColor(0, 0, 0), pen)?;
+        }
+        for (line_index, unit) in &l.panels[i] {
+            let points: Vec<(f64, f64)> = unit
+                .layers
+                .iter()
+                .copied()
+                .zip(self.quantity.values(unit))
+                .collect();
+            let style = pen.stroke(l.legend[*line_index].1, 2.0);
+            line(chart, &points, style, Stroke::Solid, pen)?;
         }
         Ok(())
     }

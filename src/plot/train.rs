@@ -6,10 +6,10 @@
 //! hyper-parameter (`he_gennorm`, `he_sparse`): a colour per κ_w on a sequential
 //! scale, a marker per law.
 
-use super::axis::Axis;
+use super::axis::{Axis, span};
 use super::canvas::{
-    Figure, LegendEntry, Marker, Page, Pen, Swatch, color, draw_marker, line, marker, panel, pixel,
-    plot_err, save, sequential,
+    Chart, Figure, Frame, LegendEntry, Marker, Panels, Pen, Stroke, Swatch, bars, color, line,
+    marker, markers, save, sequential,
 };
 use super::columns::{
     bools_or_false, distinct, floats, floats_or_null, init_label, init_rank, int_set, ints,
@@ -17,7 +17,6 @@ use super::columns::{
 };
 use super::{ExperimentResults, Run};
 use anyhow::Result;
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -261,21 +260,21 @@ pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<
             kurtosis_runs.extend(runs);
         }
     }
-    let mut written = Vec::new();
-    let panels = depth_panels(&depth_runs);
-    if !panels.is_empty() {
-        written.extend(save(
-            &Fig3::new(&run.name, &depth_runs, panels),
-            out,
-            super::figure::FIG3,
-        )?);
-    }
-    if let Some(fig1) = Fig1::new(&run.name, &kurtosis_runs, Colouring::ByInit) {
-        written.extend(save(&fig1, out, super::figure::FIG1)?);
-    }
-    if let Some(continuum) = Fig1::new(&run.name, &continuum_runs, Colouring::ByWeightKurtosis) {
-        written.extend(save(&continuum, out, super::figure::KURTOSIS_CONTINUUM)?);
-    }
+    let mut written = save(
+        Fig3::new(&run.name, &depth_runs, depth_panels(&depth_runs)),
+        out,
+        super::figure::FIG3,
+    )?;
+    written.extend(save(
+        Fig1::new(&run.name, &kurtosis_runs, Colouring::ByInit),
+        out,
+        super::figure::FIG1,
+    )?);
+    written.extend(save(
+        Fig1::new(&run.name, &continuum_runs, Colouring::ByWeightKurtosis),
+        out,
+        super::figure::KURTOSIS_CONTINUUM,
+    )?);
     Ok(written)
 }
 
@@ -378,18 +377,12 @@ fn diverged_note(runs: &[&Trained]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// What Fig. 3's panels show: a line per series, with its style and offset.
 struct Fig3 {
-    title: String,
-    subtitle: Vec<String>,
-    legend: Vec<LegendEntry>,
-    notes: Vec<String>,
-    captions: Vec<String>,
     panels: Vec<Vec<(SeriesKey, Vec<Point>)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
     /// x offset of each line, so that bars at one depth do not overlap.
     dodge: BTreeMap<SeriesKey, f64>,
-    x: Axis,
-    y: Axis,
 }
 
 /// The runs Fig. 3 draws: those in one of its panels.
@@ -445,14 +438,12 @@ fn fig3_legend(
         .iter()
         .map(|s| {
             let (c, m) = styles[&s.init];
-            LegendEntry::new(
-                label(s),
-                Swatch::Line {
-                    color: c,
-                    dashed: false,
-                    marker: Some(m),
-                },
-            )
+            let swatch = Swatch::Line {
+                color: c,
+                dashed: false,
+                marker: Some(m),
+            };
+            LegendEntry::new(label(s), swatch)
         })
         .collect();
     legend.push(LegendEntry::new(
@@ -507,7 +498,11 @@ fn depth_panel_caption(k: &DepthPanelKey, varies: &SettingVaries) -> String {
 }
 
 impl Fig3 {
-    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Fig3 {
+    /// Fig. 3 for the panels with several depths, if any.
+    fn new(run_name: &str, runs: &[Trained], panels: DepthPanels) -> Option<Figure<Fig3>> {
+        if panels.is_empty() {
+            return None;
+        }
         let used = runs_in_panels(runs, &panels);
         let (setting, varies) = shared_setting(&used, WidthNamed::InCaptions);
         let reps = repetitions_phrase(&panels);
@@ -533,93 +528,58 @@ impl Fig3 {
             .into_iter()
             .collect();
         let styles = init_styles(&init_order(series_keys.iter().map(|s| s.init.clone())));
-        let legend = fig3_legend(&series_keys, &styles);
         let (x, dodge) = depth_axis(&panels, &series_keys);
         let top = panels
             .values()
             .flat_map(|s| s.values().flatten().map(|p| p.max))
             .fold(0.0, f64::max);
-        let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
-        let captions = panels
-            .keys()
-            .map(|k| depth_panel_caption(k, &varies))
-            .collect();
-        let notes = diverged_note(&used).into_iter().collect();
-        Fig3 {
+        let frame = Frame {
             title,
             subtitle,
-            legend,
-            notes,
-            captions,
-            panels: panels
-                .into_values()
-                .map(|s| s.into_iter().collect())
+            legend: fig3_legend(&series_keys, &styles),
+            notes: diverged_note(&used).into_iter().collect(),
+            captions: panels
+                .keys()
+                .map(|k| depth_panel_caption(k, &varies))
                 .collect(),
-            styles,
-            dodge,
             x,
-            y,
-        }
-    }
-
-    fn page(&self) -> Page<'_> {
-        Page {
-            title: &self.title,
-            subtitle: &self.subtitle,
-            legend: &self.legend,
-            notes: &self.notes,
-            panels: self.panels.len(),
+            y: Axis::linear(0.0, if top > 1.0 { top } else { 1.0 }),
+            x_desc: "depth (hidden layers)",
+            y_desc: "test accuracy",
             columns: 2,
             panel: (600, 400),
-        }
+        };
+        let panels = panels
+            .into_values()
+            .map(|s| s.into_iter().collect())
+            .collect();
+        Some(Figure {
+            frame,
+            panels: Fig3 {
+                panels,
+                styles,
+                dodge,
+            },
+        })
     }
 }
 
-impl Figure for Fig3 {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        self.page().size(pen)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let areas = self.page().draw(root, pen)?;
-        for ((area, series), caption) in areas.iter().zip(&self.panels).zip(&self.captions) {
-            let mut chart = panel(
-                area,
-                caption,
-                &self.x,
-                &self.y,
-                "depth (hidden layers)",
-                "test accuracy",
+impl Panels for Fig3 {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        for (key, points) in &self.panels[i] {
+            let (c, m) = self.styles[&key.init];
+            let dx = self.dodge.get(key).copied().unwrap_or(0.0);
+            let at = |p: &Point| (p.depth as f64 + dx, p.mean);
+            let mean: Vec<(f64, f64)> = points.iter().map(at).collect();
+            line(chart, &mean, pen.stroke(c, 2.0), Stroke::Solid, pen)?;
+            let spread = points.iter().filter(|p| p.repetitions > 1);
+            bars(
+                chart,
+                spread.map(|p| (at(p).0, p.min, p.mean, p.max)),
+                c,
                 pen,
             )?;
-            for (key, points) in series {
-                let (c, m) = self.styles[&key.init];
-                let dx = self.dodge.get(key).copied().unwrap_or(0.0);
-                let mean: Vec<(f64, f64)> = points
-                    .iter()
-                    .map(|p| (p.depth as f64 + dx, p.mean))
-                    .collect();
-                line(&mut chart, &mean, pen.stroke(c, 2.0), None)?;
-                let cap = pen.px(4.0);
-                for p in points {
-                    let x = p.depth as f64 + dx;
-                    let (px, top) = pixel(&chart, x, p.max);
-                    let (_, bottom) = pixel(&chart, x, p.min);
-                    let bar = pen.stroke(c, 1.5);
-                    if p.repetitions > 1 {
-                        root.draw(&PathElement::new(vec![(px, top), (px, bottom)], bar))
-                            .map_err(plot_err)?;
-                        for end in [top, bottom] {
-                            root.draw(&PathElement::new(
-                                vec![(px - cap, end), (px + cap, end)],
-                                bar,
-                            ))
-                            .map_err(plot_err)?;
-                        }
-                    }
-                    draw_marker(root, m, pixel(&chart, x, p.mean), pen.px(4.5), c.filled())?;
-                }
-            }
+            markers(chart, mean, m, pen.px(4.5), c.filled())?;
         }
         Ok(())
     }
@@ -689,9 +649,7 @@ impl Colouring {
                 });
                 laws.dedup_by(|a, b| law_key(&a.1, Some(a.0)) == law_key(&b.1, Some(b.0)));
                 let logs = laws.iter().map(|l| l.0.ln()).filter(|l| l.is_finite());
-                let (lo, hi) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                    (a.min(x), b.max(x))
-                });
+                let (lo, hi) = span(logs);
                 let shade = |kw: f64| {
                     let t = if hi > lo {
                         (kw.ln() - lo) / (hi - lo)
@@ -725,22 +683,16 @@ fn law_key(init: &str, kappa_w: Option<f64>) -> String {
     format!("{init} {}", kappa.unwrap_or_default())
 }
 
+/// What Fig. 1's panels show: a marker per run.
 struct Fig1 {
-    title: String,
-    subtitle: Vec<String>,
-    legend: Vec<LegendEntry>,
-    notes: Vec<String>,
-    captions: Vec<String>,
     /// Per panel: (style key, log10 kurtosis, accuracy).
     panels: Vec<Vec<(String, f64, f64)>>,
     styles: BTreeMap<String, (RGBColor, Marker)>,
-    x: Axis,
-    y: Axis,
 }
 
 impl Fig1 {
     /// Fig. 1 for the He-initialised runs that carry a theoretical kurtosis, if any.
-    fn new(run_name: &str, runs: &[Trained], colouring: Colouring) -> Option<Fig1> {
+    fn new(run_name: &str, runs: &[Trained], colouring: Colouring) -> Option<Figure<Fig1>> {
         let he: Vec<&Trained> = runs.iter().filter(|r| has_theory_kurtosis(r)).collect();
         if he.is_empty() {
             return None;
@@ -790,28 +742,7 @@ impl Fig1 {
         let (styles, legend) = colouring.styles(&drawn);
         let captions = grouped
             .iter()
-            .map(|((dataset, slope, norm), rs)| {
-                let mut parts = vec![dataset.clone()];
-                if varies.slope {
-                    parts.push(format!("slope {slope}"));
-                }
-                if varies.norm {
-                    parts.push(format!("norm {norm}"));
-                }
-                let plural = |n: usize| if n == 1 { "" } else { "s" };
-                let widths = distinct(rs.iter().map(|r| r.width));
-                let depths = distinct(rs.iter().map(|r| r.depth));
-                format!(
-                    "{} — {} run{} (width{} {}, depth{} {})",
-                    parts.join(", "),
-                    rs.len(),
-                    plural(rs.len()),
-                    plural(widths),
-                    int_set(rs.iter().map(|r| r.width)),
-                    plural(depths),
-                    int_set(rs.iter().map(|r| r.depth)),
-                )
-            })
+            .map(|(key, rs)| kurtosis_panel_caption(key, rs, &varies))
             .collect();
         let panels: Vec<Vec<(String, f64, f64)>> = grouped
             .into_values()
@@ -824,67 +755,62 @@ impl Fig1 {
                     .collect()
             })
             .collect();
-        let xs = panels.iter().flatten().map(|p| p.1);
-        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(x), b.max(x))
-        });
-        let x = Axis::log10(lo, hi);
+        let (lo, hi) = span(panels.iter().flatten().map(|p| p.1));
         let top = panels.iter().flatten().map(|p| p.2).fold(0.0, f64::max);
-        let y = Axis::linear(0.0, if top > 1.0 { top } else { 1.0 });
-        let notes = diverged_note(&he).into_iter().collect();
-        Some(Fig1 {
+        let frame = Frame {
             title,
             subtitle,
             legend,
-            notes,
+            notes: diverged_note(&he).into_iter().collect(),
             captions,
-            panels,
-            styles,
-            x,
-            y,
-        })
-    }
-
-    fn page(&self) -> Page<'_> {
-        Page {
-            title: &self.title,
-            subtitle: &self.subtitle,
-            legend: &self.legend,
-            notes: &self.notes,
-            panels: self.panels.len(),
+            x: Axis::log10(lo, hi),
+            y: Axis::linear(0.0, if top > 1.0 { top } else { 1.0 }),
+            x_desc: "theoretical output kurtosis κ (log scale)",
+            y_desc: "test accuracy",
             columns: 2,
             panel: (600, 420),
-        }
+        };
+        Some(Figure {
+            frame,
+            panels: Fig1 { panels, styles },
+        })
     }
 }
 
-impl Figure for Fig1 {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        self.page().size(pen)
+/// A Fig. 1 panel's caption: its dataset (slope, norm where they vary), and
+/// how many runs of which widths and depths it holds.
+fn kurtosis_panel_caption(
+    (dataset, slope, norm): &(String, String, String),
+    runs: &[&Trained],
+    varies: &SettingVaries,
+) -> String {
+    let mut parts = vec![dataset.clone()];
+    if varies.slope {
+        parts.push(format!("slope {slope}"));
     }
+    if varies.norm {
+        parts.push(format!("norm {norm}"));
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let widths = distinct(runs.iter().map(|r| r.width));
+    let depths = distinct(runs.iter().map(|r| r.depth));
+    format!(
+        "{} — {} run{} (width{} {}, depth{} {})",
+        parts.join(", "),
+        runs.len(),
+        plural(runs.len()),
+        plural(widths),
+        int_set(runs.iter().map(|r| r.width)),
+        plural(depths),
+        int_set(runs.iter().map(|r| r.depth)),
+    )
+}
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let areas = self.page().draw(root, pen)?;
-        for ((area, points), caption) in areas.iter().zip(&self.panels).zip(&self.captions) {
-            let chart = panel(
-                area,
-                caption,
-                &self.x,
-                &self.y,
-                "theoretical output kurtosis κ (log scale)",
-                "test accuracy",
-                pen,
-            )?;
-            for (style, k, acc) in points {
-                let (c, m) = self.styles[style];
-                draw_marker(
-                    root,
-                    m,
-                    pixel(&chart, *k, *acc),
-                    pen.px(5.0),
-                    c.mix(0.75).filled(),
-                )?;
-            }
+impl Panels for Fig1 {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        for (style, k, acc) in &self.panels[i] {
+            let (c, m) = self.styles[style];
+            markers(chart, [(*k, *acc)], m, pen.px(5.0), c.mix(0.75).filled())?;
         }
         Ok(())
     }

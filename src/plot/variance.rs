@@ -6,14 +6,15 @@
 //! silently.
 
 use super::axis::Axis;
-use super::canvas::{Figure, LegendEntry, Page, Pen, Swatch, hline, line, panel, save};
+use super::canvas::{
+    Chart, Figure, Frame, LegendEntry, Panels, Pen, Stroke, Swatch, hline, line, save,
+};
 use super::columns::{
     QuantileRule, RankedSample, distinct, floats, floats_or_null, init_label, init_rank, ints,
     number, strings, strings_or,
 };
 use super::{ExperimentResults, Run};
 use anyhow::Result;
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -123,24 +124,31 @@ impl NonFinite {
     /// quantiles: 1 at layer 3, 2 at layer 4)"; `None` when every S² is finite.
     /// At most `max_runs` runs of layers are listed per kind.
     fn describe(&self, layers: &[f64], max_runs: usize) -> Option<String> {
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        let mut parts = Vec::new();
-        if self.nan_networks > 0 {
-            parts.push(format!(
-                "S² NaN in {} network{} (left out of the quantiles: {})",
+        let kinds = [
+            (
+                "NaN",
                 self.nan_networks,
-                plural(self.nan_networks),
-                per_layer(&self.nan, layers, max_runs)
-            ));
-        }
-        if self.infinite_networks > 0 {
-            parts.push(format!(
-                "S² infinite in {} network{} (ranked above every finite value: {})",
+                &self.nan,
+                "left out of the quantiles",
+            ),
+            (
+                "infinite",
                 self.infinite_networks,
-                plural(self.infinite_networks),
-                per_layer(&self.infinite, layers, max_runs)
-            ));
-        }
+                &self.infinite,
+                "ranked above every finite value",
+            ),
+        ];
+        let parts: Vec<String> = kinds
+            .into_iter()
+            .filter(|&(_, networks, _, _)| networks > 0)
+            .map(|(what, networks, per_layer_counts, fate)| {
+                format!(
+                    "S² {what} in {networks} network{} ({fate}: {})",
+                    if networks == 1 { "" } else { "s" },
+                    per_layer(per_layer_counts, layers, max_runs)
+                )
+            })
+            .collect();
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 }
@@ -340,23 +348,55 @@ pub fn summary(experiments: &[ExperimentResults]) -> Result<Vec<String>> {
 }
 
 pub fn plot(run: &Run, experiments: &[ExperimentResults], out: &Path) -> Result<Vec<PathBuf>> {
-    let curves = collect(experiments)?;
-    if curves.is_empty() {
-        return Ok(Vec::new());
-    }
-    let figure = Fig2::new(&run.name, curves);
-    save(&figure, out, super::figure::FIG2)
+    save(
+        Fig2::new(&run.name, collect(experiments)?),
+        out,
+        super::figure::FIG2,
+    )
 }
 
+/// What Fig. 2's panels show: one initialiser's quantiles per panel.
 struct Fig2 {
-    title: String,
-    subtitle: Vec<String>,
-    legend: Vec<LegendEntry>,
-    notes: Vec<String>,
-    captions: Vec<String>,
     curves: Vec<Curves>,
-    x: Axis,
-    y: Axis,
+}
+
+impl Panels for Fig2 {
+    fn draw<DB: DrawingBackend>(&self, i: usize, chart: &mut Chart<DB>, pen: Pen) -> Result<()> {
+        let c = &self.curves[i];
+        hline(chart, THRESHOLD.log10(), RGBColor(0, 0, 0), pen)?;
+        for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
+            let predicted: Vec<(f64, f64)> = c
+                .layers
+                .iter()
+                .zip(&c.theory[q])
+                .map(|(&l, t)| (l, t.map(log_clipped).unwrap_or(f64::NAN)))
+                .collect();
+            line(
+                chart,
+                &predicted,
+                pen.stroke(*color, 1.6),
+                Stroke::Dashed,
+                pen,
+            )?;
+        }
+        // Measured quantiles on top, the highest last.
+        for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
+            let measured: Vec<(f64, f64)> = c
+                .layers
+                .iter()
+                .zip(&c.quantiles[q])
+                .map(|(&l, &v)| (l, log_clipped(v)))
+                .collect();
+            line(
+                chart,
+                &measured,
+                pen.stroke(*color, 2.0),
+                Stroke::Solid,
+                pen,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// log10 of a value for a log axis: at least the floor; infinite or NaN -> NaN.
@@ -504,25 +544,12 @@ impl Extent {
 fn fig2_legend(any_theory: bool) -> Vec<LegendEntry> {
     let mut legend: Vec<LegendEntry> = QUANTILES
         .iter()
-        .map(|(_, name, color)| {
-            LegendEntry::new(
-                *name,
-                Swatch::Line {
-                    color: *color,
-                    dashed: false,
-                    marker: None,
-                },
-            )
-        })
+        .map(|(_, name, color)| LegendEntry::new(*name, Swatch::solid(*color)))
         .collect();
     if any_theory {
         legend.push(LegendEntry::new(
             "Section 5 prediction (dashed, same colours)",
-            Swatch::Line {
-                color: RGBColor(60, 60, 60),
-                dashed: true,
-                marker: None,
-            },
+            Swatch::dashed(RGBColor(60, 60, 60)),
         ));
     }
     legend.push(LegendEntry::new(
@@ -572,93 +599,43 @@ fn fig2_notes(
 }
 
 impl Fig2 {
-    fn new(run_name: &str, curves: Vec<Curves>) -> Fig2 {
+    /// Fig. 2 for the curves, if any.
+    fn new(run_name: &str, curves: Vec<Curves>) -> Option<Figure<Fig2>> {
+        if curves.is_empty() {
+            return None;
+        }
         let varying = Varying::of(&curves);
         let captions: Vec<String> = curves.iter().map(|c| varying.caption(c)).collect();
-        let title = varying.title(&curves[0].key);
-        let subtitle = vec![
-            format!(
-                "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
-            ),
-            format!("Quantiles: {}", RULE.describe()),
-        ];
         let any_theory = curves
             .iter()
             .any(|c| c.theory.iter().flatten().any(|t| t.is_some()));
-        let legend = fig2_legend(any_theory);
         let extent = Extent::of(&curves);
-        let notes = fig2_notes(&curves, &captions, &extent, any_theory);
         let max_layer = curves
             .iter()
             .flat_map(|c| c.layers.iter().copied())
             .fold(0.0, f64::max);
-        let x = Axis::integers(0.0, max_layer.max(1.0));
-        let y = Axis::log10(extent.lo, extent.hi + 0.3);
-        Fig2 {
-            title,
-            subtitle,
-            legend,
-            notes,
+        let frame = Frame {
+            title: varying.title(&curves[0].key),
+            subtitle: vec![
+                format!(
+                    "Run {run_name}: quantiles over random networks of S², the variance of output unit 0 over the whole dataset, after every Linear layer"
+                ),
+                format!("Quantiles: {}", RULE.describe()),
+            ],
+            legend: fig2_legend(any_theory),
+            notes: fig2_notes(&curves, &captions, &extent, any_theory),
             captions,
-            curves,
-            x,
-            y,
-        }
-    }
-
-    fn page(&self) -> Page<'_> {
-        let n = self.curves.len();
-        Page {
-            title: &self.title,
-            subtitle: &self.subtitle,
-            legend: &self.legend,
-            notes: &self.notes,
-            panels: n,
-            columns: if n <= 6 { 3 } else { 4 },
+            x: Axis::integers(0.0, max_layer.max(1.0)),
+            y: Axis::log10(extent.lo, extent.hi + 0.3),
+            x_desc: "layer (index of the Linear layer)",
+            y_desc: "S² of output unit 0",
+            columns: if curves.len() <= 6 { 3 } else { 4 },
             panel: (430, 330),
-        }
-    }
-}
-
-impl Figure for Fig2 {
-    fn size(&self, pen: Pen) -> (u32, u32) {
-        self.page().size(pen)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> Result<()> {
-        let areas = self.page().draw(root, pen)?;
-        for ((area, c), caption) in areas.iter().zip(&self.curves).zip(&self.captions) {
-            let mut chart = panel(
-                area,
-                caption,
-                &self.x,
-                &self.y,
-                "layer (index of the Linear layer)",
-                "S² of output unit 0",
-                pen,
-            )?;
-            hline(&mut chart, THRESHOLD.log10(), RGBColor(0, 0, 0), pen)?;
-            for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
-                let predicted: Vec<(f64, f64)> = c
-                    .layers
-                    .iter()
-                    .zip(&c.theory[q])
-                    .map(|(&l, t)| (l, t.map(log_clipped).unwrap_or(f64::NAN)))
-                    .collect();
-                line(&mut chart, &predicted, pen.stroke(*color, 1.6), Some(pen))?;
-            }
-            // Measured quantiles on top, the highest last.
-            for (q, (_, _, color)) in QUANTILES.iter().enumerate() {
-                let measured: Vec<(f64, f64)> = c
-                    .layers
-                    .iter()
-                    .zip(&c.quantiles[q])
-                    .map(|(&l, &v)| (l, log_clipped(v)))
-                    .collect();
-                line(&mut chart, &measured, pen.stroke(*color, 2.0), None)?;
-            }
-        }
-        Ok(())
+        };
+        Some(Figure {
+            frame,
+            panels: Fig2 { curves },
+        })
     }
 }
 
@@ -724,13 +701,17 @@ mod tests {
     #[test]
     fn zeros_are_drawn_at_the_floor_and_said_so() {
         let dead = experiment("he_normal", |l| if l > 1 { 0.0 } else { 1.0 });
-        let figure = Fig2::new("test", collect(&[dead]).unwrap());
+        let figure = Fig2::new("test", collect(&[dead]).unwrap()).unwrap();
         assert!(
-            figure.notes.iter().any(|n| n.contains("drawn at 10⁻³⁰")),
+            figure
+                .frame
+                .notes
+                .iter()
+                .any(|n| n.contains("drawn at 10⁻³⁰")),
             "{:?}",
-            figure.notes
+            figure.frame.notes
         );
-        assert_eq!(figure.y.bounds().0, -30.0);
+        assert_eq!(figure.frame.y.bounds().0, -30.0);
         assert!(log_clipped(0.0) == -30.0 && log_clipped(f64::INFINITY).is_nan());
     }
 
@@ -788,13 +769,14 @@ mod tests {
                     S² infinite in 1 network (ranked above every finite value: 1 at each of layers 2–4)";
         let lines = summary(&[broken()]).unwrap();
         assert!(lines[0].ends_with(&format!("; {text}")), "{}", lines[0]);
-        let figure = Fig2::new("test", curves);
+        let figure = Fig2::new("test", curves).unwrap();
         assert!(
             figure
+                .frame
                 .notes
                 .contains(&format!("MetaInit — 10 networks: {text}.")),
             "{:?}",
-            figure.notes
+            figure.frame.notes
         );
         // Nothing is said when every S² is finite.
         let fine = collect(&[experiment("he_normal", |_| 1.0)]).unwrap();
@@ -822,12 +804,13 @@ mod tests {
         let figure = Fig2::new(
             "test",
             collect(&[experiment("he_normal", |_| 1.0)]).unwrap(),
-        );
+        )
+        .unwrap();
         assert!(
-            figure.subtitle.iter().any(|l| l
+            figure.frame.subtitle.iter().any(|l| l
                 == "Quantiles: SciPy mquantiles plotting positions, alphap = betap = 0.4, as in the authors' code"),
             "{:?}",
-            figure.subtitle
+            figure.frame.subtitle
         );
     }
 }
