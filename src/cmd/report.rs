@@ -26,7 +26,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
 /// directory's parent; several: their common parent.
 fn default_folder(dirs: &[PathBuf]) -> Result<PathBuf> {
     if let [one] = dirs
-        && !crate::report::is_run_dir(one)
+        && !crate::rundir::Layout::new(one).is_run_dir()
     {
         return Ok(one.clone());
     }

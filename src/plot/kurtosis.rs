@@ -12,6 +12,7 @@ use super::columns::{
     distinct, floats, floats_or_null, has, init_label, init_rank, ints, number, strings,
 };
 use super::{ExperimentResults, Run};
+use crate::experiment::columns as col;
 use anyhow::Result;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -19,34 +20,34 @@ use std::path::{Path, PathBuf};
 
 /// The columns read for `kind: kurtosis_mc`.
 pub const SIMULATION_COLUMNS: &[&str] = &[
-    "init",
-    "slope",
-    "width",
-    "depth",
-    "networks",
-    "samples",
-    "layer",
-    "kurtosis",
-    "kurtosis_lo",
-    "kurtosis_hi",
-    "theory_kurtosis",
+    col::INIT,
+    col::SLOPE,
+    col::WIDTH,
+    col::DEPTH,
+    col::NETWORKS,
+    col::SAMPLES,
+    col::LAYER,
+    col::KURTOSIS,
+    col::KURTOSIS_LO,
+    col::KURTOSIS_HI,
+    col::THEORY_KURTOSIS,
 ];
 
 /// The columns read for `kind: theory`: the curves and the swept parameters.
 pub const THEORY_COLUMNS: &[&str] = &[
-    "work_unit",
-    "layer",
-    "width",
-    "kurtosis",
-    "log10_var_q90",
-    "threshold",
-    "kappa_w",
-    "slope",
-    "kappa0",
-    "c0",
-    "depth",
-    "n",
-    "sigma2",
+    col::WORK_UNIT,
+    col::LAYER,
+    col::WIDTH,
+    col::KURTOSIS,
+    col::LOG10_VAR_Q[1],
+    col::THRESHOLD,
+    col::KAPPA_W,
+    col::SLOPE,
+    col::KAPPA0,
+    col::C0,
+    col::DEPTH,
+    col::N,
+    col::SIGMA2,
 ];
 
 /// What tells the panels of the simulation figure apart.
@@ -69,17 +70,17 @@ fn collect_simulation(experiments: &[ExperimentResults]) -> Result<BTreeMap<SimK
     let mut panels: BTreeMap<SimKey, SimCurve> = BTreeMap::new();
     for experiment in experiments {
         let df = &experiment.table;
-        let init = strings(df, "init")?;
-        let slope = floats_or_null(df, "slope")?;
-        let width = ints(df, "width")?;
-        let depth = ints(df, "depth")?;
-        let networks = ints(df, "networks")?;
-        let samples = ints(df, "samples")?;
-        let layer = ints(df, "layer")?;
-        let kurtosis = floats(df, "kurtosis")?;
-        let lo = floats_or_null(df, "kurtosis_lo")?;
-        let hi = floats_or_null(df, "kurtosis_hi")?;
-        let theory = floats_or_null(df, "theory_kurtosis")?;
+        let init = strings(df, col::INIT)?;
+        let slope = floats_or_null(df, col::SLOPE)?;
+        let width = ints(df, col::WIDTH)?;
+        let depth = ints(df, col::DEPTH)?;
+        let networks = ints(df, col::NETWORKS)?;
+        let samples = ints(df, col::SAMPLES)?;
+        let layer = ints(df, col::LAYER)?;
+        let kurtosis = floats(df, col::KURTOSIS)?;
+        let lo = floats_or_null(df, col::KURTOSIS_LO)?;
+        let hi = floats_or_null(df, col::KURTOSIS_HI)?;
+        let theory = floats_or_null(df, col::THEORY_KURTOSIS)?;
         for row in 0..df.height() {
             let key = SimKey {
                 init_rank: init_rank(init[row]),
@@ -252,14 +253,14 @@ impl Simulation {
 /// The swept parameters of `kind: theory`, in the order they are preferred as
 /// the line variable: (column, label prefix).
 const THEORY_PARAMETERS: [(&str, &str); 8] = [
-    ("width", "width "),
-    ("kappa_w", "κ_w = "),
-    ("slope", "slope "),
-    ("kappa0", "κ₀ = "),
-    ("c0", "c₀ = "),
-    ("depth", "depth "),
-    ("n", "n = "),
-    ("sigma2", "σ² = "),
+    (col::WIDTH, "width "),
+    (col::KAPPA_W, "κ_w = "),
+    (col::SLOPE, "slope "),
+    (col::KAPPA0, "κ₀ = "),
+    (col::C0, "c₀ = "),
+    (col::DEPTH, "depth "),
+    (col::N, "n = "),
+    (col::SIGMA2, "σ² = "),
 ];
 
 /// One sweep point of `kind: theory`: its parameters and curves.
@@ -277,7 +278,7 @@ struct TheoryUnit {
 fn collect_theory(experiments: &[ExperimentResults]) -> Result<Vec<TheoryUnit>> {
     let mut units: BTreeMap<(String, String), Vec<(usize, usize)>> = BTreeMap::new();
     for (e, experiment) in experiments.iter().enumerate() {
-        let unit = strings(&experiment.table, "work_unit")?;
+        let unit = strings(&experiment.table, col::WORK_UNIT)?;
         for (row, u) in unit.into_iter().enumerate() {
             units
                 .entry((experiment.name.clone(), u.to_string()))
@@ -312,11 +313,11 @@ fn collect_theory(experiments: &[ExperimentResults]) -> Result<Vec<TheoryUnit>> 
                 })
                 .collect::<Result<Vec<Vec<String>>>>()?;
             Ok(Columns {
-                layer: ints(df, "layer")?,
-                width: ints(df, "width")?,
-                kurtosis: floats(df, "kurtosis")?,
-                log10_q90: floats_or_null(df, "log10_var_q90")?,
-                threshold: floats_or_null(df, "threshold")?,
+                layer: ints(df, col::LAYER)?,
+                width: ints(df, col::WIDTH)?,
+                kurtosis: floats(df, col::KURTOSIS)?,
+                log10_q90: floats_or_null(df, col::LOG10_VAR_Q[1])?,
+                threshold: floats_or_null(df, col::THRESHOLD)?,
                 params,
             })
         })

@@ -16,6 +16,7 @@ mod kurtosis;
 mod train;
 mod variance;
 
+use crate::experiment::Kind;
 use crate::rundir::{Entry, Layout, RESOLVED_CONFIG_FILE};
 use anyhow::{Context, Result, bail};
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
@@ -23,9 +24,6 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-
-/// The folder, inside a run directory, that receives the figures.
-pub const FIGURES_DIR: &str = Entry::Figures.name();
 
 /// File stems (without `.png`/`.svg`) of the figures, used by the drawing code
 /// and by the reproduction report that links them.
@@ -63,12 +61,12 @@ fn draw(run: &Run, dir: &Path) -> Result<Vec<PathBuf>> {
     let out = Layout::new(dir).figures();
     let mut written = Vec::new();
     for (kind, experiments) in &run.by_kind {
-        let files = match kind.as_str() {
-            "train" => train::plot(run, experiments, &out),
-            "variance" => variance::plot(run, experiments, &out),
-            "kurtosis_mc" => kurtosis::plot_simulation(run, experiments, &out),
-            "theory" => kurtosis::plot_theory(run, experiments, &out),
-            _ => Ok(Vec::new()),
+        let files = match kind {
+            Kind::Train => train::plot(run, experiments, &out),
+            Kind::Variance => variance::plot(run, experiments, &out),
+            Kind::KurtosisMc => kurtosis::plot_simulation(run, experiments, &out),
+            Kind::Theory => kurtosis::plot_theory(run, experiments, &out),
+            Kind::InputStats => Ok(Vec::new()),
         }
         .with_context(|| format!("drawing the `{kind}` results of {}", dir.display()))?;
         written.extend(files);
@@ -79,10 +77,10 @@ fn draw(run: &Run, dir: &Path) -> Result<Vec<PathBuf>> {
 fn summarise(run: &Run, dir: &Path) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for (kind, experiments) in &run.by_kind {
-        let more = match kind.as_str() {
-            "train" => train::summary(experiments),
-            "variance" => variance::summary(experiments),
-            _ => Ok(Vec::new()),
+        let more = match kind {
+            Kind::Train => train::summary(experiments),
+            Kind::Variance => variance::summary(experiments),
+            Kind::KurtosisMc | Kind::Theory | Kind::InputStats => Ok(Vec::new()),
         }
         .with_context(|| format!("summing up the `{kind}` results of {}", dir.display()))?;
         lines.extend(more);
@@ -92,13 +90,13 @@ fn summarise(run: &Run, dir: &Path) -> Result<Vec<String>> {
 
 /// The columns the figures and summaries of a kind read (`None`: nothing is
 /// drawn for it); columns a shard lacks are left out.
-fn columns_drawn(kind: &str) -> Option<&'static [&'static str]> {
+fn columns_drawn(kind: Kind) -> Option<&'static [&'static str]> {
     match kind {
-        "train" => Some(train::COLUMNS),
-        "variance" => Some(variance::COLUMNS),
-        "kurtosis_mc" => Some(kurtosis::SIMULATION_COLUMNS),
-        "theory" => Some(kurtosis::THEORY_COLUMNS),
-        _ => None,
+        Kind::Train => Some(train::COLUMNS),
+        Kind::Variance => Some(variance::COLUMNS),
+        Kind::KurtosisMc => Some(kurtosis::SIMULATION_COLUMNS),
+        Kind::Theory => Some(kurtosis::THEORY_COLUMNS),
+        Kind::InputStats => None,
     }
 }
 
@@ -149,7 +147,7 @@ pub(crate) struct ExperimentResults {
 pub(crate) struct Run {
     pub name: String,
     pub dir: PathBuf,
-    pub by_kind: BTreeMap<String, Vec<ExperimentResults>>,
+    pub by_kind: BTreeMap<Kind, Vec<ExperimentResults>>,
 }
 
 #[derive(Deserialize)]
@@ -162,7 +160,7 @@ struct ResolvedConfig {
 #[derive(Deserialize)]
 struct ResolvedExperiment {
     name: String,
-    kind: String,
+    kind: Kind,
     #[serde(default)]
     points: Vec<ResolvedPoint>,
 }
@@ -189,7 +187,7 @@ impl Run {
     /// of its config has results yet.
     pub(crate) fn load_columns(
         dir: &Path,
-        wanted: fn(&str) -> Option<&'static [&'static str]>,
+        wanted: fn(Kind) -> Option<&'static [&'static str]>,
     ) -> Result<Option<Run>> {
         if !dir.is_dir() {
             bail!(
@@ -214,7 +212,7 @@ impl Run {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "run".to_string())
         });
-        let mut by_kind: BTreeMap<String, Vec<ExperimentResults>> = BTreeMap::new();
+        let mut by_kind: BTreeMap<Kind, Vec<ExperimentResults>> = BTreeMap::new();
         let mut any_results = false;
         for experiment in config.experiments {
             let files = layout.shards(&experiment.name)?;
@@ -223,7 +221,7 @@ impl Run {
             }
             any_results = true;
             // Kinds without figures are not read at all.
-            let Some(wanted) = wanted(&experiment.kind) else {
+            let Some(wanted) = wanted(experiment.kind) else {
                 continue;
             };
             let table = read_columns(&files, wanted).with_context(|| {

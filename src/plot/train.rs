@@ -16,6 +16,7 @@ use super::columns::{
     ints_or, kurtosis_is_a_hyper_parameter, number, strings, strings_or,
 };
 use super::{ExperimentResults, Run};
+use crate::experiment::columns as col;
 use anyhow::Result;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -23,19 +24,19 @@ use std::path::{Path, PathBuf};
 
 /// The columns read (optional ones may be absent).
 pub const COLUMNS: &[&str] = &[
-    "dataset",
-    "init",
-    "width",
-    "depth",
-    "lr",
-    "norm",
-    "slope",
-    "steps",
-    "batch_size",
-    "test_acc",
-    "diverged",
-    "kappa_w",
-    "theory_kurtosis",
+    col::DATASET,
+    col::INIT,
+    col::WIDTH,
+    col::DEPTH,
+    col::LR,
+    col::NORM,
+    col::SLOPE,
+    col::STEPS,
+    col::BATCH_SIZE,
+    col::TEST_ACC,
+    col::DIVERGED,
+    col::KAPPA_W,
+    col::THEORY_KURTOSIS,
 ];
 
 /// One trained network.
@@ -74,19 +75,19 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Trained>> {
     let mut out = Vec::new();
     for experiment in experiments {
         let df = &experiment.table;
-        let dataset = strings_or(df, "dataset", "?")?;
-        let init = strings(df, "init")?;
-        let width = ints(df, "width")?;
-        let depth = ints(df, "depth")?;
-        let lr = floats_or_null(df, "lr")?;
-        let norm = strings_or(df, "norm", "none")?;
-        let slope = floats_or_null(df, "slope")?;
-        let steps = ints_or(df, "steps", 0)?;
-        let batch_size = ints_or(df, "batch_size", 0)?;
-        let test_acc = floats(df, "test_acc")?;
-        let diverged = bools_or_false(df, "diverged")?;
-        let kappa_w = floats_or_null(df, "kappa_w")?;
-        let theory_kurtosis = floats_or_null(df, "theory_kurtosis")?;
+        let dataset = strings_or(df, col::DATASET, "?")?;
+        let init = strings(df, col::INIT)?;
+        let width = ints(df, col::WIDTH)?;
+        let depth = ints(df, col::DEPTH)?;
+        let lr = floats_or_null(df, col::LR)?;
+        let norm = strings_or(df, col::NORM, "none")?;
+        let slope = floats_or_null(df, col::SLOPE)?;
+        let steps = ints_or(df, col::STEPS, 0)?;
+        let batch_size = ints_or(df, col::BATCH_SIZE, 0)?;
+        let test_acc = floats(df, col::TEST_ACC)?;
+        let diverged = bools_or_false(df, col::DIVERGED)?;
+        let kappa_w = floats_or_null(df, col::KAPPA_W)?;
+        let theory_kurtosis = floats_or_null(df, col::THEORY_KURTOSIS)?;
         for row in 0..df.height() {
             out.push(Trained {
                 experiment: experiment.name.clone(),

@@ -14,6 +14,7 @@ use super::columns::{
     number, strings, strings_or,
 };
 use super::{ExperimentResults, Run};
+use crate::experiment::columns as col;
 use anyhow::Result;
 use plotters::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,27 +29,27 @@ const QUANTILES: [(f64, &str, RGBColor); 4] = [
 ];
 /// The columns of the Section 5 prediction, in the order of `QUANTILES`.
 const THEORY_COLUMNS: [&str; 4] = [
-    "theory_var_q50",
-    "theory_var_q90",
-    "theory_var_q99",
-    "theory_var_q999",
+    col::THEORY_VAR_Q[0],
+    col::THEORY_VAR_Q[1],
+    col::THEORY_VAR_Q[2],
+    col::THEORY_VAR_Q[3],
 ];
 /// The columns read (optional ones may be absent).
 pub const COLUMNS: &[&str] = &[
-    "init",
-    "dataset",
-    "width",
-    "depth",
-    "slope",
-    "norm",
-    "network",
-    "layer",
-    "neuron",
-    "emp_var",
-    "theory_var_q50",
-    "theory_var_q90",
-    "theory_var_q99",
-    "theory_var_q999",
+    col::INIT,
+    col::DATASET,
+    col::WIDTH,
+    col::DEPTH,
+    col::SLOPE,
+    col::NORM,
+    col::NETWORK,
+    col::LAYER,
+    col::NEURON,
+    col::EMP_VAR,
+    col::THEORY_VAR_Q[0],
+    col::THEORY_VAR_Q[1],
+    col::THEORY_VAR_Q[2],
+    col::THEORY_VAR_Q[3],
 ];
 /// Values at or below this are drawn at it (log axes cannot show 0).
 const FLOOR: f64 = 1e-30;
@@ -197,20 +198,20 @@ fn collect(experiments: &[ExperimentResults]) -> Result<Vec<Curves>> {
     let mut groups: BTreeMap<PanelKey, Group> = BTreeMap::new();
     for experiment in experiments {
         let df = &experiment.table;
-        let init = strings(df, "init")?;
-        let dataset = strings_or(df, "dataset", "?")?;
-        let width = ints(df, "width")?;
-        let depth = ints(df, "depth")?;
-        let slope = floats_or_null(df, "slope")?;
-        let norm = strings_or(df, "norm", "none")?;
-        let network = ints(df, "network")?;
-        let layer = ints(df, "layer")?;
-        let neuron = if super::columns::has(df, "neuron") {
-            ints(df, "neuron")?
+        let init = strings(df, col::INIT)?;
+        let dataset = strings_or(df, col::DATASET, "?")?;
+        let width = ints(df, col::WIDTH)?;
+        let depth = ints(df, col::DEPTH)?;
+        let slope = floats_or_null(df, col::SLOPE)?;
+        let norm = strings_or(df, col::NORM, "none")?;
+        let network = ints(df, col::NETWORK)?;
+        let layer = ints(df, col::LAYER)?;
+        let neuron = if super::columns::has(df, col::NEURON) {
+            ints(df, col::NEURON)?
         } else {
             vec![0; df.height()]
         };
-        let emp_var = floats(df, "emp_var")?;
+        let emp_var = floats(df, col::EMP_VAR)?;
         let theory: Vec<Vec<Option<f64>>> = THEORY_COLUMNS
             .iter()
             .map(|c| floats_or_null(df, c))

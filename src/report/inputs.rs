@@ -11,20 +11,21 @@
 //! paper dataset (MNIST, CIFAR-10) was measured.
 
 use super::{Claim, Quote, Runs, Verdict, num};
+use crate::experiment::columns as col;
 use crate::plot::columns::{floats, strings, strings_or};
 use anyhow::Result;
 
 pub const COLUMNS: &[&str] = &[
-    "dataset",
-    "weights",
-    "normalization",
-    "samples",
-    "kappa0",
-    "kappa0_se",
-    "c0",
-    "c0_se",
-    "kappa0_exact",
-    "c0_exact",
+    col::DATASET,
+    col::WEIGHTS,
+    col::NORMALIZATION,
+    col::SAMPLES,
+    col::KAPPA0,
+    col::KAPPA0_SE,
+    col::C0,
+    col::C0_SE,
+    col::KAPPA0_EXACT,
+    col::C0_EXACT,
 ];
 
 /// (dataset, κ₀, c₀) as printed in the paper's Section 6.1 (external reference).
@@ -105,12 +106,12 @@ fn verdict(measured: &[Measured]) -> (Verdict, String) {
 
 pub fn claim(runs: &Runs) -> Result<Claim> {
     let mut rows = Vec::new();
-    for (_, e) in runs.of_kind("input_stats") {
+    for (_, e) in runs.of_kind(crate::experiment::Kind::InputStats) {
         let t = &e.table;
         let (dataset, weights, norm) = (
-            strings(t, "dataset")?,
-            strings(t, "weights")?,
-            strings_or(t, "normalization", "")?,
+            strings(t, col::DATASET)?,
+            strings(t, col::WEIGHTS)?,
+            strings_or(t, col::NORMALIZATION, "")?,
         );
         let col = |n: &str| {
             floats(t, n).map(|v| {
@@ -120,12 +121,12 @@ pub fn claim(runs: &Runs) -> Result<Claim> {
             })
         };
         let (k, kse, c, cse, ke, ce) = (
-            col("kappa0")?,
-            col("kappa0_se")?,
-            col("c0")?,
-            col("c0_se")?,
-            col("kappa0_exact")?,
-            col("c0_exact")?,
+            col(col::KAPPA0)?,
+            col(col::KAPPA0_SE)?,
+            col(col::C0)?,
+            col(col::C0_SE)?,
+            col(col::KAPPA0_EXACT)?,
+            col(col::C0_EXACT)?,
         );
         for i in 0..t.height() {
             rows.push(Measured {

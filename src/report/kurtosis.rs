@@ -21,22 +21,23 @@
 
 use super::stats::ols_slope;
 use super::{Claim, Quote, Runs, Verdict, num};
+use crate::experiment::columns as col;
 use crate::plot::columns::{floats, ints, strings};
 use anyhow::Result;
 use std::collections::BTreeMap;
 
 pub const COLUMNS: &[&str] = &[
-    "init",
-    "width",
-    "slope",
-    "networks",
-    "samples",
-    "layer",
-    "kurtosis",
-    "kurtosis_se",
-    "kurtosis_hi",
-    "kappa_w",
-    "theory_kurtosis",
+    col::INIT,
+    col::WIDTH,
+    col::SLOPE,
+    col::NETWORKS,
+    col::SAMPLES,
+    col::LAYER,
+    col::KURTOSIS,
+    col::KURTOSIS_SE,
+    col::KURTOSIS_HI,
+    col::KAPPA_W,
+    col::THEORY_KURTOSIS,
 ];
 
 static CLAIM: Quote = Quote {
@@ -154,17 +155,24 @@ pub fn verdict(settings: &[Setting]) -> (Verdict, String) {
 
 fn settings(runs: &Runs) -> Result<Vec<Setting>> {
     let mut out = Vec::new();
-    for (_, e) in runs.of_kind("kurtosis_mc") {
+    for (_, e) in runs.of_kind(crate::experiment::Kind::KurtosisMc) {
         let t = &e.table;
-        let (init, width, slope) = (strings(t, "init")?, ints(t, "width")?, floats(t, "slope")?);
-        let (networks, samples, layer) =
-            (ints(t, "networks")?, ints(t, "samples")?, ints(t, "layer")?);
-        let (k, se, hi) = (
-            floats(t, "kurtosis")?,
-            floats(t, "kurtosis_se")?,
-            floats(t, "kurtosis_hi")?,
+        let (init, width, slope) = (
+            strings(t, col::INIT)?,
+            ints(t, col::WIDTH)?,
+            floats(t, col::SLOPE)?,
         );
-        let (kw, th) = (floats(t, "kappa_w")?, floats(t, "theory_kurtosis")?);
+        let (networks, samples, layer) = (
+            ints(t, col::NETWORKS)?,
+            ints(t, col::SAMPLES)?,
+            ints(t, col::LAYER)?,
+        );
+        let (k, se, hi) = (
+            floats(t, col::KURTOSIS)?,
+            floats(t, col::KURTOSIS_SE)?,
+            floats(t, col::KURTOSIS_HI)?,
+        );
+        let (kw, th) = (floats(t, col::KAPPA_W)?, floats(t, col::THEORY_KURTOSIS)?);
         let mut groups: BTreeMap<(String, i64, String), Vec<usize>> = BTreeMap::new();
         for i in 0..t.height() {
             let key = (init[i].to_string(), width[i], num(slope[i].unwrap_or(0.0)));

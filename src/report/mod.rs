@@ -11,7 +11,9 @@ mod stats;
 mod training;
 mod variance;
 
+use crate::experiment::Kind;
 use crate::plot::{ExperimentResults, Run};
+use crate::rundir::{Layout, RESOLVED_CONFIG_FILE};
 use anyhow::{Context as _, Result, bail};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -110,13 +112,13 @@ pub struct Report {
 }
 
 /// The columns the report reads, per experiment kind.
-fn columns_read(kind: &str) -> Option<&'static [&'static str]> {
+fn columns_read(kind: Kind) -> Option<&'static [&'static str]> {
     match kind {
-        "train" => Some(training::COLUMNS),
-        "variance" => Some(variance::COLUMNS),
-        "kurtosis_mc" => Some(kurtosis::COLUMNS),
-        "input_stats" => Some(inputs::COLUMNS),
-        _ => None,
+        Kind::Train => Some(training::COLUMNS),
+        Kind::Variance => Some(variance::COLUMNS),
+        Kind::KurtosisMc => Some(kurtosis::COLUMNS),
+        Kind::InputStats => Some(inputs::COLUMNS),
+        Kind::Theory => None,
     }
 }
 
@@ -130,23 +132,16 @@ impl Runs {
     pub fn figures(&self, stem: &str) -> Vec<PathBuf> {
         self.runs
             .iter()
-            .map(|run| {
-                run.dir
-                    .join(crate::plot::FIGURES_DIR)
-                    .join(format!("{stem}.png"))
-            })
+            .map(|run| Layout::new(&run.dir).figures().join(format!("{stem}.png")))
             .filter(|path| path.is_file())
             .collect()
     }
 
     /// Every experiment of `kind`, with the run it belongs to.
-    pub fn of_kind<'a>(
-        &'a self,
-        kind: &'a str,
-    ) -> impl Iterator<Item = (&'a Run, &'a ExperimentResults)> + 'a {
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&Run, &ExperimentResults)> {
         self.runs.iter().flat_map(move |run| {
             run.by_kind
-                .get(kind)
+                .get(&kind)
                 .into_iter()
                 .flatten()
                 .map(move |e| (run, e))
@@ -181,17 +176,12 @@ fn parts_verdict<'a>(parts: impl Iterator<Item = (&'a str, bool)>) -> (Verdict, 
     )
 }
 
-/// Whether `dir` is a run directory (it has a resolved config).
-pub fn is_run_dir(dir: &Path) -> bool {
-    dir.join(crate::rundir::RESOLVED_CONFIG_FILE).is_file()
-}
-
 /// The run directories named by `dirs`: each is a run directory, or a folder
 /// whose sub-folders are (as `initlab reproduce --out` writes them).
 pub fn run_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for dir in dirs {
-        if is_run_dir(dir) {
+        if Layout::new(dir).is_run_dir() {
             found.push(dir.clone());
             continue;
         }
@@ -204,13 +194,13 @@ pub fn run_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mut inner: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_run_dir(p))
+            .filter(|p| Layout::new(p).is_run_dir())
             .collect();
         if inner.is_empty() {
             bail!(
                 "{} is neither a run directory nor a folder of run directories (none has {}): pass what `initlab run` or `initlab reproduce` wrote",
                 dir.display(),
-                crate::rundir::RESOLVED_CONFIG_FILE
+                RESOLVED_CONFIG_FILE
             );
         }
         inner.sort();

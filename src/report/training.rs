@@ -18,21 +18,22 @@
 
 use super::stats::{mean_se, spearman, spearman_threshold};
 use super::{Claim, Quote, Runs, Verdict, num};
+use crate::experiment::columns as col;
 use crate::plot::columns::{floats, floats_or_null, ints, ints_or, strings, strings_or};
 use anyhow::Result;
 use std::collections::BTreeMap;
 
 pub const COLUMNS: &[&str] = &[
-    "work_unit",
-    "dataset",
-    "init",
-    "width",
-    "depth",
-    "repeat",
-    "test_acc",
-    "theory_kurtosis",
-    "kappa_w",
-    "restarts",
+    col::WORK_UNIT,
+    col::DATASET,
+    col::INIT,
+    col::WIDTH,
+    col::DEPTH,
+    col::REPEAT,
+    col::TEST_ACC,
+    col::THEORY_KURTOSIS,
+    col::KAPPA_W,
+    col::RESTARTS,
 ];
 
 /// Initialisers whose weight kurtosis is a hyper-parameter: their sweeps are
@@ -63,12 +64,16 @@ struct Trained<'a> {
 
 fn trained(runs: &Runs) -> Result<Vec<Trained<'_>>> {
     let mut out = Vec::new();
-    for (_, e) in runs.of_kind("train") {
+    for (_, e) in runs.of_kind(crate::experiment::Kind::Train) {
         let t = &e.table;
-        let (dataset, init) = (strings_or(t, "dataset", "")?, strings(t, "init")?);
-        let (width, depth, acc) = (ints(t, "width")?, ints(t, "depth")?, floats(t, "test_acc")?);
-        let kurtosis = floats_or_null(t, "theory_kurtosis")?;
-        let kappa_w = floats_or_null(t, "kappa_w")?;
+        let (dataset, init) = (strings_or(t, col::DATASET, "")?, strings(t, col::INIT)?);
+        let (width, depth, acc) = (
+            ints(t, col::WIDTH)?,
+            ints(t, col::DEPTH)?,
+            floats(t, col::TEST_ACC)?,
+        );
+        let kurtosis = floats_or_null(t, col::THEORY_KURTOSIS)?;
+        let kappa_w = floats_or_null(t, col::KAPPA_W)?;
         for i in 0..t.height() {
             out.push(Trained {
                 experiment: &e.name,
@@ -432,9 +437,9 @@ fn equal_kappa_pairs(laws: &BTreeMap<String, Vec<&&Trained>>) -> Vec<String> {
 }
 
 fn observe_restarts(runs: &Runs, out: &mut Vec<String>) -> Result<()> {
-    for (_, e) in runs.of_kind("train") {
+    for (_, e) in runs.of_kind(crate::experiment::Kind::Train) {
         let t = &e.table;
-        let (init, restarts) = (strings(t, "init")?, ints_or(t, "restarts", 0)?);
+        let (init, restarts) = (strings(t, col::INIT)?, ints_or(t, col::RESTARTS, 0)?);
         let meta: Vec<i64> = (0..t.height())
             .filter(|&i| init[i] == "metainit")
             .map(|i| restarts[i])

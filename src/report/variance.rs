@@ -21,6 +21,7 @@
 
 use super::stats::quantile_interval;
 use super::{Claim, Quote, Runs, Verdict, num};
+use crate::experiment::columns as col;
 use crate::plot::columns::{
     QuantileRule, RankedSample, floats, floats_or_null, ints, ints_or, strings, strings_or,
 };
@@ -29,16 +30,16 @@ use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const COLUMNS: &[&str] = &[
-    "work_unit",
-    "init",
-    "dataset",
-    "network",
-    "layer",
-    "samples",
-    "emp_var",
-    "restarts",
-    "theory_variance",
-    "theory_kurtosis",
+    col::WORK_UNIT,
+    col::INIT,
+    col::DATASET,
+    col::NETWORK,
+    col::LAYER,
+    col::SAMPLES,
+    col::EMP_VAR,
+    col::RESTARTS,
+    col::THEORY_VARIANCE,
+    col::THEORY_KURTOSIS,
 ];
 
 /// The paper's random initialisers, whose S² Fig. 2 says vanishes.
@@ -71,18 +72,18 @@ impl Curve {
 
 fn curves(runs: &Runs) -> Result<Vec<Curve>> {
     let mut out = Vec::new();
-    for (_, e) in runs.of_kind("variance") {
+    for (_, e) in runs.of_kind(crate::experiment::Kind::Variance) {
         let t = &e.table;
         let (init, layer, var) = (
-            strings(t, "init")?,
-            ints(t, "layer")?,
-            floats(t, "emp_var")?,
+            strings(t, col::INIT)?,
+            ints(t, col::LAYER)?,
+            floats(t, col::EMP_VAR)?,
         );
-        let dataset = strings_or(t, "dataset", "")?;
-        let samples = ints_or(t, "samples", 0)?;
+        let dataset = strings_or(t, col::DATASET, "")?;
+        let samples = ints_or(t, col::SAMPLES, 0)?;
         let (tv, tk) = (
-            floats_or_null(t, "theory_variance")?,
-            floats_or_null(t, "theory_kurtosis")?,
+            floats_or_null(t, col::THEORY_VARIANCE)?,
+            floats_or_null(t, col::THEORY_KURTOSIS)?,
         );
         let mut by_init: BTreeMap<(&str, &str), BTreeMap<usize, LayerValues>> = BTreeMap::new();
         for i in 0..t.height() {
@@ -393,16 +394,16 @@ fn observe(runs: &Runs, curves: &[Curve], out: &mut Vec<String>) -> Result<()> {
             out.push(format!("{}: up to {nan} networks per layer have NaN S² and up to {inf} infinite; they are counted, not dropped (Fig. 2 names them).", c.label));
         }
     }
-    for (_, e) in runs.of_kind("variance") {
+    for (_, e) in runs.of_kind(crate::experiment::Kind::Variance) {
         let t = &e.table;
-        if !crate::plot::columns::has(t, "restarts") {
+        if !crate::plot::columns::has(t, col::RESTARTS) {
             continue;
         }
         let (unit, net, init, restarts) = (
-            strings(t, "work_unit")?,
-            ints(t, "network")?,
-            strings(t, "init")?,
-            ints(t, "restarts")?,
+            strings(t, col::WORK_UNIT)?,
+            ints(t, col::NETWORK)?,
+            strings(t, col::INIT)?,
+            ints(t, col::RESTARTS)?,
         );
         let mut members: BTreeMap<(&str, i64), (&str, i64)> = BTreeMap::new();
         for i in 0..t.height() {
