@@ -16,7 +16,7 @@
 //! E[z_i²z_j²|x] ∝ ‖x‖⁴, reported as `kappa0_exact` and `c0_exact`.
 
 use super::columns::{self as col, columns};
-use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
+use super::{Context, Job, Point, PointKey, Sweep, Todo, one_job_per_point, unit_key};
 use crate::data::{Dataset, DatasetName, Normalization, synthetic};
 use crate::init::dist::WeightDist;
 use crate::results::{Cell, Table};
@@ -305,15 +305,14 @@ impl Point for InputStatsPoint {
     }
     fn state(_: &[Self]) {}
     fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
-        one_job_per_point(&sweep.points, |p| UnitSpec {
-            id: unit_key(p).id(),
-            label: format!(
+        one_job_per_point(&sweep.points, |p| {
+            let label = format!(
                 "{} {} weights, {} samples",
                 p.dataset,
                 p.weights.name(),
                 p.samples
-            ),
-            cost: p.samples as f64 * p.dataset.features() as f64 * 1e-9,
+            );
+            (label, p.samples as f64 * p.dataset.features() as f64 * 1e-9)
         })
     }
     fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value> {

@@ -10,7 +10,7 @@
 
 use super::columns::{self as col, columns};
 use super::context::one_network;
-use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
+use super::{Context, Job, Point, PointKey, Sweep, Todo, one_job_per_point};
 use crate::config::check;
 use crate::init::dist::WeightDist;
 use crate::init::{Initializer, initialize, member_streams, schemes::draw_stack};
@@ -228,22 +228,21 @@ impl Point for KurtosisPoint {
     }
     fn state(_: &[Self]) {}
     fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
-        one_job_per_point(&sweep.points, |p| UnitSpec {
-            id: unit_key(p).id(),
-            label: format!(
+        one_job_per_point(&sweep.points, |p| {
+            let label = format!(
                 "{} w{} d{} slope {} ({} networks)",
                 p.init.name(),
                 p.width,
                 p.depth,
                 p.slope,
                 p.networks
-            ),
+            );
             // in f64: the product of absurd sizes would overflow usize
-            cost: 2e-9
-                * p.networks as f64
-                * p.samples as f64
-                * p.depth as f64
-                * (p.width as f64).powi(2),
+            let (networks, samples) = (p.networks as f64, p.samples as f64);
+            (
+                label,
+                2e-9 * networks * samples * p.depth as f64 * (p.width as f64).powi(2),
+            )
         })
     }
     fn prepare(sweep: &Sweep<Self>, ctx: &mut Context) -> Result<serde_json::Value> {

@@ -221,14 +221,25 @@ pub fn network_key(
         .text("normalization", normalization.name()))
 }
 
-/// One job of one unit per sweep point.
-pub fn one_job_per_point<P>(points: &[P], unit: impl Fn(&P) -> UnitSpec) -> Vec<Job> {
+/// One job of one unit per sweep point, the unit named by the point's key;
+/// `describe` gives each unit's label and cost.
+pub fn one_job_per_point<P: PointKey>(
+    points: &[P],
+    describe: impl Fn(&P) -> (String, f64),
+) -> Vec<Job> {
     points
         .iter()
         .enumerate()
-        .map(|(i, p)| Job {
-            index: i,
-            units: vec![unit(p)],
+        .map(|(i, p)| {
+            let (label, cost) = describe(p);
+            Job {
+                index: i,
+                units: vec![UnitSpec {
+                    id: unit_key(p).id(),
+                    label,
+                    cost,
+                }],
+            }
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 //! per layer, for every point of a sweep over its parameters.
 
 use super::columns::{self as col, columns};
-use super::{Context, Job, Point, PointKey, Sweep, Todo, UnitSpec, one_job_per_point, unit_key};
+use super::{Context, Job, Point, PointKey, Sweep, Todo, one_job_per_point};
 use crate::results::{Cell, Table};
 use crate::seed::Key;
 use crate::theory::{RecursionInput, TheoryParams, VARIANCE_QUANTILES, theory_table};
@@ -207,11 +207,8 @@ impl Point for TheoryPoint {
     fn jobs(sweep: &Sweep<Self>) -> Vec<Job> {
         one_job_per_point(&sweep.points, |p| {
             let depth = p.profile().map(|w| w.len()).unwrap_or(0);
-            UnitSpec {
-                id: unit_key(p).id(),
-                label: format!("depth {depth}, slope {}, kappa_w {}", p.slope, p.kappa_w),
-                cost: 1e-6 * (depth as f64 + 1.0),
-            }
+            let label = format!("depth {depth}, slope {}, kappa_w {}", p.slope, p.kappa_w);
+            (label, 1e-6 * (depth as f64 + 1.0))
         })
     }
     fn prepare(sweep: &Sweep<Self>, _ctx: &mut Context) -> Result<serde_json::Value> {
