@@ -63,9 +63,18 @@ snake_case_names! {
     }
 }
 
-/// The configs of a scale. With `synthetic_instead` the quick scale's
-/// Fashion-MNIST experiments run on the synthetic dataset of the same shape.
-pub fn configs(scale: Scale, synthetic_instead: bool) -> Result<Vec<Config>> {
+/// Which data a scale's configs read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// The datasets the configs name.
+    AsWritten,
+    /// Fashion-MNIST's experiments on the synthetic dataset of its shape (for a
+    /// machine without Fashion-MNIST).
+    SyntheticForFashionMnist,
+}
+
+/// The configs of a scale, reading `data`.
+pub fn configs(scale: Scale, data: Data) -> Result<Vec<Config>> {
     let set = match scale {
         Scale::Quick => QUICK,
         Scale::Paper => PAPER,
@@ -73,7 +82,7 @@ pub fn configs(scale: Scale, synthetic_instead: bool) -> Result<Vec<Config>> {
     set.iter()
         .map(|(file, text)| {
             let stem = file.trim_end_matches(".yaml");
-            let text = if synthetic_instead {
+            let text = if data == Data::SyntheticForFashionMnist {
                 text.replace("dataset: fashion-mnist", "dataset: synthetic")
             } else {
                 text.to_string()

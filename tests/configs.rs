@@ -84,11 +84,16 @@ fn shipped_configs_validate_and_are_embedded() {
     }
     assert!(count > 0, "configs/beyond holds no config");
     // without Fashion-MNIST the quick scale falls back to synthetic data of its shape
-    for c in reproduce::configs(reproduce::Scale::Quick, true).unwrap() {
+    for c in reproduce::configs(
+        reproduce::Scale::Quick,
+        reproduce::Data::SyntheticForFashionMnist,
+    )
+    .unwrap()
+    {
         assert!(!c.source_text.contains("fashion-mnist"), "{}", c.name);
     }
     // the paper's settings, as PROTOCOL.md states them
-    let paper = reproduce::configs(reproduce::Scale::Paper, false).unwrap();
+    let paper = reproduce::configs(reproduce::Scale::Paper, reproduce::Data::AsWritten).unwrap();
     let fig2 = paper.iter().find(|c| c.name == "fig2-cifar10").unwrap();
     assert_eq!(
         work_units(fig2),
@@ -104,7 +109,9 @@ fn shipped_configs_validate_and_are_embedded() {
 #[test]
 fn the_authors_normalization_reaches_every_experiment_that_reads_a_dataset() {
     let mut with_data = 0;
-    for mut config in reproduce::configs(reproduce::Scale::Paper, false).unwrap() {
+    for mut config in
+        reproduce::configs(reproduce::Scale::Paper, reproduce::Data::AsWritten).unwrap()
+    {
         reproduce::set_normalization(&mut config, initlab::data::Normalization::Authors).unwrap();
         assert!(
             config.source_text.contains("--normalization authors"),

@@ -6,7 +6,7 @@
 use crate::cli::ReproduceArgs;
 use crate::data::{DatasetName, Normalization};
 use crate::experiment::sweep::{self, RunOptions};
-use crate::scales::{Scale, configs, set_normalization};
+use crate::scales::{Data, Scale, configs, set_normalization};
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
 
@@ -26,7 +26,12 @@ pub fn run(args: ReproduceArgs, threads: usize) -> Result<()> {
                 .display()
         );
     }
-    let mut configs = configs(args.scale, synthetic_instead)?;
+    let data = if synthetic_instead {
+        Data::SyntheticForFashionMnist
+    } else {
+        Data::AsWritten
+    };
+    let mut configs = configs(args.scale, data)?;
     if let Some(normalization) = args.normalization {
         for config in &mut configs {
             set_normalization(config, normalization)?;

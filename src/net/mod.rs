@@ -86,6 +86,14 @@ impl Arch {
     }
 }
 
+/// Whether a forward pass trains (batch normalisation uses the batch's
+/// statistics and updates the running ones) or evaluates (it uses those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Training,
+    Evaluation,
+}
+
 /// K networks of one shape.
 pub struct Ensemble {
     pub arch: Arch,
@@ -272,8 +280,9 @@ impl Ensemble {
     }
 
     /// Normalisation of hidden layer l's output; `feature_dim` is where the units are
-    /// (1 for `[K, w, n]`, 2 for `[K, B, w]`) and `training` selects batch statistics.
-    fn normalize(&self, l: usize, h: &Tensor, feature_dim: i64, training: bool) -> Tensor {
+    /// (1 for `[K, w, n]`, 2 for `[K, B, w]`) and `pass` selects batch statistics
+    /// (training) or the running ones (evaluation).
+    fn normalize(&self, l: usize, h: &Tensor, feature_dim: i64, pass: Pass) -> Tensor {
         let k = self.members as i64;
         let w = self.arch.width as i64;
         let shape: Vec<i64> = if feature_dim == 1 {
@@ -290,7 +299,7 @@ impl Ensemble {
                 (h - mean) / (var + NORM_EPS).sqrt()
             }
             Norm::Batch => {
-                if training {
+                if pass == Pass::Training {
                     let mean = h.mean_dim([sample_dim].as_slice(), true, Kind::Float);
                     let var = h.var_dim([sample_dim].as_slice(), false, true);
                     tch::no_grad(|| {
@@ -329,7 +338,7 @@ impl Ensemble {
         let mut h = b0.addmm(&w0, &x.tr()).view([k, out0 as i64, n]); // [K, out, n]
         probe(0, &h);
         for l in 1..self.weights.len() {
-            let normalized = self.normalize(l - 1, &h, 1, false);
+            let normalized = self.normalize(l - 1, &h, 1, Pass::Evaluation);
             let a = self.activation(&normalized); // [K, width, n]
             h = self.biases[l]
                 .unsqueeze(2)
@@ -340,13 +349,13 @@ impl Ensemble {
     }
 
     /// Each member on its own batch `x: [K, B, in]`; returns logits `[K, B, classes]`.
-    pub fn forward_batched(&self, x: &Tensor, training: bool) -> Tensor {
+    pub fn forward_batched(&self, x: &Tensor, pass: Pass) -> Tensor {
         let mut h =
             self.biases[0]
                 .unsqueeze(1)
                 .baddbmm(x, &self.weights[0].transpose(1, 2), 1.0, 1.0); // [K, B, out]
         for l in 1..self.weights.len() {
-            let normalized = self.normalize(l - 1, &h, 2, training);
+            let normalized = self.normalize(l - 1, &h, 2, pass);
             let a = self.activation(&normalized);
             h = self.biases[l]
                 .unsqueeze(1)

@@ -8,7 +8,7 @@
 use crate::data::Dataset;
 use crate::kernels::adam::{AdamConfig, AdamStep, Segment, adam_step};
 use crate::kernels::{fused, narrow, tensor_slice, tensor_slice_mut, wide::per_member};
-use crate::net::Ensemble;
+use crate::net::{Ensemble, Pass};
 use crate::seed::Stream;
 use anyhow::{Result, bail};
 use rand::seq::SliceRandom;
@@ -370,7 +370,7 @@ fn train_autograd(job: Job) -> Result<Vec<MemberResult>> {
         let idx = Tensor::from_slice(&shuffler.next(opts.batch_size));
         let x = data.train_x.index_select(0, &idx).view([k as i64, b, -1]); // [K, B, in]
         let y = data.train_y.index_select(0, &idx).view([k as i64, b]); // [K, B]
-        let logits = work.forward_batched(&x, true); // [K, B, C]
+        let logits = work.forward_batched(&x, Pass::Training); // [K, B, C]
         let losses = Ensemble::cross_entropy(&logits, &y); // [K]
         let total = losses.sum(Kind::Float);
         let grads = Tensor::run_backward(&[&total], &params, false, false);
